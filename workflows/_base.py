@@ -1,0 +1,78 @@
+"""Base classes shared by every typed payload of the project.
+
+Every object that crosses a boundary (workflow input, update, query, activity) is a frozen pydantic
+model whose JSON field names are camelCase: the Canary spec is Flagger's document, and the status
+carries Flagger's names (``canaryWeight``, ``failedChecks``…), so a Flagger user reads both as
+they always have. Python code uses the snake_case attribute names; both spellings are accepted
+on input so ``temporal workflow start --input`` works with either.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class ApiModel(BaseModel):
+    """A frozen, strict-about-unknown-fields model with camelCase JSON names."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+
+class LenientModel(ApiModel):
+    """For payloads that must stay readable by older or newer code (status, results)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+_GO_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns))+$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
+_UNIT_SECONDS = {
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 0.001,
+    "us": 0.000001,
+    "µs": 0.000001,
+    "ns": 0.000000001,
+}
+
+
+def duration_seconds(value: str) -> float:
+    """Seconds in a Go duration string such as ``30s``, ``1m30s`` or ``500ms``."""
+    if not _GO_DURATION.match(value):
+        raise ValueError(
+            f"invalid duration {value!r}: use a number with a unit, e.g. '30s', '1m', '1m30s', "
+            "'500ms'"
+        )
+    return sum(float(amount) * _UNIT_SECONDS[unit] for amount, unit in _PART.findall(value))
+
+
+def _positive_duration(value: str) -> str:
+    if duration_seconds(value) <= 0:
+        raise ValueError(f"duration {value!r} must be greater than zero, e.g. '30s'")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_positive_duration)]
+"""A positive Go duration string (``30s``, ``1m``, ``1m30s``, ``500ms``)."""
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest Go-style rendering of a number of seconds (for summaries and PromQL)."""
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+    if seconds >= 1 and float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{round(seconds * 1000)}ms"

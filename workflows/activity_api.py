@@ -1,0 +1,211 @@
+"""The contract between the workflow and its activities: names, inputs and results.
+
+The workflow refers to activities by these names only (it imports no client library); the
+``activities`` package implements each with ``@activity.defn(name=...)`` and the same types.
+Every activity is idempotent: it reads the cluster and converges it, so a retry or a replay after
+a crash does no harm.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from workflows._base import ApiModel, LenientModel
+from workflows.model import MetricResult, Phase
+from workflows.spec import AlertSpec, Canary, MetricSpec, WebhookSpec
+
+
+class ActivityName:
+    """Registered activity names (stable: renaming one breaks running rollouts)."""
+
+    # Kubernetes (activities/kubernetes)
+    READ_REVISION = "read_revision"
+    INITIALIZE = "initialize"
+    SCALE_CANARY = "scale_canary"
+    WAIT_READY = "wait_ready"
+    PROMOTE = "promote"
+    # Traffic router (activities/router)
+    RECONCILE_ROUTES = "reconcile_routes"
+    SET_WEIGHTS = "set_weights"
+    GET_WEIGHTS = "get_weights"
+    # Analysis (activities/analysis)
+    CHECK_METRIC = "check_metric"
+    CALL_WEBHOOK = "call_webhook"
+    RECORD_EVENT = "record_event"
+
+
+class CanaryRef(ApiModel):
+    """The names every activity needs to find a rollout's objects."""
+
+    cluster: str = "default"
+    namespace: str
+    name: str = Field(description="Canary name.")
+    target: str = Field(description="Target Deployment (the canary workload).")
+    service: str = Field(description="Service name (apex Service and VirtualService).")
+
+    @classmethod
+    def of(cls, canary: Canary, cluster: str = "default") -> CanaryRef:
+        return cls(
+            cluster=cluster,
+            namespace=canary.namespace,
+            name=canary.name,
+            target=canary.spec.target_ref.name,
+            service=canary.service_name,
+        )
+
+    @property
+    def primary(self) -> str:
+        return f"{self.target}-primary"
+
+    @property
+    def display(self) -> str:
+        """``podinfo.test``, as Flagger's messages write a canary."""
+        return f"{self.name}.{self.namespace}"
+
+
+# --- Kubernetes ----------------------------------------------------------------------------
+
+
+class ReadRevisionInput(ApiModel):
+    ref: CanaryRef
+
+
+class RevisionInfo(LenientModel):
+    """The target's current revision and the revision the primary last received."""
+
+    revision: str = Field(description="Hash of the pod template and referenced config.")
+    promoted_revision: str | None = Field(None, description="From the primary's annotation.")
+
+
+class InitializeInput(ApiModel):
+    """Create or converge the primary Deployment, its HPA and the three Services."""
+
+    canary: Canary
+    cluster: str = "default"
+
+
+class InitializeResult(LenientModel):
+    first_initialization: bool = Field(description="The primary did not exist before.")
+    promoted_revision: str | None = None
+
+
+class ScaleCanaryInput(ApiModel):
+    """Scale the target. ``replicas`` None: the primary's replicas, else the HPA minimum, else 1."""
+
+    canary: Canary
+    cluster: str = "default"
+    replicas: int | None = Field(None, ge=0)
+
+
+class ScaleResult(LenientModel):
+    replicas: int
+
+
+class WaitReadyInput(ApiModel):
+    """Wait (heartbeating) until a Deployment's rollout is complete, up to a deadline."""
+
+    ref: CanaryRef
+    deployment: str
+    deadline_seconds: float = Field(gt=0)
+    ready_threshold: int = Field(100, ge=0, le=100, description="Percent of pods ready.")
+
+
+class ReadyResult(LenientModel):
+    ready: bool
+    message: str = Field(description="e.g. '0 of 1 updated replicas are available'.")
+
+
+class PromoteInput(ApiModel):
+    """Copy the canary's pod template (and referenced config) to the primary."""
+
+    canary: Canary
+    cluster: str = "default"
+    revision: str
+
+
+# --- traffic router ------------------------------------------------------------------------
+
+
+class RoutesInput(ApiModel):
+    """Create or converge the VirtualService and DestinationRules."""
+
+    canary: Canary
+    cluster: str = "default"
+
+
+class SetWeightsInput(ApiModel):
+    ref: CanaryRef
+    primary: int = Field(ge=0, le=100)
+    canary: int = Field(ge=0, le=100)
+
+
+class Weights(LenientModel):
+    primary: int
+    canary: int
+
+
+# --- analysis ------------------------------------------------------------------------------
+
+
+class MetricCheckInput(ApiModel):
+    """Run one metric check for the canary."""
+
+    ref: CanaryRef
+    metric: MetricSpec
+
+
+class WebhookInput(ApiModel):
+    """Call one webhook with Flagger's payload."""
+
+    ref: CanaryRef
+    webhook: WebhookSpec
+    phase: Phase
+    checksum: str | None = Field(None, description="The revision under analysis.")
+
+
+class WebhookResult(LenientModel):
+    ok: bool
+    status_code: int | None = None
+    message: str = ""
+
+
+class EventInput(ApiModel):
+    """Record an event: a Kubernetes Event on the target, event webhooks, matching alerts."""
+
+    ref: CanaryRef
+    type: Literal["Normal", "Warning"] = "Normal"
+    reason: str
+    message: str
+    phase: Phase
+    revision: str | None = None
+    weight: int = 0
+    event_webhooks: list[WebhookSpec] = Field(default_factory=list)
+    alerts: list[AlertSpec] = Field(default_factory=list)
+    alert_severity: Literal["info", "warn", "error"] | None = Field(
+        None, description="Post to alerts at this severity; None sends no alert."
+    )
+
+
+__all__ = [
+    "ActivityName",
+    "CanaryRef",
+    "EventInput",
+    "InitializeInput",
+    "InitializeResult",
+    "MetricCheckInput",
+    "MetricResult",
+    "PromoteInput",
+    "ReadRevisionInput",
+    "ReadyResult",
+    "RevisionInfo",
+    "RoutesInput",
+    "ScaleCanaryInput",
+    "ScaleResult",
+    "SetWeightsInput",
+    "WaitReadyInput",
+    "WebhookInput",
+    "WebhookResult",
+    "Weights",
+]
