@@ -1,0 +1,92 @@
+"""The analysis activities as Temporal sees them: three synchronous methods on one class.
+
+`AnalysisActivities` gets its Kubernetes `ApiClient` and its `AnalysisSettings` injected by the
+worker (as the samples' activity classes get their clients), builds the three pieces that do the
+work — `MetricChecker`, `WebhookCaller`, `EventRecorder` — and translates their errors at the
+boundary:
+
+- a metric breach, missing data or an unreachable backend is a `MetricResult`, never an error;
+- a failed webhook is a `WebhookResult` with ``ok`` False;
+- `InvalidSpec` becomes a non-retryable ``ApplicationError`` of type ``InvalidSpec``;
+- `KubernetesError` becomes a retryable ``ApplicationError`` of type ``KubernetesError``, so the
+  workflow's retry policy decides how long to insist.
+
+The methods are synchronous (blocking HTTP): the worker must run them on a thread pool
+(``activity_executor=ThreadPoolExecutor(...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import httpx
+from kubernetes import client as k8s
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.analysis.errors import InvalidSpec, KubernetesError
+from activities.analysis.events import EventRecorder
+from activities.analysis.kube import Cluster
+from activities.analysis.metrics.check import MetricChecker
+from activities.analysis.settings import AnalysisSettings
+from activities.analysis.webhooks import WebhookCaller
+from workflows.activity_api import (
+    ActivityName,
+    EventInput,
+    MetricCheckInput,
+    WebhookInput,
+    WebhookResult,
+)
+from workflows.model import MetricResult
+
+T = TypeVar("T")
+
+
+def _boundary(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except InvalidSpec as exc:
+        raise exc.to_application_error() from None
+    except KubernetesError as exc:
+        raise ApplicationError(str(exc), type="KubernetesError") from None
+
+
+class AnalysisActivities:
+    """``check_metric``, ``call_webhook`` and ``record_event``."""
+
+    def __init__(
+        self,
+        *,
+        api_client: k8s.ApiClient,
+        settings: AnalysisSettings,
+        http_transport: httpx.BaseTransport | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """``http_transport`` and ``environ`` are test seams; the worker passes neither."""
+        cluster = Cluster(api_client, timeout_seconds=settings.kubernetes_timeout_seconds)
+        self.settings = settings
+        self.metrics = MetricChecker(cluster=cluster, settings=settings, environ=environ)
+        self.webhooks = WebhookCaller(cluster=cluster, settings=settings, transport=http_transport)
+        self.events = EventRecorder(
+            cluster=cluster, settings=settings, webhooks=self.webhooks, transport=http_transport
+        )
+
+    @activity.defn(name=ActivityName.CHECK_METRIC)
+    def check_metric(self, request: MetricCheckInput) -> MetricResult:
+        """Run one metric check; the verdict (ok, breach, no data, provider error) is the result."""
+        return _boundary(lambda: self.metrics.check(request))
+
+    @activity.defn(name=ActivityName.CALL_WEBHOOK)
+    def call_webhook(self, request: WebhookInput) -> WebhookResult:
+        """POST Flagger's payload; ``ok`` is False on status > 202, timeout or connection error."""
+        return _boundary(lambda: self.webhooks.call(request))
+
+    @activity.defn(name=ActivityName.RECORD_EVENT)
+    def record_event(self, request: EventInput) -> None:
+        """Write the Kubernetes Event (retried on failure), then webhooks and alerts."""
+        _boundary(lambda: self.events.record(request))
+
+    def all(self) -> list[Callable[..., object]]:
+        """The activity callables, for ``Worker(activities=...)``."""
+        return [self.check_metric, self.call_webhook, self.record_event]

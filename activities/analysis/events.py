@@ -1,0 +1,212 @@
+"""Recording an event: a Kubernetes Event on the target, ``event`` webhooks, and alerts.
+
+Order and failure policy, chosen so a retry does no harm and a chat outage never stops a release:
+
+1. The core/v1 Event on the target Deployment is written first; if the API server fails, the
+   activity raises and Temporal retries it (nothing else has been sent yet, so nothing is sent
+   twice). Repeats of the same event are aggregated as Kubernetes' event correlator does: the
+   Event's name is derived from (object, type, reason, message), so a repeat finds it and bumps
+   ``count`` and ``lastTimestamp`` instead of adding a new object.
+2. Every ``event`` webhook gets Flagger's payload with the message in ``metadata``.
+3. When the event carries an alert severity, every alert whose ``severity`` admits it is posted
+   through its ``AlertProvider``: info alerts receive everything, warn alerts warn and error,
+   error alerts only errors (Flagger's rule).
+
+Steps 2 and 3 swallow every failure (receiver down, unknown provider type, missing Secret) and log
+it without the URL or token. Provider URLs come from the ``AlertProvider``'s ``address`` or its
+Secret's ``address`` key, read here; they never enter workflow history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from activities.analysis.errors import AlreadyExists, AnalysisError, NotFound
+from activities.analysis.kube import Cluster
+from activities.analysis.notifiers import Field, notifier_for
+from activities.analysis.settings import AnalysisSettings
+from activities.analysis.webhooks import WebhookCaller, event_metadata, payload
+from workflows.activity_api import EventInput
+from workflows.spec import AlertSpec
+
+log = logging.getLogger(__name__)
+
+SEVERITY_RANK = {"info": 0, "warn": 1, "error": 2}
+
+
+def should_alert(alert_severity: str, event_severity: str) -> bool:
+    """Whether an alert configured at ``alert_severity`` receives an ``event_severity`` event."""
+    return SEVERITY_RANK[event_severity] >= SEVERITY_RANK[alert_severity]
+
+
+def event_name(event: EventInput, component: str) -> str:
+    """A stable name per distinct event, so repeats aggregate into one object."""
+    key = "\x00".join(
+        (component, event.ref.namespace, event.ref.target, event.type, event.reason, event.message)
+    )
+    return f"{event.ref.target}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def alert_fields(event: EventInput) -> list[Field]:
+    fields = [
+        Field("Target", f"Deployment/{event.ref.target}.{event.ref.namespace}"),
+        Field("Phase", event.phase.value),
+        Field("Canary weight", str(event.weight)),
+    ]
+    if event.revision:
+        fields.append(Field("Revision", event.revision))
+    return fields
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class EventRecorder:
+    """Runs `EventInput`s; `transport` is the HTTP seam for tests."""
+
+    def __init__(
+        self,
+        *,
+        cluster: Cluster,
+        settings: AnalysisSettings,
+        webhooks: WebhookCaller,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._cluster = cluster
+        self._settings = settings
+        self._webhooks = webhooks
+        self._transport = transport
+        self._clock = clock
+
+    def record(self, event: EventInput) -> None:
+        self.write_kubernetes_event(event)
+        self._send_event_webhooks(event)
+        if event.alert_severity is not None:
+            self._send_alerts(event, event.alert_severity)
+
+    # --- 1. Kubernetes ---------------------------------------------------------------------
+
+    def write_kubernetes_event(self, event: EventInput) -> None:
+        """Create the Event, or bump the count of an identical one (raises on API failure)."""
+        namespace = event.ref.namespace
+        name = event_name(event, self._settings.event_component)
+        now = _timestamp(self._clock())
+        try:
+            existing = self._cluster.read_event(namespace, name)
+        except NotFound:
+            try:
+                self._cluster.create_event(namespace, self._new_event(event, name, now))
+                return
+            except AlreadyExists:
+                # Another writer (or our own earlier attempt) created it meanwhile: aggregate.
+                existing = self._cluster.read_event(namespace, name)
+        count = (existing.count or 1) + 1
+        self._cluster.patch_event(namespace, name, {"count": count, "lastTimestamp": now})
+
+    def _new_event(self, event: EventInput, name: str, now: str) -> dict[str, Any]:
+        ref = event.ref
+        involved: dict[str, Any] = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": ref.target,
+            "namespace": ref.namespace,
+        }
+        uid = self._cluster.deployment_uid(ref.namespace, ref.target)
+        if uid:
+            involved["uid"] = uid
+        component = self._settings.event_component
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ref.namespace},
+            "involvedObject": involved,
+            "reason": event.reason,
+            "message": event.message,
+            "type": event.type,
+            "source": {"component": component},
+            "reportingComponent": component,
+            "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+        }
+
+    # --- 2. event webhooks -----------------------------------------------------------------
+
+    def _send_event_webhooks(self, event: EventInput) -> None:
+        for hook in event.event_webhooks:
+            metadata = event_metadata(event.message, event.type, hook.metadata, self._clock())
+            body = payload(event.ref, event.phase, event.revision, metadata)
+            try:
+                result = self._webhooks.post(
+                    event.ref,
+                    hook,
+                    body,
+                    timeout=self._settings.event_webhook_timeout_seconds,
+                    retries=0,
+                )
+            except AnalysisError as exc:
+                log.warning("event webhook %s for %s failed: %s", hook.name, event.ref.display, exc)
+                continue
+            if not result.ok:
+                log.warning(
+                    "event webhook %s for %s failed: %s",
+                    hook.name,
+                    event.ref.display,
+                    result.message,
+                )
+
+    # --- 3. alerts -------------------------------------------------------------------------
+
+    def _send_alerts(self, event: EventInput, severity: str) -> None:
+        wanted = [a for a in event.alerts if should_alert(a.severity, severity)]
+        if not wanted:
+            return
+        timeout = self._settings.notifier_timeout_seconds
+        with httpx.Client(
+            timeout=timeout, follow_redirects=False, transport=self._transport
+        ) as client:
+            for alert in wanted:
+                try:
+                    self._send_alert(client, event, alert, severity)
+                except AnalysisError as exc:
+                    # Never the URL: the message names the alert and the reason only.
+                    log.warning("alert %s for %s not sent: %s", alert.name, event.ref.display, exc)
+
+    def _send_alert(
+        self, client: httpx.Client, event: EventInput, alert: AlertSpec, severity: str
+    ) -> None:
+        namespace = alert.provider_ref.namespace or event.ref.namespace
+        name = alert.provider_ref.name
+        provider = self._cluster.flagger_object("alertproviders", namespace, name)
+        spec: dict[str, Any] = provider.get("spec") or {}
+        url = spec.get("address") or ""
+        secret_ref = spec.get("secretRef") or {}
+        if secret_ref.get("name"):
+            url = self._cluster.secret_value(namespace, secret_ref["name"], "address")
+        if not url:
+            log.warning(
+                "alert provider %s/%s has no address: alert %s skipped", namespace, name, alert.name
+            )
+            return
+        notifier = notifier_for(
+            str(spec.get("type") or ""),
+            url=url,
+            username=spec.get("username") or "coalmine",
+            channel=spec.get("channel") or "general",
+            client=client,
+        )
+        notifier.post(
+            workload=event.ref.name,
+            namespace=event.ref.namespace,
+            message=event.message,
+            fields=alert_fields(event),
+            severity=severity,
+        )

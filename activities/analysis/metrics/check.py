@@ -1,0 +1,144 @@
+"""One metric check: which query, on which backend, and the verdict on its value.
+
+A `MetricSpec` reaches us in one of three forms (the spec normalizes v1alpha3 documents first):
+
+1. ``templateRef``: a Flagger ``MetricTemplate`` read from the cluster, in the reference's
+   namespace or the Canary's; its ``spec.provider`` picks the backend, its ``secretRef`` (a Secret
+   in the template's namespace) the credentials, its ``spec.query`` is rendered with the template
+   variables;
+2. the deprecated inline ``query``: run as written on the default Prometheus (Flagger renders
+   nothing in it either);
+3. a builtin name (``request-success-rate``, ``request-duration``): the router's query template,
+   rendered, on the default Prometheus.
+
+The default Prometheus is `AnalysisSettings.prometheus_url`, else ``PROMETHEUS_URL``, with
+credentials from the environment. Missing templates, Secrets or addresses are `InvalidSpec`; a
+backend that cannot answer is a ``provider error`` verdict, never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from activities.analysis.errors import InvalidSpec, NoData, NotFound, ProviderError
+from activities.analysis.kube import Cluster
+from activities.analysis.metrics import credentials as creds
+from activities.analysis.metrics.provider import MetricProvider, provider_for
+from activities.analysis.metrics.verdict import bounds_of, judge, no_data, provider_error
+from activities.analysis.settings import AnalysisSettings
+from activities.analysis.templates import BUILTIN_QUERIES, TemplateModel, render
+from workflows.activity_api import CanaryRef, MetricCheckInput
+from workflows.model import MetricResult
+from workflows.spec import MetricSpec
+
+
+@dataclass(frozen=True)
+class _Plan:
+    provider: MetricProvider
+    provider_type: str
+    query: str
+    custom: bool
+
+
+class MetricChecker:
+    """Runs `MetricCheckInput`s; one instance serves every rollout of a worker."""
+
+    def __init__(
+        self,
+        *,
+        cluster: Cluster,
+        settings: AnalysisSettings,
+        router: str = "istio",
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._cluster = cluster
+        self._settings = settings
+        self._router = router
+        self._environ = environ
+
+    def check(self, request: MetricCheckInput) -> MetricResult:
+        metric, ref = request.metric, request.ref
+        low, high = bounds_of(metric)
+        plan = self._plan(metric, ref)
+        try:
+            value = plan.provider.run_query(plan.query)
+        except NoData:
+            return no_data(metric.name, low, high, workload=ref.display, custom=plan.custom)
+        except ProviderError as exc:
+            return provider_error(
+                metric.name, low, high, provider=plan.provider_type, detail=str(exc)
+            )
+        return judge(metric.name, value, low, high)
+
+    # --- which query on which backend -----------------------------------------------------
+
+    def _plan(self, metric: MetricSpec, ref: CanaryRef) -> _Plan:
+        model = TemplateModel(
+            name=ref.name,
+            namespace=ref.namespace,
+            target=ref.target,
+            service=ref.service,
+            interval=metric.interval,
+            variables=dict(metric.template_variables),
+        )
+        if metric.template_ref is not None:
+            namespace = metric.template_ref.namespace or ref.namespace
+            return self._template_plan(namespace, metric.template_ref.name, model)
+        if metric.query:
+            return _Plan(self._default_prometheus(), "prometheus", metric.query, custom=True)
+        builtin = BUILTIN_QUERIES.get(self._router, {}).get(metric.name)
+        if builtin is None:
+            raise InvalidSpec(
+                f"metric {metric.name!r} has neither a templateRef nor a query, and is not a "
+                f"builtin {self._router} metric (request-success-rate, request-duration)"
+            )
+        return _Plan(self._default_prometheus(), "prometheus", render(builtin, model), False)
+
+    def _template_plan(self, namespace: str, name: str, model: TemplateModel) -> _Plan:
+        try:
+            template = self._cluster.flagger_object("metrictemplates", namespace, name)
+        except NotFound:
+            raise InvalidSpec(f"metric template {namespace}/{name} not found") from None
+        spec: dict[str, Any] = template.get("spec") or {}
+        provider: dict[str, Any] = spec.get("provider") or {}
+        query = spec.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidSpec(f"metric template {namespace}/{name} has no spec.query")
+        type_name = str(provider.get("type") or "prometheus")
+        address = provider.get("address")
+        if not address:
+            raise InvalidSpec(f"metric template {namespace}/{name} has no spec.provider.address")
+        credentials = creds.Credentials()
+        secret_ref = provider.get("secretRef") or {}
+        if secret_ref.get("name"):
+            secret = f"{namespace}/{secret_ref['name']}"
+            try:
+                data = self._cluster.secret_data(namespace, secret_ref["name"])
+            except NotFound:
+                raise InvalidSpec(f"secret {secret} of metric template not found") from None
+            credentials = creds.from_secret(data, secret=secret)
+        backend = provider_for(
+            type_name,
+            address=str(address),
+            credentials=credentials,
+            timeout_seconds=self._settings.query_timeout_seconds,
+            insecure_skip_verify=bool(provider.get("insecureSkipVerify", False)),
+        )
+        return _Plan(backend, type_name, render(query, model), custom=True)
+
+    def _default_prometheus(self) -> MetricProvider:
+        env = os.environ if self._environ is None else self._environ
+        url = self._settings.prometheus_url or env.get(creds.ENV_URL)
+        if not url:
+            raise InvalidSpec(
+                f"no default Prometheus: set AnalysisSettings.prometheus_url or {creds.ENV_URL}"
+            )
+        return provider_for(
+            "prometheus",
+            address=url,
+            credentials=creds.from_environment(env),
+            timeout_seconds=self._settings.query_timeout_seconds,
+        )

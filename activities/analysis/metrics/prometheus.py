@@ -1,0 +1,106 @@
+"""`PrometheusProvider`: PromQL instant queries through prometheus-api-client.
+
+The client's own retries are turned off (a ``Retry`` with zero attempts): Temporal retries the
+activity, and a client retrying inside it would multiply the wait and hide an outage from the
+verdict. Each query has a timeout; whitespace is collapsed as Flagger does so the multi-line
+templates become one short query string. Like Flagger, the value is the last sample of the result
+vector; an empty vector or NaN is `NoData`, anything else that goes wrong is `ProviderError`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from activities.analysis.errors import InvalidSpec, NoData, ProviderError
+from activities.analysis.metrics.credentials import Credentials
+
+ONLINE_QUERY = "vector(1)"
+_SPACE = re.compile(r"\s+")
+
+
+class PrometheusProvider:
+    """Runs instant queries against one Prometheus server."""
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        credentials: Credentials | None = None,
+        timeout_seconds: float = 5.0,
+        insecure_skip_verify: bool = False,
+    ) -> None:
+        parsed = urlparse(address)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InvalidSpec(f"prometheus address {address!r} is not an http(s) URL")
+        self.address = address.rstrip("/")
+        self._credentials = credentials or Credentials()
+        self._timeout = timeout_seconds
+        self._insecure = insecure_skip_verify
+
+    def run_query(self, query: str) -> float:
+        """The value of ``query``; raises `NoData` or `ProviderError`."""
+        result = self._query(_SPACE.sub(" ", query).strip())
+        return _value(result)
+
+    def is_online(self) -> bool:
+        try:
+            return self.run_query(ONLINE_QUERY) == 1.0
+        except (NoData, ProviderError):
+            return False
+
+    def _query(self, query: str) -> list[Any]:
+        connect = PrometheusConnect(
+            url=self.address,
+            headers=self._credentials.request_headers() or None,
+            disable_ssl=self._insecure,
+            # Zero attempts: Temporal owns retries (see the module docstring).
+            retry=Retry(total=0, raise_on_status=False),
+            auth=self._credentials.basic_auth(),
+            timeout=self._timeout,
+        )
+        try:
+            data: list[Any] = connect.custom_query(query)
+            return data
+        except PrometheusApiClientException as exc:
+            raise ProviderError(f"prometheus {self.address} answered {_short(exc)}") from None
+        except requests.RequestException as exc:
+            raise ProviderError(
+                f"prometheus {self.address} unreachable: {type(exc).__name__}"
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(
+                f"prometheus {self.address} sent an unreadable answer: {exc}"
+            ) from None
+        finally:
+            connect.close()
+
+
+def _short(exc: Exception, limit: int = 300) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _value(result: list[Any]) -> float:
+    value: float | None = None
+    for sample in result:
+        try:
+            raw = sample["value"][1]
+        except (KeyError, IndexError, TypeError):
+            raise ProviderError("prometheus returned a sample without a value") from None
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ProviderError(f"prometheus returned a non-numeric value {raw!r}") from None
+    if value is None:
+        raise NoData("the query returned no series")
+    if math.isnan(value):
+        raise NoData("the query returned NaN")
+    return value

@@ -1,0 +1,195 @@
+"""Webhooks: Flagger's payload POSTed to a URL, judged by Flagger's rule (status ≤ 202 passes).
+
+The payload is ``{"name", "namespace", "phase", "checksum", "metadata"}`` — what
+flagger-loadtester and every Flagger gate expect. The call:
+
+- only ``http``/``https`` URLs (anything else is `InvalidSpec`: a ``file:`` or ``gopher:`` URL in a
+  Canary must not make the worker read files or talk odd protocols);
+- redirects are **not** followed: a 3xx is a failed call (status > 202). A gate that redirects
+  would otherwise turn the worker's POST into a GET somewhere else, and a redirect to an internal
+  address is a classic way to reach what the author of the Canary could not;
+- ``timeout`` from the spec (default 10 s); ``retries`` extra attempts after a connection error, a
+  timeout, 429 or 5xx, with a short backoff (as Flagger's retryablehttp); other statuses are an
+  answer and are not retried. The activity heartbeats between attempts;
+- an optional ``secretRef``: the Secret key's value is sent as ``Authorization: Bearer <value>``.
+  It is read here, inside the activity, and scrubbed from any response text we keep.
+
+What a failure means (hold, failed check, roll back) is the workflow's decision per webhook type;
+`WebhookResult` only reports ``ok``, the status and a short message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+from temporalio import activity
+
+from activities.analysis.errors import InvalidSpec
+from activities.analysis.kube import Cluster
+from activities.analysis.settings import AnalysisSettings
+from workflows._base import duration_seconds
+from workflows.activity_api import CanaryRef, WebhookInput, WebhookResult
+from workflows.model import Phase
+from workflows.spec import WebhookSpec
+
+log = logging.getLogger(__name__)
+
+PASSING_STATUS_MAX = 202
+"""Flagger's rule: a status code above 202 fails the webhook."""
+
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_MESSAGE_LIMIT = 200
+
+
+def payload(
+    ref: CanaryRef, phase: Phase, checksum: str | None, metadata: Mapping[str, str]
+) -> dict[str, Any]:
+    """Flagger's ``CanaryWebhookPayload`` (``metadata`` omitted when empty, as Go's omitempty)."""
+    body: dict[str, Any] = {
+        "name": ref.name,
+        "namespace": ref.namespace,
+        "phase": phase.value,
+        "checksum": checksum or "",
+    }
+    if metadata:
+        body["metadata"] = dict(metadata)
+    return body
+
+
+def event_metadata(
+    message: str, event_type: str, hook_metadata: Mapping[str, str], now: datetime | None = None
+) -> dict[str, str]:
+    """Metadata of an ``event`` webhook: the event, then the hook's own keys (never overriding)."""
+    moment = now or datetime.now(UTC)
+    metadata = {
+        "eventMessage": message,
+        "eventType": event_type,
+        "timestamp": str(int(moment.timestamp() * 1000)),
+    }
+    for key, value in hook_metadata.items():
+        metadata.setdefault(key, value)
+    return metadata
+
+
+def check_url(url: str) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise InvalidSpec(f"webhook URL {url!r} is not an http or https URL")
+
+
+class WebhookCaller:
+    """POSTs webhook payloads; `transport` is a seam for `httpx.MockTransport` in tests."""
+
+    def __init__(
+        self,
+        *,
+        cluster: Cluster,
+        settings: AnalysisSettings,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._cluster = cluster
+        self._settings = settings
+        self._transport = transport
+
+    def call(self, request: WebhookInput) -> WebhookResult:
+        """Call one webhook of any type with the phase and checksum of the rollout."""
+        hook = request.webhook
+        body = payload(request.ref, request.phase, request.checksum, hook.metadata)
+        timeout = duration_seconds(hook.timeout) if hook.timeout else None
+        return self.post(request.ref, hook, body, timeout=timeout, retries=hook.retries)
+
+    def post(
+        self,
+        ref: CanaryRef,
+        hook: WebhookSpec,
+        body: Mapping[str, Any],
+        *,
+        timeout: float | None,
+        retries: int,
+    ) -> WebhookResult:
+        check_url(hook.url)
+        token = self._token(ref, hook)
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        seconds = timeout or self._settings.webhook_default_timeout_seconds
+        with httpx.Client(
+            timeout=seconds, follow_redirects=False, transport=self._transport
+        ) as client:
+            result = self._attempts(
+                client, hook=hook, body=body, headers=headers, retries=retries, seconds=seconds
+            )
+        if token:
+            result = result.model_copy(update={"message": result.message.replace(token, "***")})
+        log.info(
+            "webhook %s (%s) for %s: %s",
+            hook.name,
+            hook.type,
+            ref.display,
+            "ok" if result.ok else result.message,
+        )
+        return result
+
+    def _attempts(
+        self,
+        client: httpx.Client,
+        *,
+        hook: WebhookSpec,
+        body: Mapping[str, Any],
+        headers: dict[str, str],
+        retries: int,
+        seconds: float,
+    ) -> WebhookResult:
+        result = WebhookResult(ok=False, message="not called")
+        for attempt in range(retries + 1):
+            if attempt:
+                _heartbeat(f"webhook {hook.name} attempt {attempt + 1}")
+                time.sleep(min(self._settings.webhook_retry_backoff_seconds * attempt, 5.0))
+            result, retryable = _once(client, hook.url, body, headers, seconds)
+            if result.ok or not retryable:
+                break
+        return result
+
+    def _token(self, ref: CanaryRef, hook: WebhookSpec) -> str | None:
+        if hook.secret_ref is None:
+            return None
+        namespace = hook.secret_ref.namespace or ref.namespace
+        return self._cluster.secret_value(namespace, hook.secret_ref.name, hook.secret_ref.key)
+
+
+def _once(
+    client: httpx.Client,
+    url: str,
+    body: Mapping[str, Any],
+    headers: dict[str, str],
+    seconds: float,
+) -> tuple[WebhookResult, bool]:
+    """One POST → (result, whether another attempt may help)."""
+    try:
+        response = client.post(url, json=dict(body), headers=headers)
+    except httpx.TimeoutException:
+        return WebhookResult(ok=False, message=f"timeout after {seconds:g}s"), True
+    except httpx.HTTPError as exc:
+        return WebhookResult(ok=False, message=f"request failed: {type(exc).__name__}"), True
+    status = response.status_code
+    if status <= PASSING_STATUS_MAX:
+        return WebhookResult(ok=True, status_code=status, message=f"HTTP {status}"), False
+    text = response.text.strip().replace("\n", " ")
+    if len(text) > _MESSAGE_LIMIT:
+        text = text[:_MESSAGE_LIMIT] + "…"
+    message = f"HTTP {status}: {text}" if text else f"HTTP {status}"
+    return WebhookResult(ok=False, status_code=status, message=message), (
+        status in _RETRYABLE_STATUS
+    )
+
+
+def _heartbeat(detail: str) -> None:
+    # Outside an activity (unit tests, the CLI) there is nobody to heartbeat to.
+    if activity.in_activity():
+        activity.heartbeat(detail)
