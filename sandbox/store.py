@@ -291,11 +291,9 @@ class Store:
 
     @staticmethod
     def _typed(rt: ResourceType, obj: Obj) -> Obj:
-        """A copy stamped with the preferred apiVersion and kind (storage is version-independent)."""
-        new = copy_obj(obj)
-        new["apiVersion"] = rt.api_version()
-        new["kind"] = rt.kind
-        return new
+        """A copy stamped with the preferred apiVersion and kind (storage is version-free)."""
+        rest = {k: clone(v) for k, v in obj.items() if k not in ("apiVersion", "kind")}
+        return {"apiVersion": rt.api_version(), "kind": rt.kind, **rest}
 
     def _namespace_of(self, rt: ResourceType, meta: Obj) -> str:
         if not rt.namespaced:
