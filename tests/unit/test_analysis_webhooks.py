@@ -1,0 +1,153 @@
+"""Webhook payloads and Flagger's pass/fail rules, against `httpx.MockTransport` handlers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from kubernetes import client as k8s
+
+from activities.analysis.errors import InvalidSpec
+from activities.analysis.kube import Cluster
+from activities.analysis.settings import AnalysisSettings
+from activities.analysis.webhooks import WebhookCaller, event_metadata, payload
+from workflows.activity_api import CanaryRef, WebhookInput
+from workflows.model import Phase
+from workflows.spec import WebhookSpec
+
+REF = CanaryRef(namespace="test", name="podinfo", target="podinfo", service="podinfo")
+SETTINGS = AnalysisSettings(webhook_retry_backoff_seconds=0.0)
+
+
+def _unused_cluster() -> Cluster:
+    # No secretRef in these tests: the cluster is never asked anything.
+    config = k8s.Configuration(host="http://127.0.0.1:1")
+    return Cluster(k8s.ApiClient(config), timeout_seconds=1)
+
+
+def _caller(handler: httpx.MockTransport) -> WebhookCaller:
+    return WebhookCaller(cluster=_unused_cluster(), settings=SETTINGS, transport=handler)
+
+
+def _input(**hook: object) -> WebhookInput:
+    spec = WebhookSpec.model_validate({"name": "load-test", "url": "http://tester/", **hook})
+    return WebhookInput(ref=REF, webhook=spec, phase=Phase.PROGRESSING, checksum="abc123")
+
+
+def test_payload_is_flaggers() -> None:
+    body = payload(REF, Phase.PROGRESSING, "abc", {"cmd": "hey"})
+    assert body == {
+        "name": "podinfo",
+        "namespace": "test",
+        "phase": "Progressing",
+        "checksum": "abc",
+        "metadata": {"cmd": "hey"},
+    }
+    assert "metadata" not in payload(REF, Phase.WAITING, None, {})
+    assert payload(REF, Phase.WAITING, None, {})["checksum"] == ""
+
+
+def test_event_metadata_keeps_the_event_keys() -> None:
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    metadata = event_metadata("Advance", "Normal", {"eventType": "x", "team": "a"}, moment)
+    assert metadata == {
+        "eventMessage": "Advance",
+        "eventType": "Normal",
+        "timestamp": str(int(moment.timestamp() * 1000)),
+        "team": "a",
+    }
+
+
+@pytest.mark.parametrize(("status", "ok"), [(200, True), (202, True), (203, False), (500, False)])
+def test_status_202_or_lower_passes(status: int, ok: bool) -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, text="nope" if status > 202 else "ok")
+
+    result = _caller(httpx.MockTransport(handle)).call(_input(metadata={"cmd": "hey -z 1m"}))
+    assert result.ok is ok
+    assert result.status_code == status
+    sent = json.loads(seen[0].content)
+    assert sent["metadata"] == {"cmd": "hey -z 1m"}
+    assert sent["checksum"] == "abc123"
+    assert seen[0].headers["content-type"] == "application/json"
+    if not ok:
+        assert result.message == f"HTTP {status}: nope"
+
+
+def test_retries_on_5xx_until_success() -> None:
+    statuses = iter([503, 500, 200])
+    calls: list[int] = []
+
+    def handle(_request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(next(statuses))
+
+    result = _caller(httpx.MockTransport(handle)).call(_input(retries=2))
+    assert result.ok
+    assert len(calls) == 3
+
+
+def test_a_4xx_answer_is_not_retried() -> None:
+    calls: list[int] = []
+
+    def handle(_request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(403, text="gate closed")
+
+    result = _caller(httpx.MockTransport(handle)).call(_input(retries=3))
+    assert not result.ok
+    assert len(calls) == 1
+    assert result.message == "HTTP 403: gate closed"
+
+
+def test_redirects_are_not_followed() -> None:
+    paths: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        return httpx.Response(302, headers={"Location": "http://internal/secret"})
+
+    result = _caller(httpx.MockTransport(handle)).call(_input())
+    assert not result.ok
+    assert result.status_code == 302
+    assert paths == ["/"]
+
+
+def test_connection_error_is_a_failed_call_not_an_exception() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    result = _caller(httpx.MockTransport(handle)).call(_input(retries=1))
+    assert not result.ok
+    assert result.status_code is None
+    assert result.message == "request failed: ConnectError"
+
+
+def test_timeout_is_a_failed_call() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    result = _caller(httpx.MockTransport(handle)).call(_input(timeout="2s"))
+    assert not result.ok
+    assert result.message == "timeout after 2s"
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://host/x", "tester/gate"])
+def test_only_http_urls(url: str) -> None:
+    def handle(_request: httpx.Request) -> httpx.Response:
+        raise AssertionError("must not be called")
+
+    # The spec refuses these too; the activity checks again (defence in depth).
+    hook = WebhookSpec.model_construct(
+        name="h", type="rollout", url=url, timeout="10s", retries=0, metadata={}, secret_ref=None
+    )
+    request = WebhookInput.model_construct(
+        ref=REF, webhook=hook, phase=Phase.PROGRESSING, checksum=None
+    )
+    with pytest.raises(InvalidSpec, match="not an http or https URL"):
+        _caller(httpx.MockTransport(handle)).call(request)
