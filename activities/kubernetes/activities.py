@@ -1,0 +1,252 @@
+"""The Kubernetes activities: read the revision, initialize, scale, wait for readiness, promote.
+
+Each is synchronous (the official client is; the worker runs them on a thread pool) and
+idempotent: it reads the cluster, then converges it (`resources.converge`), so a retry or a
+replay after a worker crash repeats reads and writes nothing already written. The objects they
+write are built by the pure functions of `objects`; the API client is injected.
+
+What retrying cannot fix is raised as a non-retryable `activities.errors.RolloutError`
+(``TargetNotFound``, ``InvalidSpec``…); API failures as retryable `KubernetesError`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client
+from temporalio import activity
+from temporalio.exceptions import CancelledError
+
+from activities.errors import (
+    InvalidSpec,
+    NotFound,
+    PrimaryNotFound,
+    RevisionMismatch,
+    TargetNotFound,
+)
+from activities.kubernetes import objects
+from activities.kubernetes.readiness import readiness
+from activities.kubernetes.resources import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    HPA,
+    SECRET,
+    SERVICE,
+    Obj,
+    Resources,
+    annotations_of,
+    converge,
+    is_subset,
+)
+from activities.kubernetes.revision import SECRET_REF, ConfigRefs, compute_revision, read_configs
+from workflows.activity_api import (
+    ActivityName,
+    InitializeInput,
+    InitializeResult,
+    PromoteInput,
+    ReadRevisionInput,
+    ReadyResult,
+    RevisionInfo,
+    ScaleCanaryInput,
+    ScaleResult,
+    WaitReadyInput,
+)
+from workflows.spec import Canary
+
+AUTOSCALING_VERSIONS = ("autoscaling/v2", "autoscaling/v2beta2", "autoscaling/v2beta1")
+"""autoscalerRef versions accepted; all are read and written as autoscaling/v2 (v2beta1 and
+v2beta2 are no longer served since Kubernetes 1.26, and v2 holds all their fields)."""
+
+
+class KubernetesActivities:
+    """Activities on the target Deployment, its primary, HPA, Services and config copies.
+
+    ``api_client``: the Kubernetes client (see `build_api_client`), shared by every thread.
+    ``poll_interval``: seconds between two reads while `wait_ready` waits.
+    """
+
+    def __init__(self, api_client: client.ApiClient, *, poll_interval: float = 0.5) -> None:
+        self._res = Resources(api_client)
+        self._poll_interval = poll_interval
+
+    # --- activities ------------------------------------------------------------------------
+
+    @activity.defn(name=ActivityName.READ_REVISION)
+    def read_revision(self, input: ReadRevisionInput) -> RevisionInfo:
+        """The target's revision and the one the primary last received (read-only)."""
+        ref = input.ref
+        target = self._target(ref.namespace, ref.target)
+        revision = compute_revision(target, read_configs(self._res, ref.namespace, target))
+        primary = self._res.get(DEPLOYMENT, ref.namespace, ref.primary)
+        promoted = annotations_of(primary).get(objects.REVISION_ANNOTATION)
+        return RevisionInfo(revision=revision, promoted_revision=promoted)
+
+    @activity.defn(name=ActivityName.INITIALIZE)
+    def initialize(self, input: InitializeInput) -> InitializeResult:
+        """Create or converge the primary, its HPA and the Services; on the first run, scale
+        the target to zero.
+
+        An existing primary is never changed here (only promotion changes what production
+        runs); nor are the ``-primary`` config copies. "First" is recorded on the primary only
+        once the target is at zero, so a retry after a crash in between still scales it down.
+        """
+        canary = input.canary
+        namespace, name = canary.namespace, canary.spec.target_ref.name
+        target = self._target(namespace, name)
+        label, value = objects.selector_label(target)
+        hpa = self._autoscaler(canary)  # validated before anything is written
+        primary = self._res.get(DEPLOYMENT, namespace, name + objects.PRIMARY_SUFFIX)
+        if primary is None:
+            configs = read_configs(self._res, namespace, target)
+            revision = compute_revision(target, configs)
+            copied = self._sync_configs(canary, configs)
+            wanted = objects.primary_deployment(canary, target, copied, revision)
+            _, primary = converge(self._res, DEPLOYMENT, wanted, update=False)
+        if hpa is not None:
+            converge(self._res, HPA, objects.primary_hpa(canary, hpa), update=False)
+        for service in objects.services(canary, label, value):
+            converge(self._res, SERVICE, service)
+        first = objects.INITIALIZED_ANNOTATION not in annotations_of(primary)
+        if first:
+            self._scale(namespace, name, 0)
+            mark = {"metadata": {"annotations": {objects.INITIALIZED_ANNOTATION: "true"}}}
+            self._res.patch(DEPLOYMENT, namespace, name + objects.PRIMARY_SUFFIX, mark)
+        promoted = annotations_of(primary).get(objects.REVISION_ANNOTATION)
+        return InitializeResult(first_initialization=first, promoted_revision=promoted)
+
+    @activity.defn(name=ActivityName.SCALE_CANARY)
+    def scale_canary(self, input: ScaleCanaryInput) -> ScaleResult:
+        """Scale the target to ``replicas``; None: the primary's, else the HPA minimum, else 1."""
+        canary = input.canary
+        replicas = input.replicas
+        if replicas is None:
+            replicas = self._default_replicas(canary)
+        self._scale(canary.namespace, canary.spec.target_ref.name, replicas)
+        return ScaleResult(replicas=replicas)
+
+    @activity.defn(name=ActivityName.WAIT_READY)
+    def wait_ready(self, input: WaitReadyInput) -> ReadyResult:
+        """Poll the Deployment until its rollout finished, heartbeating the progress message.
+
+        Returns ``ready=False`` when the deadline passes or the Deployment reports
+        ProgressDeadlineExceeded. The deadline counts from the first attempt: its start time
+        travels in the heartbeat details, so a retry does not extend it. Cancellation is
+        honoured between polls.
+        """
+        namespace, name = input.ref.namespace, input.deployment
+        started = _first_attempt_start()
+        deadline = started + input.deadline_seconds
+        while True:
+            deployment = self._res.get(DEPLOYMENT, namespace, name)
+            if deployment is None:
+                missing = TargetNotFound if name == input.ref.target else PrimaryNotFound
+                raise missing(f"deployment {name}.{namespace} not found")
+            state = readiness(deployment, input.ready_threshold)
+            if state.ready:
+                return ReadyResult(ready=True, message=state.message)
+            activity.heartbeat(state.message, started)
+            if state.stuck or time.time() >= deadline:
+                return ReadyResult(ready=False, message=state.message)
+            # Sleeps one poll interval, but wakes at once when the activity is cancelled.
+            activity.wait_for_cancelled_sync(self._poll_interval)
+            if activity.is_cancelled():
+                raise CancelledError(f"waiting for {name}.{namespace} cancelled")
+
+    @activity.defn(name=ActivityName.PROMOTE)
+    def promote(self, input: PromoteInput) -> None:
+        """Copy the target's template, rollout settings and config to the primary.
+
+        Refuses (`RevisionMismatch`) when the target no longer has the analysed revision.
+        Idempotent: the primary is replaced only when it differs from the promoted form, and it
+        carries the revision, so a repeat finds nothing to do.
+        """
+        canary = input.canary
+        namespace, name = canary.namespace, canary.spec.target_ref.name
+        target = self._target(namespace, name)
+        primary_name = name + objects.PRIMARY_SUFFIX
+        primary = self._res.get(DEPLOYMENT, namespace, primary_name)
+        if primary is None:
+            raise PrimaryNotFound(
+                f"deployment {primary_name}.{namespace} not found: initialize before promoting"
+            )
+        hpa = self._autoscaler(canary)
+        configs = read_configs(self._res, namespace, target)
+        revision = compute_revision(target, configs)
+        if revision != input.revision:
+            raise RevisionMismatch(
+                f"deployment {name}.{namespace} is at revision {revision}, not {input.revision}: "
+                "it changed after analysis, so it is not promoted"
+            )
+        copied = self._sync_configs(canary, configs)
+        wanted = objects.promoted_primary(
+            primary, target, copied, revision, has_autoscaler=hpa is not None
+        )
+        if not is_subset(wanted, primary):
+            self._res.replace(DEPLOYMENT, namespace, primary_name, wanted)
+        if hpa is not None:
+            converge(self._res, HPA, objects.primary_hpa(canary, hpa))
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _target(self, namespace: str, name: str) -> Obj:
+        target = self._res.get(DEPLOYMENT, namespace, name)
+        if target is None:
+            raise TargetNotFound(
+                f"deployment {name}.{namespace} not found: the Canary's targetRef must name an "
+                "existing Deployment"
+            )
+        return target
+
+    def _autoscaler(self, canary: Canary) -> Obj | None:
+        """The target's HPA named by ``autoscalerRef`` (None when none is named)."""
+        ref = canary.spec.autoscaler_ref
+        if ref is None:
+            return None
+        if ref.api_version not in AUTOSCALING_VERSIONS:
+            raise InvalidSpec(
+                f"spec.autoscalerRef.apiVersion {ref.api_version!r} is not supported: use "
+                "autoscaling/v2"
+            )
+        hpa = self._res.get(HPA, canary.namespace, ref.name)
+        if hpa is None:
+            raise InvalidSpec(
+                f"spec.autoscalerRef names HorizontalPodAutoscaler {ref.name}.{canary.namespace}, "
+                "which does not exist: create it or remove autoscalerRef"
+            )
+        return hpa
+
+    def _sync_configs(self, canary: Canary, configs: ConfigRefs) -> ConfigRefs:
+        """Converge the ``-primary`` config copies; the references that now have one."""
+        for kind, copy in objects.primary_configs(canary, configs):
+            converge(self._res, SECRET if kind == SECRET_REF else CONFIG_MAP, copy)
+        return {ref: obj for ref, obj in configs.items() if obj is not None}
+
+    def _default_replicas(self, canary: Canary) -> int:
+        """Flagger's rule: the primary's replicas, else the HPA minimum, else 1."""
+        primary_name = canary.spec.target_ref.name + objects.PRIMARY_SUFFIX
+        primary = self._res.get(DEPLOYMENT, canary.namespace, primary_name)
+        replicas = ((primary or {}).get("spec") or {}).get("replicas")
+        if isinstance(replicas, int) and replicas > 0:
+            return replicas
+        hpa = self._autoscaler(canary)
+        minimum = ((hpa or {}).get("spec") or {}).get("minReplicas")
+        return minimum if isinstance(minimum, int) and minimum > 0 else 1
+
+    def _scale(self, namespace: str, name: str, replicas: int) -> bool:
+        """Set the replicas through ``/scale``; no write when already there."""
+        try:
+            scale = self._res.read_scale(namespace, name)
+        except NotFound:
+            raise TargetNotFound(f"deployment {name}.{namespace} not found") from None
+        if (scale.get("spec") or {}).get("replicas", 0) == replicas:
+            return False
+        self._res.patch_scale(namespace, name, replicas)
+        return True
+
+
+def _first_attempt_start() -> float:
+    """When the first attempt of this activity started (from its last heartbeat), else now."""
+    details = activity.info().heartbeat_details
+    if len(details) >= 2 and isinstance(details[1], int | float):
+        return float(details[1])
+    return time.time()

@@ -1,0 +1,210 @@
+"""The Istio router: one VirtualService and two DestinationRules per Canary (networking/v1beta1).
+
+What Flagger's ``pkg/router/istio.go`` creates for a Canary whose service is ``podinfo``:
+
+- VirtualService ``podinfo`` with hosts ``podinfo`` plus ``service.hosts``, gateways
+  ``service.gateways`` plus ``mesh`` (so traffic inside the mesh, e.g. from the load tester, is
+  split too), and one HTTP route — carrying the spec's match, rewrite, timeout, retries, headers
+  and corsPolicy — to ``podinfo-primary`` (weight 100 − w) and ``podinfo-canary`` (weight w);
+- DestinationRules ``podinfo-primary`` and ``podinfo-canary`` with ``service.trafficPolicy``.
+
+Rendering is pure (`render_virtual_service`, `render_destination_rule`); `IstioRouter` reads and
+converges. Reconciling keeps the live weights (as Flagger ignores weights when it diffs), and the
+fingerprint of the VirtualService is taken at 100/0, so a reconcile after a weight change writes
+nothing. Setting weights sends a JSON merge patch of ``spec.http`` — a merge patch replaces a
+list whole, which is what a route list needs — with the ``resourceVersion`` just read, so a
+concurrent writer turns the patch into a retryable `Conflict` rather than a lost update.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+
+from activities.errors import InvalidSpec, RoutesNotFound
+from activities.kubernetes.resources import (
+    CANARY_ANNOTATION,
+    MANAGED_BY,
+    Kind,
+    Obj,
+    Resources,
+    converge,
+    labels_of,
+)
+from workflows.activity_api import CanaryRef, Weights
+from workflows.spec import Canary
+
+GROUP, VERSION = "networking.istio.io", "v1beta1"
+VIRTUAL_SERVICE = Kind("VirtualService", group=GROUP, version=VERSION, plural="virtualservices")
+DESTINATION_RULE = Kind("DestinationRule", group=GROUP, version=VERSION, plural="destinationrules")
+MESH_GATEWAY = "mesh"
+
+# Route fields copied from the Canary's service spec (Istio's names).
+_ROUTE_FIELDS = (
+    ("match", "match"),
+    ("rewrite", "rewrite"),
+    ("timeout", "timeout"),
+    ("retries", "retries"),
+    ("headers", "headers"),
+    ("cors_policy", "corsPolicy"),
+)
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _hosts(apex: str) -> tuple[str, str]:
+    return apex + "-primary", apex + "-canary"
+
+
+def _metadata(canary: Canary, name: str, custom: Mapping[Any, Any] | None = None) -> Obj:
+    custom = custom or {}
+    return {
+        "name": name,
+        "namespace": canary.namespace,
+        "labels": {**(custom.get("labels") or {}), MANAGED_BY[0]: MANAGED_BY[1]},
+        "annotations": {
+            **(custom.get("annotations") or {}),
+            CANARY_ANNOTATION: f"{canary.namespace}/{canary.name}",
+        },
+    }
+
+
+def _destination(canary: Canary, host: str, weight: int) -> Obj:
+    destination: Obj = {"host": host}
+    if canary.spec.service.port_discovery:
+        # As Flagger: with several ports exposed, the route must name the service port.
+        destination["port"] = {"number": canary.spec.service.port}
+    return {"destination": destination, "weight": weight}
+
+
+def http_route(canary: Canary, primary: int = 100, canary_weight: int = 0) -> Obj:
+    """The one HTTP route: the spec's match/rewrite/timeout/retries/headers/cors, two weights."""
+    service = canary.spec.service
+    route: Obj = {}
+    for attribute, field in _ROUTE_FIELDS:
+        value = getattr(service, attribute)
+        if value:
+            route[field] = _copy(value)
+    primary_host, canary_host = _hosts(canary.service_name)
+    route["route"] = [
+        _destination(canary, primary_host, primary),
+        _destination(canary, canary_host, canary_weight),
+    ]
+    return route
+
+
+def render_virtual_service(canary: Canary, primary: int = 100, canary_weight: int = 0) -> Obj:
+    """The VirtualService ``<svc>`` routing ``primary``/``canary_weight`` percent."""
+    service, apex = canary.spec.service, canary.service_name
+    hosts = list(service.hosts)
+    if apex not in hosts and "*" not in hosts:
+        hosts.insert(0, apex)
+    gateways = list(service.gateways)
+    if MESH_GATEWAY not in gateways:
+        gateways.append(MESH_GATEWAY)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "VirtualService",
+        "metadata": _metadata(canary, apex, service.apex),
+        "spec": {
+            "hosts": hosts,
+            "gateways": gateways,
+            "http": [http_route(canary, primary, canary_weight)],
+        },
+    }
+
+
+def render_destination_rule(canary: Canary, host: str) -> Obj:
+    """The DestinationRule for ``host`` (``<svc>-primary`` or ``<svc>-canary``)."""
+    spec: Obj = {"host": host}
+    if canary.spec.service.traffic_policy:
+        spec["trafficPolicy"] = _copy(canary.spec.service.traffic_policy)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DestinationRule",
+        "metadata": _metadata(canary, host),
+        "spec": spec,
+    }
+
+
+def find_route(virtual_service: Obj, apex: str) -> tuple[int, Weights] | None:
+    """The index of the HTTP route to ``<apex>-canary`` and its weights; None when absent."""
+    primary_host, canary_host = _hosts(apex)
+    for index, route in enumerate((virtual_service.get("spec") or {}).get("http") or []):
+        weights = {"primary": 0, "canary": 0}
+        found = False
+        for destination in route.get("route") or []:
+            host = (destination.get("destination") or {}).get("host")
+            if host == canary_host:
+                found = True
+                weights["canary"] = int(destination.get("weight") or 0)
+            elif host == primary_host:
+                weights["primary"] = int(destination.get("weight") or 0)
+        if found:
+            return index, Weights(**weights)
+    return None
+
+
+class IstioRouter:
+    """`TrafficRouter` for Istio, through ``CustomObjectsApi`` on networking.istio.io/v1beta1."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._res = Resources(api_client)
+
+    def reconcile(self, canary: Canary) -> None:
+        primary_host, canary_host = _hosts(canary.service_name)
+        for host in (canary_host, primary_host):
+            converge(self._res, DESTINATION_RULE, render_destination_rule(canary, host))
+        live = self._res.get(VIRTUAL_SERVICE, canary.namespace, canary.service_name)
+        found = find_route(live, canary.service_name) if live else None
+        weights = found[1] if found else Weights(primary=100, canary=0)
+        wanted = render_virtual_service(canary, weights.primary, weights.canary)
+        converge(self._res, VIRTUAL_SERVICE, wanted, basis=render_virtual_service(canary))
+
+    def set_routes(self, ref: CanaryRef, primary: int, canary: int) -> bool:
+        if primary + canary != 100:
+            raise InvalidSpec(f"weights must add up to 100, got {primary} + {canary}")
+        live, index, current = self._route(ref)
+        if (current.primary, current.canary) == (primary, canary):
+            return False
+        http = _copy(live["spec"]["http"])
+        primary_host, canary_host = _hosts(ref.service)
+        wanted = {primary_host: primary, canary_host: canary}
+        for destination in http[index]["route"]:
+            host = (destination.get("destination") or {}).get("host")
+            if host in wanted:
+                destination["weight"] = wanted[host]
+        patch = {
+            "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
+            "spec": {"http": http},
+        }
+        self._res.patch(VIRTUAL_SERVICE, ref.namespace, ref.service, patch)
+        return True
+
+    def get_routes(self, ref: CanaryRef) -> Weights:
+        return self._route(ref)[2]
+
+    def finalize(self, ref: CanaryRef) -> None:
+        # Only what Coalmine created: a VirtualService the user wrote stays.
+        names = [(VIRTUAL_SERVICE, ref.service)]
+        names += [(DESTINATION_RULE, host) for host in _hosts(ref.service)]
+        for kind, name in names:
+            live = self._res.get(kind, ref.namespace, name)
+            if live is not None and labels_of(live).get(MANAGED_BY[0]) == MANAGED_BY[1]:
+                self._res.delete(kind, ref.namespace, name)
+
+    def _route(self, ref: CanaryRef) -> tuple[Obj, int, Weights]:
+        live = self._res.get(VIRTUAL_SERVICE, ref.namespace, ref.service)
+        found = find_route(live, ref.service) if live else None
+        if live is None or found is None:
+            primary_host, canary_host = _hosts(ref.service)
+            raise RoutesNotFound(
+                f"VirtualService {ref.service}.{ref.namespace} does not contain routes for "
+                f"{primary_host} and {canary_host}: reconcile the routes first"
+            )
+        return live, found[0], found[1]
