@@ -119,6 +119,7 @@ def test_router_for_names_istio_and_refuses_unknown_providers() -> None:
     assert router_for("istio")(None).__class__ is IstioRouter
     with pytest.raises(ConfigurationError, match="unknown traffic router provider 'linkerd'"):
         router_for("linkerd")
-    error = pytest.raises(ConfigurationError, router_for, "").value
-    assert error.non_retryable
-    assert error.type == "ConfigurationError"
+    with pytest.raises(ConfigurationError) as raised:
+        router_for("")
+    assert raised.value.non_retryable
+    assert raised.value.type == "ConfigurationError"
