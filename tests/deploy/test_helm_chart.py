@@ -1,0 +1,233 @@
+"""The Helm chart, rendered by a real helm (v4, from deploy/scripts/fetch-helm.sh): it lints, its
+defaults give the same objects as the plain manifests, and each value does what values.yaml says."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.deploy._support import (
+    CHART,
+    MANIFESTS,
+    Doc,
+    by_kind,
+    container,
+    env,
+    helm,
+    helm_template,
+    kustomize,
+    normalized_rules,
+    one,
+    run,
+)
+
+
+@pytest.fixture(scope="module")
+def chart() -> list[Doc]:
+    return helm_template()
+
+
+@pytest.fixture(scope="module")
+def manifests() -> list[Doc]:
+    return kustomize(MANIFESTS)
+
+
+def test_chart_lints():
+    out = run(helm(), "lint", "--strict", str(CHART), check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_defaults_render_the_manifests_objects(chart, manifests):
+    def names(objects: list[Doc]) -> set[tuple[str, str, str | None]]:
+        return {
+            (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"))
+            for o in objects
+            if o["kind"] != "Namespace"  # `helm install --create-namespace` makes it
+        }
+
+    assert names(chart) == names(manifests)
+
+
+def test_chart_rules_equal_the_manifests_rules(chart, manifests):
+    assert normalized_rules(one(chart, "ClusterRole")) == normalized_rules(
+        one(manifests, "ClusterRole")
+    )
+
+
+def test_worker_container_equals_the_manifests(chart, manifests):
+    ours, theirs = container(chart), container(manifests)
+    for key in (
+        "image",
+        "args",
+        "ports",
+        "livenessProbe",
+        "readinessProbe",
+        "resources",
+        "securityContext",
+        "volumeMounts",
+    ):
+        assert ours[key] == theirs[key], key
+    # The chart's defaults leave out the optional API key; otherwise the same environment.
+    assert {k: v for k, v in env(manifests).items() if k != "TEMPORAL_API_KEY"} == env(chart)
+
+
+def test_pod_settings_equal_the_manifests(chart, manifests):
+    def pod(objects: list[Doc]) -> Doc:
+        deployment = one(objects, "Deployment")
+        return deployment["spec"]["template"]["spec"] | {
+            "replicas": deployment["spec"]["replicas"],
+            "annotations": deployment["spec"]["template"]["metadata"]["annotations"],
+        }
+
+    ours, theirs = pod(chart), pod(manifests)
+    for key in (
+        "securityContext",
+        "terminationGracePeriodSeconds",
+        "volumes",
+        "replicas",
+        "annotations",
+    ):
+        assert ours[key] == theirs[key], key
+
+
+def test_service_selects_the_worker_pods(chart):
+    deployment = one(chart, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    service = one(chart, "Service")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["metadata"]["annotations"]["prometheus.io/port"] == "9090"
+
+
+def test_cluster_role_binding_binds_the_service_account(chart):
+    binding = one(chart, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "coalmine", "namespace": "coalmine-system"}
+    ]
+
+
+def test_namespaced_rbac_makes_a_role_per_namespace(chart):
+    objects = helm_template(
+        "--set",
+        "rbac.namespaced=true",
+        "--set",
+        "rbac.namespaces={team-a,team-b}",
+    )
+    assert not by_kind(objects, "ClusterRole")
+    assert not by_kind(objects, "ClusterRoleBinding")
+    roles = by_kind(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    for role in roles:
+        assert normalized_rules(role) == normalized_rules(one(chart, "ClusterRole"))
+    for binding in by_kind(objects, "RoleBinding"):
+        assert binding["subjects"][0]["namespace"] == "coalmine-system"
+
+
+def test_namespaced_rbac_defaults_to_the_release_namespace():
+    objects = helm_template("--set", "rbac.namespaced=true", namespace="apps")
+    assert [r["metadata"]["namespace"] for r in by_kind(objects, "Role")] == ["apps"]
+
+
+def test_rbac_create_false_renders_no_rbac():
+    objects = helm_template("--set", "rbac.create=false")
+    assert not {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} & {
+        o["kind"] for o in objects
+    }
+
+
+def test_service_monitor_is_optional():
+    objects = helm_template(
+        "--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.additionalLabels.team=x"
+    )
+    monitor = one(objects, "ServiceMonitor")
+    service = one(objects, "Service")
+    assert monitor["metadata"]["labels"]["team"] == "x"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+        service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+
+
+def test_service_monitor_without_the_service_is_refused():
+    out = run(
+        helm(),
+        "template",
+        "coalmine",
+        str(CHART),
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "metrics.service.enabled=false",
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "metrics.service.enabled" in out.stderr
+
+
+def test_temporal_api_key_and_tls_from_existing_secrets():
+    objects = helm_template(
+        "--set",
+        "temporal.address=ns.acct.tmprl.cloud:7233",
+        "--set",
+        "temporal.apiKey.existingSecret=temporal-key",
+        "--set",
+        "temporal.tls.existingSecret=temporal-certs",
+        "--set",
+        "temporal.tls.serverName=ns.acct.tmprl.cloud",
+    )
+    variables = env(objects)
+    assert variables["TEMPORAL_ADDRESS"]["value"] == "ns.acct.tmprl.cloud:7233"
+    assert variables["TEMPORAL_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "temporal-key",
+        "key": "api-key",
+    }
+    mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "temporal-tls")
+    assert variables["TEMPORAL_TLS_CERT"]["value"] == f"{mount['mountPath']}/tls.crt"
+    assert variables["TEMPORAL_TLS_KEY"]["value"] == f"{mount['mountPath']}/tls.key"
+    assert variables["TEMPORAL_TLS_CA"]["value"] == f"{mount['mountPath']}/ca.crt"
+    assert variables["TEMPORAL_TLS_SERVER_NAME"]["value"] == "ns.acct.tmprl.cloud"
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "temporal-tls")
+    assert volume["secret"]["secretName"] == "temporal-certs"
+
+
+def test_tls_without_a_ca_trusts_the_system_roots():
+    objects = helm_template(
+        "--set", "temporal.tls.existingSecret=temporal-certs", "--set", "temporal.tls.caKey="
+    )
+    assert "TEMPORAL_TLS_CA" not in env(objects)
+    assert "TEMPORAL_TLS_CERT" in env(objects)
+
+
+def test_image_replicas_port_task_queue_and_extra_env():
+    objects = helm_template(
+        "--set",
+        "image.repository=registry.example.com/coalmine",
+        "--set",
+        "image.tag=0.2.0",
+        "--set",
+        "replicaCount=3",
+        "--set",
+        "metrics.port=9464",
+        "--set",
+        "temporal.taskQueue=canaries",
+        "--set",
+        "extraEnv[0].name=COALMINE_EXTRA",
+        "--set",
+        "extraEnv[0].value=yes",
+    )
+    worker = container(objects)
+    assert worker["image"] == "registry.example.com/coalmine:0.2.0"
+    assert one(objects, "Deployment")["spec"]["replicas"] == 3
+    assert worker["ports"][0]["containerPort"] == 9464
+    variables = env(objects)
+    assert variables["COALMINE_METRICS_PORT"]["value"] == "9464"
+    assert variables["TEMPORAL_TASK_QUEUE"]["value"] == "canaries"
+    assert variables["COALMINE_EXTRA"]["value"] == "yes"
+    service = one(objects, "Service")
+    assert service["spec"]["ports"][0]["port"] == 9464
+    assert service["metadata"]["annotations"]["prometheus.io/port"] == "9464"
+
+
+def test_release_name_without_coalmine_is_prefixed():
+    out = run(helm(), "template", "canaries", str(CHART), "-n", "ops")
+    assert "name: canaries-coalmine-worker" in out.stdout
