@@ -1,0 +1,134 @@
+"""The sandbox process: one asyncio loop serving the API, the mesh and its metrics, plus the
+controllers.
+
+``python -m sandbox run --state-dir DIR`` runs ``serve()``: one `Store`, the Kubernetes API app on
+the API port, the mesh proxy on the mesh port, Istio's metrics on the metrics port, the controllers
+as tasks, and the real Prometheus as a child process. It writes the client files and marks itself
+ready in ``sandbox.json`` only after Prometheus has scraped the mesh, then runs until SIGTERM/SIGINT
+and shuts down in reverse order.
+
+Tests and commands start that process from outside with `start_sandbox` / ``launcher.up``
+(re-exported here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from sandbox import seed as seeding
+from sandbox import statefiles
+from sandbox.apiserver import build_api_app
+from sandbox.controllers import ControllerManager
+from sandbox.launcher import SandboxHandle, down, start_sandbox, up
+from sandbox.mesh import IstioMetrics, Mesh
+from sandbox.prometheus import PrometheusServer
+from sandbox.settings import WorldSettings
+from sandbox.store import Store
+from sandbox.tools import hey_bin
+from sandbox.workloads import LoadTester, Podinfo, WorkloadSet
+
+__all__ = ["RunOptions", "SandboxHandle", "down", "serve", "start_sandbox", "up"]
+
+log = logging.getLogger("sandbox")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``python -m sandbox run`` was asked for."""
+
+    state_dir: Path
+    settings: WorldSettings = field(default_factory=WorldSettings)
+    loadtester: bool = True
+    extra_scrape_targets: tuple[str, ...] = ()
+
+
+def metrics_app(metrics: IstioMetrics) -> web.Application:
+    async def handler(request: web.Request) -> web.Response:
+        del request
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    return app
+
+
+async def _site(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
+    return runner
+
+
+async def serve(options: RunOptions) -> None:
+    """Run the whole sandbox until SIGTERM/SIGINT."""
+    started = time.monotonic()
+    state_dir = options.state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ports = statefiles.ports_for(state_dir)
+    store = Store()
+    controllers = ControllerManager(store, options.settings)
+    metrics = IstioMetrics()
+    loadtester = LoadTester(mesh_port=ports.mesh, hey_bin=hey_bin(), work_dir=state_dir)
+    mesh = Mesh(store, WorkloadSet(podinfo=Podinfo(), loadtester=loadtester), metrics)
+    control = asyncio.create_task(controllers.run(), name="controllers")
+    sites = [
+        await _site(build_api_app(store), ports.api),
+        await _site(mesh.app(), ports.mesh),
+        await _site(metrics_app(metrics), ports.metrics),
+    ]
+    prometheus = PrometheusServer(
+        state_dir=state_dir,
+        port=ports.prometheus,
+        mesh_target=f"127.0.0.1:{ports.metrics}",
+        extra_targets=list(options.extra_scrape_targets),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        seeding.seed(store, loadtester=options.loadtester)
+        await prometheus.start()
+        scraped = await prometheus.wait_ready()
+        statefiles.write_client_files(state_dir, ports)
+        statefiles.write_state(
+            state_dir,
+            pid=os.getpid(),
+            ready=True,
+            ports=asdict(ports),
+            urls=statefiles.urls(ports),
+            settings=asdict(options.settings),
+        )
+        log.info(
+            "sandbox ready in %.1f s (prometheus scraped after %.1f s): %s",
+            time.monotonic() - started,
+            scraped,
+            statefiles.urls(ports),
+        )
+        await stop.wait()
+    finally:
+        log.info("sandbox stopping")
+        statefiles.write_state(state_dir, ready=False)
+        await prometheus.stop()
+        await loadtester.close()
+        await mesh.close()
+        control.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await control
+        for site in reversed(sites):
+            await site.cleanup()
+        for name in ("prometheus.pid",):
+            with contextlib.suppress(FileNotFoundError):
+                (state_dir / name).unlink()

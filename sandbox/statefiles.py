@@ -1,0 +1,133 @@
+"""The files a sandbox keeps in its state directory, and what each means.
+
+- ``sandbox.json`` — ports (chosen free at first start, then kept), the runner's pid and ``ready``;
+- ``sandbox.pid`` / ``prometheus.pid`` — the processes ``coalmine sandbox down`` stops;
+- ``kubeconfig`` — server ``http://127.0.0.1:<api port>``, context ``sandbox``, namespace
+  ``default``;
+- ``env`` — a file a shell sources: ``KUBECONFIG``, ``PROMETHEUS_URL``,
+  ``HTTP_PROXY``/``http_proxy`` (the mesh), ``NO_PROXY``/``no_proxy`` (loopback),
+  ``COALMINE_LOADTESTER_URL``, ``COALMINE_SANDBOX_API``, ``COALMINE_SANDBOX_MESH``,
+  ``COALMINE_SANDBOX_METRICS``;
+- ``sandbox.log``, ``prometheus.log``, ``prometheus.yml``, ``prometheus-data/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOADTESTER_URL = "http://flagger-loadtester.test/"
+NO_PROXY = "127.0.0.1,localhost,::1"
+
+
+@dataclass(frozen=True)
+class Ports:
+    api: int
+    mesh: int
+    metrics: int
+    prometheus: int
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(api=free_port(), mesh=free_port(), metrics=free_port(), prometheus=free_port())
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def urls(ports: Ports) -> dict[str, str]:
+    return {
+        "api": f"http://127.0.0.1:{ports.api}",
+        "mesh": f"http://127.0.0.1:{ports.mesh}",
+        "metrics": f"http://127.0.0.1:{ports.metrics}",
+        "prometheus": f"http://127.0.0.1:{ports.prometheus}",
+        "loadtester": LOADTESTER_URL,
+    }
+
+
+def read_state(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / "sandbox.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def write_state(state_dir: Path, **fields: Any) -> None:
+    state = read_state(state_dir)
+    state.update(fields)
+    tmp = state_dir / "sandbox.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(state_dir / "sandbox.json")
+
+
+def ports_for(state_dir: Path) -> Ports:
+    """The ports kept in sandbox.json; fresh free ones when missing or taken."""
+    saved = read_state(state_dir).get("ports")
+    if isinstance(saved, dict):
+        ports = Ports(**{k: int(saved[k]) for k in ("api", "mesh", "metrics", "prometheus")})
+        if all(port_is_free(p) for p in asdict(ports).values()):
+            return ports
+    ports = Ports.free()
+    write_state(state_dir, ports=asdict(ports))
+    return ports
+
+
+def kubeconfig(ports: Ports) -> str:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "sandbox", "cluster": {"server": f"http://127.0.0.1:{ports.api}"}}],
+        "users": [{"name": "sandbox", "user": {}}],
+        "contexts": [
+            {
+                "name": "sandbox",
+                "context": {"cluster": "sandbox", "user": "sandbox", "namespace": "default"},
+            }
+        ],
+        "current-context": "sandbox",
+        "preferences": {},
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def env_vars(state_dir: Path, ports: Ports) -> dict[str, str]:
+    links = urls(ports)
+    return {
+        "KUBECONFIG": str((state_dir / "kubeconfig").resolve()),
+        "PROMETHEUS_URL": links["prometheus"],
+        "HTTP_PROXY": links["mesh"],
+        "http_proxy": links["mesh"],
+        "NO_PROXY": NO_PROXY,
+        "no_proxy": NO_PROXY,
+        "COALMINE_LOADTESTER_URL": LOADTESTER_URL,
+        "COALMINE_SANDBOX_API": links["api"],
+        "COALMINE_SANDBOX_MESH": links["mesh"],
+        "COALMINE_SANDBOX_METRICS": links["metrics"],
+    }
+
+
+def write_client_files(state_dir: Path, ports: Ports) -> None:
+    (state_dir / "kubeconfig").write_text(kubeconfig(ports))
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in env_vars(state_dir, ports).items()]
+    (state_dir / "env").write_text("\n".join(lines) + "\n")
