@@ -63,6 +63,13 @@ class RolloutInput(ApiModel):
     revision: str | None = Field(None, description="Revision to roll out; current when omitted.")
     requested_by: str | None = Field(None, description="Who started the rollout (CI job, user).")
     reason: str | None = Field(None, description="Why, e.g. the commit or pipeline URL.")
+    status: RolloutStatus | None = Field(
+        None,
+        description="Set by the workflow when it continues as new: the rollout resumes from it.",
+    )
+    max_history_events: int | None = Field(
+        None, ge=100, description="Continue as new past this history length (default 10,000)."
+    )
 
 
 # --- operator requests (updates, and signals of the same name for the Web UI) ------------------

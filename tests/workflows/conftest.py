@@ -1,0 +1,148 @@
+"""Workflow-test fixtures: the rollout workflow on the time-skipping server with fake activities."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+from temporalio.workflow import UnfinishedSignalHandlersWarning, UnfinishedUpdateHandlersWarning
+
+from tests.workflows.fakes import ACTIVITIES, CLUSTERS, FakeCluster, new_workflow_id
+from workflows.model import RolloutInput, RolloutResult, RolloutStatus
+from workflows.rollout import CanaryRolloutWorkflow
+from workflows.search import SEARCH_ATTRIBUTES
+from workflows.spec import Canary
+
+TASK_QUEUE = "coalmine-workflow-tests"
+
+
+async def register_search_attributes(client: Client) -> None:
+    """The time-skipping server starts with no custom attributes: register the workflow's."""
+    kinds = {
+        SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    }
+    request = AddSearchAttributesRequest(
+        namespace=client.namespace,
+        search_attributes={k.name: kinds[k.indexed_value_type] for k in SEARCH_ATTRIBUTES},
+    )
+    try:
+        await client.operator_service.add_search_attributes(request)
+    except RPCError as err:  # already registered by an earlier fixture in this session
+        if "already" not in str(err).lower():
+            raise
+
+
+def make_canary(**analysis: Any) -> Canary:
+    """podinfo.test as in the article: interval 30s, threshold 5, stepWeight 10 up to 50."""
+    spec_analysis: dict[str, Any] = {
+        "interval": "30s",
+        "threshold": 5,
+        "maxWeight": 50,
+        "stepWeight": 10,
+        "metrics": [
+            {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "1m"},
+            {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "30s"},
+        ],
+    }
+    spec_analysis.update(analysis)
+    spec: dict[str, Any] = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+        "progressDeadlineSeconds": 60,
+        "service": {"port": 9898},
+        "analysis": spec_analysis,
+    }
+    for key in ("skipAnalysis",):
+        if key in analysis:
+            spec[key] = spec_analysis.pop(key)
+    return Canary.model_validate(
+        {
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": spec,
+        }
+    )
+
+
+def hook(name: str, type: str, url: str = "http://loadtester.test/") -> dict[str, Any]:
+    return {"name": name, "type": type, "url": url}
+
+
+class Rollouts:
+    """Start rollouts on the session's worker, each with its own fake cluster."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def start(
+        self, cluster: FakeCluster, canary: Canary | None = None, **fields: Any
+    ) -> WorkflowHandle[Any, RolloutResult]:
+        workflow_id = new_workflow_id()
+        CLUSTERS[workflow_id] = cluster
+        fields.setdefault("revision", cluster.revision)
+        rollout = RolloutInput(canary=canary or make_canary(), **fields)
+        return await self.client.start_workflow(
+            CanaryRolloutWorkflow.run, rollout, id=workflow_id, task_queue=TASK_QUEUE
+        )
+
+    async def status(self, handle: WorkflowHandle[Any, Any]) -> RolloutStatus:
+        return await handle.query(CanaryRolloutWorkflow.status)
+
+    async def wait_for(
+        self, handle: WorkflowHandle[Any, Any], predicate: Callable[[RolloutStatus], bool]
+    ) -> RolloutStatus:
+        """Poll the status query until the predicate holds (real time: keep it short)."""
+        for _ in range(500):
+            status = await self.status(handle)
+            if predicate(status):
+                return status
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"status never matched: {status}")
+
+
+@pytest.fixture(scope="session")
+async def rollout_client(time_skipping_env: WorkflowEnvironment) -> Client:
+    await register_search_attributes(time_skipping_env.client)
+    return time_skipping_env.client
+
+
+@pytest.fixture(scope="session")
+async def rollout_worker(rollout_client: Client) -> AsyncIterator[Worker]:
+    async with Worker(
+        rollout_client,
+        task_queue=TASK_QUEUE,
+        workflows=[CanaryRolloutWorkflow],
+        activities=ACTIVITIES,
+    ) as worker:
+        yield worker
+
+
+@pytest.fixture
+def rollouts(rollout_client: Client, rollout_worker: Worker) -> Rollouts:
+    return Rollouts(rollout_client)
+
+
+@pytest.fixture(autouse=True)
+def no_unfinished_handlers() -> Iterator[None]:
+    """A workflow that exits with handlers still running is a test error, not a warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnfinishedUpdateHandlersWarning)
+        warnings.simplefilter("always", UnfinishedSignalHandlersWarning)
+        yield
+    unfinished = [
+        w
+        for w in caught
+        if issubclass(w.category, UnfinishedUpdateHandlersWarning | UnfinishedSignalHandlersWarning)
+    ]
+    assert not unfinished, [str(w.message) for w in unfinished]

@@ -1,0 +1,238 @@
+"""A fake cluster behind the workflow's activities: the test double of the *activities*.
+
+Every activity name of ``workflows.activity_api`` is registered with a function that records the
+call and answers from a script. One worker serves a whole test session; each rollout finds its
+``FakeCluster`` by workflow ID, so tests run their own scripted cluster without a worker each.
+
+Hooks run inside an activity, before it answers: a test can send an update or cancel the workflow
+at an exact point of the rollout ("when set_weights reaches 20, pause"), deterministically.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.activity_api import (
+    ActivityName,
+    EventInput,
+    InitializeInput,
+    InitializeResult,
+    MetricCheckInput,
+    PromoteInput,
+    ReadRevisionInput,
+    ReadyResult,
+    RevisionInfo,
+    RoutesInput,
+    ScaleCanaryInput,
+    ScaleResult,
+    SetWeightsInput,
+    WaitReadyInput,
+    WebhookInput,
+    WebhookResult,
+    Weights,
+)
+from workflows.model import CheckOutcome, MetricResult
+
+Answer = Callable[[Any], Any]
+
+
+@dataclass
+class Hook:
+    activity: str
+    when: Callable[[Any], bool]
+    do: Callable[[], Awaitable[Any]]
+    once: bool = True
+    fired: bool = False
+
+
+def passing(name: str, value: float = 99.5) -> MetricResult:
+    return MetricResult(name=name, value=value, outcome=CheckOutcome.OK, message=f"{name} {value}")
+
+
+def failing(name: str, message: str = "success rate 69.17% < 99%") -> MetricResult:
+    return MetricResult(
+        name=name, value=69.17, min=99, outcome=CheckOutcome.BREACH, message=message
+    )
+
+
+@dataclass
+class FakeCluster:
+    """The scripted state of one rollout's cluster, and the calls the workflow made."""
+
+    revision: str = "rev-2"
+    promoted_revision: str | None = "rev-1"
+    first_initialization: bool = False
+    # deployment name → answers of wait_ready, consumed in order (the last one repeats)
+    ready: dict[str, list[bool]] = field(default_factory=dict)
+    # metric name → answers of check_metric, consumed in order (the last one repeats)
+    metrics: dict[str, list[MetricResult]] = field(default_factory=dict)
+    # webhook name → answers (ok or not), consumed in order (the last one repeats);
+    # unscripted hooks pass, except rollback hooks, which say "no rollback"
+    webhooks: dict[str, list[bool]] = field(default_factory=dict)
+    fail_events: bool = False
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    hooks: list[Hook] = field(default_factory=list)
+    weights: tuple[int, int] = (100, 0)
+    canary_replicas: int = 0
+    primary_revision: str | None = None
+
+    def on(
+        self,
+        name: str,
+        when: Callable[[Any], bool],
+        do: Callable[[], Awaitable[Any]],
+        *,
+        once: bool = True,
+    ) -> None:
+        self.hooks.append(Hook(name, when, do, once))
+
+    def called(self, name: str) -> list[Any]:
+        return [arg for call, arg in self.calls if call == name]
+
+    def mutations(self) -> list[tuple[str, Any]]:
+        """set_weights, scale_canary and promote calls, as (name, short description)."""
+        out: list[tuple[str, Any]] = []
+        for name, arg in self.calls:
+            if name == ActivityName.SET_WEIGHTS:
+                out.append((name, (arg.primary, arg.canary)))
+            elif name == ActivityName.SCALE_CANARY:
+                out.append((name, arg.replicas))
+            elif name == ActivityName.PROMOTE:
+                out.append((name, arg.revision))
+        return out
+
+    def event_messages(self) -> list[str]:
+        return [e.message for e in self.called(ActivityName.RECORD_EVENT)]
+
+    async def record(self, name: str, arg: Any) -> None:
+        self.calls.append((name, arg))
+        for hook in self.hooks:
+            if hook.activity == name and not (hook.once and hook.fired) and hook.when(arg):
+                hook.fired = True
+                await hook.do()
+
+    @staticmethod
+    def _next(answers: list[Any], default: Any) -> Any:
+        if not answers:
+            return default
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+
+CLUSTERS: dict[str, FakeCluster] = {}
+"""Workflow ID → the fake cluster of that rollout."""
+
+
+def _cluster() -> FakeCluster:
+    return CLUSTERS[activity.info().workflow_id]
+
+
+@activity.defn(name=ActivityName.READ_REVISION)
+async def read_revision(arg: ReadRevisionInput) -> RevisionInfo:
+    c = _cluster()
+    await c.record(ActivityName.READ_REVISION, arg)
+    return RevisionInfo(revision=c.revision, promoted_revision=c.promoted_revision)
+
+
+@activity.defn(name=ActivityName.INITIALIZE)
+async def initialize(arg: InitializeInput) -> InitializeResult:
+    c = _cluster()
+    await c.record(ActivityName.INITIALIZE, arg)
+    return InitializeResult(
+        first_initialization=c.first_initialization, promoted_revision=c.promoted_revision
+    )
+
+
+@activity.defn(name=ActivityName.RECONCILE_ROUTES)
+async def reconcile_routes(arg: RoutesInput) -> None:
+    await _cluster().record(ActivityName.RECONCILE_ROUTES, arg)
+
+
+@activity.defn(name=ActivityName.WAIT_READY)
+async def wait_ready(arg: WaitReadyInput) -> ReadyResult:
+    c = _cluster()
+    await c.record(ActivityName.WAIT_READY, arg)
+    ok = c._next(c.ready.get(arg.deployment, []), True)
+    message = (
+        "1 of 1 updated replicas are available" if ok else "0 of 1 updated replicas are available"
+    )
+    return ReadyResult(ready=ok, message=message)
+
+
+@activity.defn(name=ActivityName.SCALE_CANARY)
+async def scale_canary(arg: ScaleCanaryInput) -> ScaleResult:
+    c = _cluster()
+    await c.record(ActivityName.SCALE_CANARY, arg)
+    c.canary_replicas = 2 if arg.replicas is None else arg.replicas
+    return ScaleResult(replicas=c.canary_replicas)
+
+
+@activity.defn(name=ActivityName.PROMOTE)
+async def promote(arg: PromoteInput) -> None:
+    c = _cluster()
+    await c.record(ActivityName.PROMOTE, arg)
+    c.primary_revision = arg.revision
+
+
+@activity.defn(name=ActivityName.SET_WEIGHTS)
+async def set_weights(arg: SetWeightsInput) -> Weights:
+    c = _cluster()
+    await c.record(ActivityName.SET_WEIGHTS, arg)
+    c.weights = (arg.primary, arg.canary)
+    return Weights(primary=arg.primary, canary=arg.canary)
+
+
+@activity.defn(name=ActivityName.GET_WEIGHTS)
+async def get_weights(arg: Any) -> Weights:
+    c = _cluster()
+    await c.record(ActivityName.GET_WEIGHTS, arg)
+    return Weights(primary=c.weights[0], canary=c.weights[1])
+
+
+@activity.defn(name=ActivityName.CHECK_METRIC)
+async def check_metric(arg: MetricCheckInput) -> MetricResult:
+    c = _cluster()
+    await c.record(ActivityName.CHECK_METRIC, arg)
+    return c._next(c.metrics.get(arg.metric.name, []), passing(arg.metric.name))
+
+
+@activity.defn(name=ActivityName.CALL_WEBHOOK)
+async def call_webhook(arg: WebhookInput) -> WebhookResult:
+    c = _cluster()
+    await c.record(ActivityName.CALL_WEBHOOK, arg)
+    ok = c._next(c.webhooks.get(arg.webhook.name, []), arg.webhook.type != "rollback")
+    return WebhookResult(ok=ok, status_code=200 if ok else 403, message="" if ok else "refused")
+
+
+@activity.defn(name=ActivityName.RECORD_EVENT)
+async def record_event(arg: EventInput) -> None:
+    c = _cluster()
+    await c.record(ActivityName.RECORD_EVENT, arg)
+    if c.fail_events:
+        raise ApplicationError("notifier down", non_retryable=True)
+
+
+ACTIVITIES = [
+    read_revision,
+    initialize,
+    reconcile_routes,
+    wait_ready,
+    scale_canary,
+    promote,
+    set_weights,
+    get_weights,
+    check_metric,
+    call_webhook,
+    record_event,
+]
+
+_ids = itertools.count()
+
+
+def new_workflow_id(prefix: str = "canary/test") -> str:
+    return f"{prefix}/{next(_ids)}"

@@ -1,0 +1,184 @@
+"""Typed calls of the activities, by name, each with its options and a summary for the Web UI.
+
+The workflow imports no activity code: it calls the names in ``activity_api`` with the payloads
+defined there. Every call carries a timeout, a named retry policy and a one-line summary, which the
+Web UI's timeline draws as a bar ("set_weights • set weights primary 80 / canary 20").
+
+Mutating calls wait for a cancelled activity to finish cancelling
+(``WAIT_CANCELLATION_COMPLETED``): when a rollout is aborted mid-call, the undo that follows must
+not race with the call it undoes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from temporalio import workflow
+
+from workflows import policies
+from workflows._base import duration_seconds
+from workflows.activity_api import (
+    ActivityName,
+    CanaryRef,
+    EventInput,
+    InitializeInput,
+    InitializeResult,
+    MetricCheckInput,
+    PromoteInput,
+    ReadRevisionInput,
+    ReadyResult,
+    RevisionInfo,
+    RoutesInput,
+    ScaleCanaryInput,
+    ScaleResult,
+    SetWeightsInput,
+    WaitReadyInput,
+    WebhookInput,
+    WebhookResult,
+    Weights,
+)
+from workflows.decisions import metric_summary
+from workflows.model import MetricResult, Phase
+from workflows.spec import Canary, MetricSpec, WebhookSpec
+
+R = TypeVar("R")
+
+_WAIT = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+
+
+async def _call(
+    name: str,
+    arg: Any,
+    *,
+    result_type: type[R],
+    options: policies.ActivityOptions,
+    summary: str,
+) -> R:
+    result = await workflow.execute_activity(
+        name,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=options.start_to_close,
+        heartbeat_timeout=options.heartbeat,
+        retry_policy=options.retry,
+        cancellation_type=_WAIT,
+        summary=summary,
+    )
+    assert isinstance(result, result_type)
+    return result
+
+
+class Activities:
+    """The activities of one rollout, bound to its Canary and cluster."""
+
+    def __init__(self, canary: Canary, cluster: str) -> None:
+        self.canary = canary
+        self.cluster = cluster
+        self.ref = CanaryRef.of(canary, cluster)
+
+    # --- Kubernetes ------------------------------------------------------------------------
+
+    async def read_revision(self) -> RevisionInfo:
+        return await _call(
+            ActivityName.READ_REVISION,
+            ReadRevisionInput(ref=self.ref),
+            result_type=RevisionInfo,
+            options=policies.KUBERNETES,
+            summary=f"read revision of {self.ref.target}",
+        )
+
+    async def initialize(self) -> InitializeResult:
+        return await _call(
+            ActivityName.INITIALIZE,
+            InitializeInput(canary=self.canary, cluster=self.cluster),
+            result_type=InitializeResult,
+            options=policies.KUBERNETES,
+            summary=f"initialize {self.ref.primary} and services {self.ref.service}",
+        )
+
+    async def scale_canary(self, replicas: int | None, *, undo: bool = False) -> ScaleResult:
+        wanted = "up" if replicas is None else f"to {replicas}"
+        return await _call(
+            ActivityName.SCALE_CANARY,
+            ScaleCanaryInput(canary=self.canary, cluster=self.cluster, replicas=replicas),
+            result_type=ScaleResult,
+            options=policies.COMPENSATION if undo else policies.KUBERNETES,
+            summary=f"scale {self.ref.target} {wanted}",
+        )
+
+    async def wait_ready(self, deployment: str, *, threshold: int) -> ReadyResult:
+        deadline = float(self.canary.spec.progress_deadline_seconds)
+        return await _call(
+            ActivityName.WAIT_READY,
+            WaitReadyInput(
+                ref=self.ref,
+                deployment=deployment,
+                deadline_seconds=deadline,
+                ready_threshold=threshold,
+            ),
+            result_type=ReadyResult,
+            options=policies.wait_ready(deadline),
+            summary=f"wait for {deployment} ready (deadline {deadline:g}s)",
+        )
+
+    async def promote(self, revision: str) -> None:
+        await _call(
+            ActivityName.PROMOTE,
+            PromoteInput(canary=self.canary, cluster=self.cluster, revision=revision),
+            result_type=type(None),
+            options=policies.KUBERNETES,
+            summary=f"copy {self.ref.target} template spec to {self.ref.primary}",
+        )
+
+    # --- traffic router ----------------------------------------------------------------------
+
+    async def reconcile_routes(self) -> None:
+        await _call(
+            ActivityName.RECONCILE_ROUTES,
+            RoutesInput(canary=self.canary, cluster=self.cluster),
+            result_type=type(None),
+            options=policies.KUBERNETES,
+            summary=f"reconcile routes of {self.ref.service}",
+        )
+
+    async def set_weights(self, primary: int, canary: int, *, undo: bool = False) -> Weights:
+        return await _call(
+            ActivityName.SET_WEIGHTS,
+            SetWeightsInput(ref=self.ref, primary=primary, canary=canary),
+            result_type=Weights,
+            options=policies.COMPENSATION if undo else policies.KUBERNETES,
+            summary=f"set weights primary {primary} / canary {canary}",
+        )
+
+    # --- analysis ----------------------------------------------------------------------------
+
+    async def check_metric(self, metric: MetricSpec) -> MetricResult:
+        return await _call(
+            ActivityName.CHECK_METRIC,
+            MetricCheckInput(ref=self.ref, metric=metric),
+            result_type=MetricResult,
+            options=policies.ANALYSIS,
+            summary=metric_summary(metric),
+        )
+
+    async def call_webhook(
+        self, hook: WebhookSpec, *, phase: Phase, revision: str | None
+    ) -> WebhookResult:
+        return await _call(
+            ActivityName.CALL_WEBHOOK,
+            WebhookInput(ref=self.ref, webhook=hook, phase=phase, checksum=revision),
+            result_type=WebhookResult,
+            options=policies.webhook(
+                timeout_seconds=duration_seconds(hook.timeout), retries=hook.retries
+            ),
+            summary=f"call webhook {hook.name} ({hook.type})",
+        )
+
+    async def record_event(self, event: EventInput) -> None:
+        await _call(
+            ActivityName.RECORD_EVENT,
+            event,
+            result_type=type(None),
+            options=policies.EVENTS,
+            summary=f"event: {event.message}"[:120],
+        )

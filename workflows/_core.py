@@ -1,0 +1,142 @@
+"""What every part of the rollout workflow shares: state, activities, events, waits, undo stack.
+
+``CanaryRolloutWorkflow`` is assembled from mixins (analysis steps, operator control) that all
+derive from ``RolloutCore``; the SDK collects handlers from base classes, so the pieces can live in
+modules of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Literal
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+from workflows._base import format_duration
+from workflows._calls import Activities
+from workflows._compensation import Compensations
+from workflows._state import RolloutState
+from workflows.activity_api import EventInput
+from workflows.model import RolloutInput
+
+Severity = Literal["info", "warn", "error"]
+
+DEFAULT_MAX_HISTORY_EVENTS = 10_000
+"""History length at which a rollout continues as new (the hard limit is 51,200 events)."""
+
+
+class RollbackRequested(Exception):
+    """Raised inside the workflow to roll back: threshold, deadline, rollback webhook."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RestartAnalysis(Exception):
+    """A new revision arrived during analysis: traffic back to the primary, start over."""
+
+
+class RolloutCore:
+    """State and helpers shared by the workflow's mixins."""
+
+    _input: RolloutInput
+    _state: RolloutState
+    _calls: Activities
+    _undo: Compensations
+    _events: list[asyncio.Task[None]]
+    _task: asyncio.Task[object] | None
+
+    @property
+    def _display(self) -> str:
+        """``podinfo.test``, as Flagger's messages name a canary."""
+        return self._calls.ref.display
+
+    @property
+    def _interval(self) -> float:
+        return self._input.canary.spec.analysis.interval_seconds
+
+    # --- events ----------------------------------------------------------------------------
+
+    def _event(
+        self,
+        message: str,
+        *,
+        reason: str,
+        warning: bool = False,
+        severity: Severity | None = None,
+    ) -> None:
+        """Record an event in the status and, without waiting, in the cluster and alerts."""
+        kind: Literal["Normal", "Warning"] = "Warning" if warning else "Normal"
+        self._state.add_event(reason=reason, message=message, type=kind)
+        analysis = self._input.canary.spec.analysis
+        event = EventInput(
+            ref=self._calls.ref,
+            type=kind,
+            reason=reason,
+            message=message,
+            phase=self._state.status.phase,
+            revision=self._state.status.revision,
+            weight=self._state.status.canary_weight,
+            event_webhooks=analysis.webhooks_of("event"),
+            alerts=analysis.alerts,
+            alert_severity=severity,
+        )
+        # Started, not awaited: an event never delays a step. The tasks are drained before the
+        # workflow ends or continues as new.
+        self._events = [t for t in self._events if not t.done()]
+        self._events.append(asyncio.create_task(self._send_event(event)))
+
+    async def _send_event(self, event: EventInput) -> None:
+        try:
+            await self._calls.record_event(event)
+        except ActivityError as err:
+            # Events must never fail a rollout: a notifier that is down is only logged.
+            workflow.logger.warning("Recording event %r failed: %s", event.message, err)
+
+    async def _drain_events(self) -> None:
+        if self._events:
+            await asyncio.gather(*self._events)
+            self._events = []
+
+    # --- waiting -----------------------------------------------------------------------------
+
+    async def _wait_interval(self, what: str) -> None:
+        """One analysis interval; ends early when an operator asks for something.
+
+        While paused, the interval starts over once resumed, so the next check measures a full
+        interval of traffic. Abort cancels the running task, so it also ends this wait.
+        """
+        await self._maybe_continue_as_new()
+        summary = f"{what} {format_duration(self._interval)}"
+        requests = self._state.requests
+        while True:
+            try:
+                await workflow.wait_condition(
+                    lambda: requests.interrupts_wait or self._state.status.paused,
+                    timeout=timedelta(seconds=self._interval),
+                    timeout_summary=summary,
+                )
+            except TimeoutError:
+                return
+            if not self._state.status.paused:
+                return
+            await workflow.wait_condition(
+                lambda: not self._state.status.paused or requests.interrupts_wait
+            )
+            if requests.interrupts_wait:
+                return
+
+    async def _maybe_continue_as_new(self) -> None:
+        """Continue as new with the whole status before the history grows too long."""
+        info = workflow.info()
+        limit = self._input.max_history_events or DEFAULT_MAX_HISTORY_EVENTS
+        if not (info.is_continue_as_new_suggested() or info.get_current_history_length() > limit):
+            return
+        await self._drain_events()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._state.requests.interrupts_wait:
+            return  # act on the request first; the next wait continues as new
+        workflow.continue_as_new(self._input.model_copy(update={"status": self._state.status}))

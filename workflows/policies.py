@@ -1,0 +1,113 @@
+"""Named retry policies and timeouts, one per kind of activity.
+
+Temporal owns retries (the activities turn their client libraries' retries off), so every call the
+workflow makes names one of these. The typed errors an activity raises for what a retry cannot fix
+(``ApplicationError(type=...)``) are listed here as non-retryable, so the rollout fails at once with
+a clear reason instead of retrying for minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+TARGET_NOT_FOUND = "TargetNotFound"
+"""``ApplicationError.type`` when the target Deployment (or another named object) is missing."""
+
+INVALID_SPEC = "InvalidSpec"
+"""``ApplicationError.type`` when the cluster refuses what the Canary asks for."""
+
+NON_RETRYABLE = [
+    TARGET_NOT_FOUND,
+    INVALID_SPEC,
+    # the other types activities/errors.py raises as non-retryable, so no policy retries them
+    "PrimaryNotFound",
+    "RevisionMismatch",
+    "ConfigurationError",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivityOptions:
+    """A timeout and a retry policy: what every activity call carries."""
+
+    start_to_close: timedelta
+    retry: RetryPolicy
+    heartbeat: timedelta | None = None
+
+
+KUBERNETES_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+    non_retryable_error_types=NON_RETRYABLE,
+)
+"""Reads and patches of Kubernetes objects: idempotent, so retried with backoff for ~4 minutes."""
+
+KUBERNETES = ActivityOptions(start_to_close=timedelta(seconds=60), retry=KUBERNETES_RETRY)
+
+COMPENSATION = ActivityOptions(
+    start_to_close=timedelta(seconds=60),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        # A rollback must land: retried for about half an hour before the workflow gives up.
+        maximum_attempts=60,
+        non_retryable_error_types=NON_RETRYABLE,
+    ),
+)
+"""The undo steps of a rollback (traffic to the primary, canary to zero): retried much longer."""
+
+WAIT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    maximum_attempts=3,
+    non_retryable_error_types=NON_RETRYABLE,
+)
+
+WAIT_MARGIN = timedelta(seconds=30)
+"""Time a wait activity gets past its deadline to report 'not ready' before Temporal times out."""
+
+WAIT_HEARTBEAT = timedelta(seconds=30)
+
+
+def wait_ready(deadline_seconds: float) -> ActivityOptions:
+    """Waiting for a Deployment: the deadline plus a margin, heartbeating while it waits."""
+    return ActivityOptions(
+        start_to_close=timedelta(seconds=deadline_seconds) + WAIT_MARGIN,
+        retry=WAIT_RETRY,
+        heartbeat=WAIT_HEARTBEAT,
+    )
+
+
+ANALYSIS = ActivityOptions(
+    start_to_close=timedelta(seconds=60),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=10),
+        maximum_attempts=3,
+    ),
+)
+"""Metric queries: a few quick attempts; a backend still down is a failed check, not a crash."""
+
+
+def webhook(*, timeout_seconds: float, retries: int) -> ActivityOptions:
+    """A webhook call: its timeout plus a margin; the spec's ``retries`` as extra attempts."""
+    return ActivityOptions(
+        start_to_close=timedelta(seconds=timeout_seconds + 5),
+        retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=retries + 1),
+    )
+
+
+EVENTS = ActivityOptions(
+    start_to_close=timedelta(seconds=15),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=5),
+        maximum_attempts=3,
+    ),
+)
+"""Events and alerts: short, because a notifier that is down must never hold up a rollout."""

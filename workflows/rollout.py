@@ -1,0 +1,276 @@
+"""``CanaryRolloutWorkflow``: one durable workflow per rollout of one target.
+
+``run()`` does the platform concerns — status and Web UI details, the rollback scope, waiting for
+handlers — and hands the business to small phase methods: initialize, the confirm-rollout gate,
+scale up, analysis (``_steps``), promotion, finalisation. Operator control lives in ``_operator``.
+
+A rollback (failed-check threshold, progress deadline, rollback webhook, abort, cancellation or an
+activity failing for good) runs the undo stack in reverse — traffic back to the primary, canary
+to zero; the primary is never touched — records Failed, calls the post-rollout hooks, then fails
+the workflow with ``ApplicationError(type="RolloutFailed")`` so CI sees a non-zero exit.
+
+Everything here is deterministic: time from ``workflow.now()``, no I/O, no randomness; concurrency
+only through the SDK's event loop (``asyncio.create_task``/``gather``), which replays in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+from workflows._base import format_duration
+from workflows._calls import Activities
+from workflows._compensation import Compensations
+from workflows._core import RestartAnalysis, RollbackRequested
+from workflows._operator import OperatorControl
+from workflows._state import RolloutState
+from workflows._steps import AnalysisSteps
+from workflows.decisions import promotion_weights
+from workflows.model import (
+    ROLLOUT_FAILED_ERROR,
+    WORKFLOW_NAME,
+    Phase,
+    RolloutInput,
+    RolloutResult,
+    RolloutStatus,
+)
+
+_RESUMABLE_IN_ANALYSIS = (Phase.PROGRESSING, Phase.WAITING_PROMOTION)
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
+    """Roll a new revision of a Deployment out behind Istio, as Flagger does."""
+
+    @workflow.init
+    def __init__(self, input: RolloutInput) -> None:
+        # Built from the input alone, so the status query and the handlers work from the very
+        # first workflow task (update-with-start delivers its update in that task).
+        canary = input.canary
+        self._input = input
+        self._state = RolloutState(
+            status=input.status
+            or RolloutStatus(
+                name=canary.name,
+                namespace=canary.namespace,
+                cluster=input.cluster,
+                revision=input.revision,
+            ),
+            target=canary.spec.target_ref.name,
+        )
+        self._calls = Activities(canary, input.cluster)
+        self._undo = Compensations()
+        self._events = []
+        self._task = None
+        self._first_initialization = False
+
+    @workflow.run
+    async def run(self, input: RolloutInput) -> RolloutResult:
+        self._state.start()
+        if input.status is None:
+            self._state.add_action(
+                "start", identity=input.requested_by or "unknown", reason=input.reason
+            )
+        self._task = asyncio.create_task(self._rollout())
+        if self._state.requests.abort_reason is not None:
+            self._task.cancel()  # aborted before the first step began
+        try:
+            result = await self._task
+        except (asyncio.CancelledError, RollbackRequested, FailureError) as err:
+            reason = self._failure_reason(err)
+            await self._roll_back(reason)
+            await self._finish()
+            raise ApplicationError(reason, type=ROLLOUT_FAILED_ERROR, non_retryable=True) from err
+        await self._finish()
+        assert isinstance(result, RolloutResult)
+        return result
+
+    async def _finish(self) -> None:
+        await self._drain_events()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _rollout(self) -> RolloutResult:
+        phase = self._state.status.phase
+        if self._input.status is not None and phase in _RESUMABLE_IN_ANALYSIS:
+            self._register_undos()  # continued as new mid-analysis: the canary is up
+        else:
+            if self._input.status is None:
+                await self._initialize()
+                if self._nothing_to_roll_out():
+                    return self._complete_without_analysis()
+                self._event(
+                    f"New revision detected {self._display}", reason="NewRevision", severity="info"
+                )
+            await self._wait_for_confirm_rollout()
+            await self._scale_up()
+        await self._analyse()
+        await self._promote()
+        return await self._finalise()
+
+    # --- phases ------------------------------------------------------------------------------
+
+    async def _initialize(self) -> None:
+        """Primary, Services and routes (idempotent), then wait for the primary to be ready."""
+        if self._state.status.revision is None:
+            info = await self._calls.read_revision()
+            self._state.set(revision=info.revision, last_promoted_revision=info.promoted_revision)
+        result = await self._calls.initialize()
+        await self._calls.reconcile_routes()
+        await self._wait_ready(self._calls.ref.primary, primary=True)
+        promoted = result.promoted_revision or self._state.status.last_promoted_revision
+        self._first_initialization = result.first_initialization
+        self._state.set(last_promoted_revision=promoted)
+        self._state.set_phase(Phase.INITIALIZED)
+
+    def _nothing_to_roll_out(self) -> bool:
+        status = self._state.status
+        return self._first_initialization or status.revision == status.last_promoted_revision
+
+    def _complete_without_analysis(self) -> RolloutResult:
+        status = self._state.status
+        if self._first_initialization:
+            message = f"Initialization done! {self._display}"
+        else:
+            message = f"No new revision for {self._display}: {status.revision} is already promoted"
+        self._event(message, reason="Synced", severity="info")
+        self._state.set(last_promoted_revision=status.revision)
+        self._state.set_phase(Phase.SUCCEEDED, message)
+        return RolloutResult(phase=Phase.SUCCEEDED, revision=status.revision, message=message)
+
+    async def _wait_ready(self, deployment: str, *, primary: bool) -> None:
+        analysis = self._input.canary.spec.analysis
+        threshold = analysis.primary_ready_threshold if primary else analysis.canary_ready_threshold
+        ready = await self._calls.wait_ready(deployment, threshold=threshold)
+        if not ready.ready:
+            which = "primary" if primary else "canary"
+            raise RollbackRequested(
+                f"Rolling back {self._display} progress deadline exceeded {which} deployment "
+                f"{deployment}.{self._calls.ref.namespace} not ready: {ready.message}"
+            )
+
+    def _register_undos(self) -> None:
+        self._undo.register("canary", "scale canary to zero", self._scale_down)
+        self._undo.register("traffic", "all traffic to the primary", self._route_to_primary)
+
+    async def _scale_down(self) -> None:
+        await self._calls.scale_canary(0, undo=True)
+
+    async def _route_to_primary(self) -> None:
+        await self._calls.set_weights(100, 0, undo=True)
+        self._state.set(canary_weight=0)
+
+    async def _scale_up(self) -> None:
+        """Scale the canary up and wait until it is ready (past the deadline: roll back)."""
+        self._state.set_phase(Phase.PROGRESSING)
+        self._event(f"Scaling up {self._display}", reason="Scaling")
+        # Undo registered first: a scale-up cancelled half-way must still be scaled down.
+        self._register_undos()
+        await self._calls.scale_canary(None)
+        await self._wait_ready(self._calls.ref.target, primary=False)
+
+    async def _analyse(self) -> None:
+        """Pre-rollout hooks and the step loop; a new revision restarts them (Flagger's rule)."""
+        while True:
+            if self._input.canary.spec.skip_analysis or self._state.requests.promote_full:
+                return
+            try:
+                status = self._state.status
+                if status.canary_weight == 0 and status.iterations == 0:
+                    self._event(f"Starting canary analysis for {self._display}", reason="Analysis")
+                    await self._pre_rollout()
+                await self._step_loop()
+                return
+            except RestartAnalysis:
+                await self._restart()
+
+    async def _restart(self) -> None:
+        self._event(
+            f"New revision detected! Restarting analysis for {self._display}",
+            reason="NewRevision",
+            severity="info",
+        )
+        await self._set_weight(0)
+        self._state.set(failed_checks=0, iterations=0, metrics={})
+        self._state.set_phase(Phase.PROGRESSING)
+        await self._wait_ready(self._calls.ref.target, primary=False)
+
+    async def _promote(self) -> None:
+        """Copy the canary's spec to the primary and wait for the primary to be ready."""
+        self._state.set_phase(Phase.PROMOTING)
+        ref = self._calls.ref
+        self._event(
+            f"Copying {self._display} template spec to {ref.primary}.{ref.namespace}",
+            reason="Promoting",
+        )
+        revision = self._state.status.revision or ""
+        await self._calls.promote(revision)
+        await self._wait_ready(ref.primary, primary=True)
+
+    async def _finalise(self) -> RolloutResult:
+        """Route all traffic to the primary, scale the canary to zero, post-rollout hooks."""
+        self._state.set_phase(Phase.FINALISING)
+        steps = promotion_weights(
+            self._state.status.canary_weight,
+            self._input.canary.spec.analysis.step_weight_promotion,
+        )
+        for index, (primary, canary) in enumerate(steps):
+            if index:
+                await workflow.sleep(
+                    self._interval, summary=f"promotion interval {format_duration(self._interval)}"
+                )
+            await self._calls.set_weights(primary, canary)
+            self._state.set(canary_weight=canary)
+        message = f"Promotion completed! Scaling down {self._display}"
+        self._event(message, reason="Promoted", severity="info")
+        await self._calls.scale_canary(0)
+        self._undo.discard("traffic")
+        self._undo.discard("canary")
+        revision = self._state.status.revision
+        self._state.set(last_promoted_revision=revision)
+        self._state.set_phase(Phase.SUCCEEDED, message)
+        await self._post_rollout()
+        return RolloutResult(phase=Phase.SUCCEEDED, revision=revision, message=message)
+
+    # --- rollback ----------------------------------------------------------------------------
+
+    def _failure_reason(self, err: BaseException) -> str:
+        if isinstance(err, RollbackRequested):
+            return err.reason
+        abort = self._state.requests.abort_reason
+        if abort is not None:
+            return abort
+        if isinstance(err, ActivityError):
+            cause = err.cause or err
+            return f"Rolling back {self._display} {err.activity_type} failed: {cause}"
+        if isinstance(err, FailureError):
+            return f"Rolling back {self._display}: {err}"
+        return f"Rolling back {self._display} workflow cancelled"
+
+    async def _roll_back(self, reason: str) -> None:
+        """Undo in reverse (even while being cancelled), record Failed, post-rollout hooks."""
+        self._event(reason, reason="Rollback", warning=True, severity="error")
+        failed = await self._undo.run_all()
+        self._event(
+            f"Canary failed! Scaling down {self._display}",
+            reason="Failed",
+            warning=True,
+            severity="error",
+        )
+        message = reason if not failed else f"{reason} (undo failed: {', '.join(failed)})"
+        self._state.set(paused=False)
+        self._state.set_phase(Phase.FAILED, message)
+        await self._post_rollout()
+
+    async def _post_rollout(self) -> None:
+        """post-rollout hooks with the final phase; their failures are only reported."""
+        for hook in self._input.canary.spec.analysis.webhooks_of("post-rollout"):
+            result = await self._hook(hook)
+            if not result.ok:
+                self._event(
+                    f"Post-rollout hook {hook.name} failed {result.message}".strip(),
+                    reason="PostRollout",
+                    warning=True,
+                    severity=None if hook.mute_alert else "error",
+                )
