@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 
@@ -35,6 +35,18 @@ class LenientModel(ApiModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class SpecModel(ApiModel):
+    """A part of the Canary document: typed as strictly as Kubernetes types it.
+
+    Strict, because the API server would refuse ``stepWeight: "10"`` or ``mirror: "yes"`` against
+    Flagger's CRD, and silently coercing them here would accept documents Flagger refuses (and
+    turn ``maxWeight: true`` into 1). JSON and YAML inputs still parse: strict mode accepts
+    mappings for nested models and whole numbers for float fields.
+    """
+
+    model_config = ConfigDict(strict=True)
+
+
 _GO_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns))+$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
 _UNIT_SECONDS = {
@@ -48,24 +60,43 @@ _UNIT_SECONDS = {
 }
 
 
+MAX_DURATION_SECONDS = 7 * 24 * 3600.0
+"""Longest duration a Canary may name: anything longer is a typo (``30h`` for ``30s``) and would
+park a rollout for weeks; it also keeps every duration a finite float."""
+
+
 def duration_seconds(value: str) -> float:
     """Seconds in a Go duration string such as ``30s``, ``1m30s`` or ``500ms``."""
-    if not _GO_DURATION.match(value):
+    # fullmatch, not match: '$' would also accept a trailing newline.
+    if len(value) > 64 or not _GO_DURATION.fullmatch(value):
         raise ValueError(
-            f"invalid duration {value!r}: use a number with a unit, e.g. '30s', '1m', '1m30s', "
-            "'500ms'"
+            f"invalid duration {value[:64]!r}: use a number with a unit, e.g. '30s', '1m', "
+            "'1m30s', '500ms'"
         )
     return sum(float(amount) * _UNIT_SECONDS[unit] for amount, unit in _PART.findall(value))
 
 
 def _positive_duration(value: str) -> str:
-    if duration_seconds(value) <= 0:
+    seconds = duration_seconds(value)
+    if seconds <= 0:
         raise ValueError(f"duration {value!r} must be greater than zero, e.g. '30s'")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"duration {value!r} is longer than a week: did you mean seconds?")
     return value
 
 
-Duration = Annotated[str, AfterValidator(_positive_duration)]
-"""A positive Go duration string (``30s``, ``1m``, ``1m30s``, ``500ms``)."""
+Duration = Annotated[
+    str,
+    AfterValidator(_positive_duration),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([0-9]+(\.[0-9]+)?(h|ms|m|s|us|µs|ns))+$",
+            "examples": ["30s", "1m", "1m30s", "500ms"],
+        }
+    ),
+]
+"""A positive Go duration string (``30s``, ``1m``, ``1m30s``, ``500ms``), at most a week."""
 
 
 def format_duration(seconds: float) -> str:

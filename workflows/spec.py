@@ -1,4 +1,4 @@
-"""The Canary spec: Flagger's ``Canary`` document as frozen pydantic models.
+"""The Canary spec: Flagger's ``Canary`` document as frozen pydantic models, and its parser.
 
 A Flagger user's ``flagger.app/v1beta1`` Canary parses unchanged, and so does the older
 ``v1alpha3`` form whose analysis block is called ``canaryAnalysis`` (it is moved to ``analysis``
@@ -7,258 +7,119 @@ command line, which validates a document before anything in the cluster changes.
 
 Defaults follow Flagger: interval 1m, threshold 1, maxWeight 100, progressDeadlineSeconds 600,
 webhook timeout 10s, metric interval 1m.
+
+The public surface, all importable from here:
+
+- ``parse_canary(text_or_mapping) -> Canary``: YAML text (one document, or several of which
+  exactly one is a Canary) or an already-loaded mapping; raises ``SpecError`` listing every
+  problem, one per line, each naming the field path as the document spells it.
+- ``json_schema()``: the JSON Schema of the document (``python -m workflows.spec`` prints it;
+  ``make schema`` writes deploy/schema/canary.schema.json).
+- The models: ``Canary`` → ``CanarySpec`` → ``TargetRef``, ``AutoscalerRef``, ``ServiceSpec``,
+  ``AnalysisSpec`` → ``MetricSpec`` / ``ThresholdRange``, ``WebhookSpec``, ``AlertSpec``.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+import yaml
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from workflows._base import ApiModel, Duration, duration_seconds
+from workflows._base import SpecModel
+from workflows.spec_analysis import (
+    BUILTIN_METRICS,
+    REQUEST_DURATION,
+    REQUEST_SUCCESS_RATE,
+    V1ALPHA3_METRIC_NAMES,
+    AlertSpec,
+    AnalysisSpec,
+    MetricSpec,
+    ThresholdRange,
+    WebhookSpec,
+    WebhookType,
+)
+from workflows.spec_errors import SpecError, SpecProblem, field_error, problems_from
+from workflows.spec_service import (
+    DNS_LABEL,
+    AutoscalerRef,
+    HttpUrl,
+    LocalObjectRef,
+    ObjectName,
+    ScalerReplicas,
+    SecretKeyRef,
+    ServiceSpec,
+    TargetRef,
+    check_http_url,
+)
 
-# --- references ------------------------------------------------------------------------------
-
-
-class TargetRef(ApiModel):
-    """The workload under canary: a Deployment in the Canary's namespace."""
-
-    api_version: str = Field("apps/v1", description="API version of the target, apps/v1.")
-    kind: Literal["Deployment"] = Field("Deployment", description="Only Deployment for now.")
-    name: str = Field(min_length=1, description="Name of the target Deployment.")
-
-
-class AutoscalerRef(ApiModel):
-    """The HorizontalPodAutoscaler of the target; a ``-primary`` copy is made for the primary."""
-
-    api_version: str = Field(
-        "autoscaling/v2",
-        description="autoscaling/v2 (v2beta1 and v2beta2 are read and served as v2).",
-    )
-    kind: Literal["HorizontalPodAutoscaler"] = Field(
-        "HorizontalPodAutoscaler", description="Only HorizontalPodAutoscaler for now."
-    )
-    name: str = Field(min_length=1, description="Name of the target's HPA.")
-
-
-class LocalObjectRef(ApiModel):
-    """A reference to an object by name, in the Canary's namespace unless one is given."""
-
-    name: str = Field(min_length=1, description="Object name.")
-    namespace: str | None = Field(None, description="Namespace; the Canary's when omitted.")
-
-
-class SecretKeyRef(ApiModel):
-    """One key of a Kubernetes Secret: resolved inside an activity, never carried in history."""
-
-    name: str = Field(min_length=1, description="Secret name.")
-    namespace: str | None = Field(None, description="Namespace; the Canary's when omitted.")
-    key: str = Field("token", min_length=1, description="Key inside the Secret's data.")
-
-
-# --- service and routing ---------------------------------------------------------------------
-
-
-class ServiceSpec(ApiModel):
-    """How the target is exposed: the Services and the Istio VirtualService Coalmine manages."""
-
-    name: str | None = Field(None, description="Service name; the target's name when omitted.")
-    port: int = Field(ge=1, le=65535, description="Port the Services expose, e.g. 9898.")
-    port_name: str = Field("http", description="Name of the Service port.")
-    target_port: int | str | None = Field(
-        None, description="Container port (number or name); the port when omitted."
-    )
-    port_discovery: bool = Field(False, description="Expose every container port too.")
-    gateways: list[str] = Field(default_factory=list, description="Istio gateways to bind.")
-    hosts: list[str] = Field(default_factory=list, description="Hosts the VirtualService serves.")
-    retries: dict[str, Any] | None = Field(None, description="Istio HTTPRetry of the route.")
-    timeout: Duration | None = Field(None, description="Istio route timeout, e.g. '30s'.")
-    headers: dict[str, Any] | None = Field(None, description="Istio header operations.")
-    cors_policy: dict[str, Any] | None = Field(None, description="Istio CorsPolicy.")
-    traffic_policy: dict[str, Any] | None = Field(
-        None, description="Istio TrafficPolicy for both DestinationRules."
-    )
-    match: list[dict[str, Any]] | None = Field(
-        None, description="Istio HTTPMatchRequest list the route applies to."
-    )
-    rewrite: dict[str, Any] | None = Field(None, description="Istio HTTPRewrite of the route.")
-    mesh_name: str | None = Field(None, description="Accepted for compatibility; unused.")
-    backends: list[str] | None = Field(None, description="Accepted for compatibility; unused.")
-    apex: dict[str, Any] | None = Field(None, description="Labels/annotations of the apex Service.")
-    primary: dict[str, Any] | None = Field(None, description="Labels/annotations of -primary.")
-    canary: dict[str, Any] | None = Field(None, description="Labels/annotations of -canary.")
-    delegation: bool = Field(False, description="Istio delegate VirtualService (not supported).")
-
-
-# --- analysis --------------------------------------------------------------------------------
-
-
-class ThresholdRange(ApiModel):
-    """Accepted range of a metric value: at least ``min`` and/or at most ``max``."""
-
-    min: float | None = Field(None, description="Lowest passing value (inclusive).")
-    max: float | None = Field(None, description="Highest passing value (inclusive).")
-
-
-class MetricSpec(ApiModel):
-    """One metric check run at every analysis step."""
-
-    name: str = Field(
-        min_length=1,
-        description="request-success-rate, request-duration, or any name with a templateRef.",
-    )
-    interval: Duration = Field("1m", description="Window of the query, e.g. '1m'.")
-    threshold_range: ThresholdRange | None = Field(None, description="Accepted range.")
-    threshold: float | None = Field(
-        None, description="Deprecated bare threshold (min for success rate, max otherwise)."
-    )
-    template_ref: LocalObjectRef | None = Field(
-        None, description="A MetricTemplate holding the provider and query."
-    )
-    template_variables: dict[str, str] = Field(
-        default_factory=dict, description="Values for {{ variables.<name> }} in the template."
-    )
-    query: str | None = Field(None, description="Deprecated inline PromQL query.")
-
-
-WebhookType = Literal[
-    "confirm-rollout",
-    "pre-rollout",
-    "rollout",
-    "confirm-traffic-increase",
-    "confirm-promotion",
-    "post-rollout",
-    "rollback",
-    "event",
+__all__ = [
+    "BUILTIN_METRICS",
+    "MAX_DOCUMENT_BYTES",
+    "REQUEST_DURATION",
+    "REQUEST_SUCCESS_RATE",
+    "V1ALPHA3_METRIC_NAMES",
+    "AlertSpec",
+    "AnalysisSpec",
+    "AutoscalerRef",
+    "Canary",
+    "CanarySpec",
+    "LocalObjectRef",
+    "MetricSpec",
+    "ObjectMeta",
+    "ScalerReplicas",
+    "SecretKeyRef",
+    "ServiceSpec",
+    "SpecError",
+    "SpecProblem",
+    "TargetRef",
+    "ThresholdRange",
+    "WebhookSpec",
+    "WebhookType",
+    "check_http_url",
+    "json_schema",
+    "parse_canary",
 ]
-
-
-class WebhookSpec(ApiModel):
-    """An HTTP hook: load tests, acceptance tests, manual gates, rollback triggers."""
-
-    name: str = Field(min_length=1, description="Webhook name, unique within the Canary.")
-    type: WebhookType = Field("rollout", description="When the hook runs (Flagger's types).")
-    url: str = Field(min_length=1, description="http or https address the payload is POSTed to.")
-    timeout: Duration = Field("10s", description="Per-call timeout, e.g. '30s'.")
-    retries: int = Field(0, ge=0, le=10, description="Extra attempts after a failed call.")
-    mute_alert: bool = Field(False, description="Do not alert when this hook fails.")
-    metadata: dict[str, str] = Field(
-        default_factory=dict, description="Sent as the payload's metadata (e.g. cmd)."
-    )
-    secret_ref: SecretKeyRef | None = Field(
-        None, description="A Secret key sent as 'Authorization: Bearer <value>'."
-    )
-
-
-class AlertSpec(ApiModel):
-    """Where analysis results are posted (an AlertProvider)."""
-
-    name: str = Field(min_length=1, description="Alert name.")
-    severity: Literal["info", "warn", "error"] = Field(
-        "info", description="Lowest severity sent: info sends all, error only failures."
-    )
-    provider_ref: LocalObjectRef = Field(description="The AlertProvider to post through.")
-
-
-class AnalysisSpec(ApiModel):
-    """The canary analysis: how traffic moves and what must hold at every step."""
-
-    interval: Duration = Field("1m", description="Time between steps, e.g. '30s'.")
-    threshold: int = Field(1, ge=1, description="Failed checks that trigger a rollback.")
-    max_weight: int | None = Field(
-        None, ge=0, le=100, description="Highest canary weight before promotion (default 100)."
-    )
-    step_weight: int | None = Field(None, ge=1, le=100, description="Weight added per step.")
-    step_weights: list[int] | None = Field(
-        None, description="Explicit increasing weights, e.g. [1, 5, 20, 50]."
-    )
-    step_weight_promotion: int | None = Field(
-        None, ge=1, le=100, description="Primary weight added per step during promotion."
-    )
-    metrics: list[MetricSpec] = Field(default_factory=list, description="Metric checks.")
-    webhooks: list[WebhookSpec] = Field(default_factory=list, description="Webhooks.")
-    alerts: list[AlertSpec] = Field(default_factory=list, description="Alert targets.")
-    # Parsed so a document that uses them is refused clearly instead of silently ignored.
-    iterations: int | None = Field(None, description="A/B and blue/green: not supported yet.")
-    match: list[dict[str, Any]] | None = Field(None, description="A/B testing: not supported yet.")
-    mirror: bool | None = Field(None, description="Traffic mirroring: not supported yet.")
-    mirror_weight: int | None = Field(None, description="Traffic mirroring: not supported yet.")
-    session_affinity: dict[str, Any] | None = Field(
-        None, description="Session affinity: not supported yet."
-    )
-    primary_ready_threshold: int = Field(100, ge=0, le=100, description="% of primary pods ready.")
-    canary_ready_threshold: int = Field(100, ge=0, le=100, description="% of canary pods ready.")
-
-    @model_validator(mode="after")
-    def _check_steps(self) -> AnalysisSpec:
-        unsupported = {
-            "iterations": self.iterations,
-            "match": self.match,
-            "mirror": self.mirror,
-            "mirrorWeight": self.mirror_weight,
-            "sessionAffinity": self.session_affinity,
-        }
-        for field, value in unsupported.items():
-            if value is not None:
-                raise ValueError(
-                    f"{field} is not supported yet (A/B testing, blue/green and mirroring come "
-                    "later): remove it to run a weighted canary"
-                )
-        if self.step_weights is not None:
-            if not self.step_weights:
-                raise ValueError("stepWeights is empty: list increasing weights, e.g. [5, 20, 50]")
-            if any(not 0 < w <= 100 for w in self.step_weights):
-                raise ValueError("stepWeights must each be between 1 and 100")
-            if any(b <= a for a, b in zip(self.step_weights, self.step_weights[1:], strict=False)):
-                raise ValueError("stepWeights must be strictly increasing, e.g. [5, 20, 50]")
-        elif self.step_weight is None:
-            raise ValueError("set stepWeight (e.g. 10) or stepWeights (e.g. [5, 20, 50])")
-        if (
-            self.step_weight is not None
-            and self.step_weights is None
-            and self.step_weight > self.effective_max_weight
-        ):
-            raise ValueError(
-                f"stepWeight ({self.step_weight}) is greater than maxWeight "
-                f"({self.effective_max_weight}): lower stepWeight or raise maxWeight"
-            )
-        names = [w.name for w in self.webhooks]
-        if len(names) != len(set(names)):
-            raise ValueError("webhook names must be unique within the Canary")
-        return self
-
-    @property
-    def effective_max_weight(self) -> int:
-        """maxWeight, or the last of stepWeights, or 100."""
-        if self.step_weights:
-            return self.step_weights[-1]
-        return self.max_weight if self.max_weight is not None else 100
-
-    @property
-    def interval_seconds(self) -> float:
-        return duration_seconds(self.interval)
-
-    def webhooks_of(self, kind: WebhookType) -> list[WebhookSpec]:
-        return [w for w in self.webhooks if w.type == kind]
-
 
 # --- the document ----------------------------------------------------------------------------
 
 
-class CanarySpec(ApiModel):
+def _schema_with_canary_analysis(schema: dict[str, Any]) -> None:
+    # The v1alpha3 spelling is handled by a before-validator the schema cannot see: show it, and
+    # require one of the two spellings rather than `analysis` alone.
+    properties = schema.get("properties", {})
+    if "analysis" in properties:
+        properties["canaryAnalysis"] = {
+            **properties["analysis"],
+            "description": "The v1alpha3 name of analysis (deprecated; read as analysis).",
+        }
+    required = schema.get("required", [])
+    if "analysis" in required:
+        required.remove("analysis")
+        schema["anyOf"] = [{"required": ["analysis"]}, {"required": ["canaryAnalysis"]}]
+
+
+class CanarySpec(SpecModel):
     """``spec`` of a Canary."""
 
+    model_config = ConfigDict(json_schema_extra=_schema_with_canary_analysis)
+
     provider: str = Field("istio", description="Traffic router; only istio for now.")
+    metrics_server: HttpUrl | None = Field(
+        None, description="Prometheus address for this Canary; the worker's default when omitted."
+    )
     target_ref: TargetRef = Field(description="The Deployment under canary.")
     autoscaler_ref: AutoscalerRef | None = Field(None, description="The target's HPA.")
     progress_deadline_seconds: int = Field(
-        600, ge=1, description="Seconds a Deployment may take to become ready."
+        600, ge=1, le=2**31 - 1, description="Seconds a Deployment may take to become ready."
     )
     skip_analysis: bool = Field(False, description="Promote without analysis.")
     revert_on_deletion: bool = Field(False, description="Accepted for compatibility; unused.")
-    suspend: bool = Field(False, description="Accepted for compatibility; unused.")
+    suspend: bool = Field(False, description="A suspended Canary is refused (set it to false).")
     service: ServiceSpec = Field(description="Services and routing.")
-    analysis: AnalysisSpec = Field(description="The canary analysis.")
+    analysis: AnalysisSpec = Field(description="The canary analysis (v1alpha3: canaryAnalysis).")
 
     @model_validator(mode="before")
     @classmethod
@@ -266,30 +127,42 @@ class CanarySpec(ApiModel):
         # Flagger's older documents call the analysis block canaryAnalysis.
         if isinstance(data, dict) and "canaryAnalysis" in data:
             if "analysis" in data:
-                raise ValueError("give analysis or canaryAnalysis, not both")
+                raise field_error("canaryAnalysis", "give analysis or canaryAnalysis, not both")
             data = dict(data)
             data["analysis"] = data.pop("canaryAnalysis")
         return data
 
-    @model_validator(mode="after")
-    def _check_provider(self) -> CanarySpec:
-        if self.provider != "istio":
-            raise ValueError(
-                f"provider {self.provider!r} is not supported yet: use 'istio' (the default)"
-            )
-        return self
+    @field_validator("provider")
+    @classmethod
+    def _istio(cls, value: str) -> str:
+        if value != "istio":
+            raise ValueError(f"provider {value!r} is not supported yet: use 'istio' (the default)")
+        return value
+
+    @field_validator("suspend")
+    @classmethod
+    def _not_suspended(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("the Canary is suspended: set suspend: false to roll it out")
+        return value
 
 
-class ObjectMeta(ApiModel):
-    """The part of ``metadata`` Coalmine reads."""
+class ObjectMeta(SpecModel):
+    """The part of ``metadata`` Coalmine reads; labels, annotations and the rest are ignored."""
 
-    model_config = ApiModel.model_config | {"extra": "ignore"}
+    model_config = ConfigDict(extra="ignore")
 
-    name: str = Field(min_length=1, max_length=253, description="Canary name.")
-    namespace: str = Field("default", min_length=1, description="Namespace of the target.")
+    name: ObjectName = Field(description="Canary name.")
+    namespace: str = Field(
+        "default",
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Namespace of the Canary and its target.",
+    )
 
 
-class Canary(ApiModel):
+class Canary(SpecModel):
     """A Flagger Canary document (v1beta1, or v1alpha3 with ``canaryAnalysis``)."""
 
     api_version: Literal["flagger.app/v1beta1", "flagger.app/v1alpha3"] = Field(
@@ -311,3 +184,163 @@ class Canary(ApiModel):
     @property
     def service_name(self) -> str:
         return self.spec.service.name or self.spec.target_ref.name
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+MAX_DOCUMENT_BYTES = 1 << 20
+"""Largest document ``parse_canary`` reads (1 MiB, as the Kubernetes API server's limit for an
+object is about that): a Canary is a few kilobytes, anything near this is not one."""
+_MAX_VALUES = 50_000
+_MAX_DEPTH = 64
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys (which it would otherwise silently let the
+    last one win: two ``stepWeight`` lines would mean the author's intent is lost)."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: list[Any] = []
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping",
+                node.start_mark,
+                f"found the key {key!r} twice: keep one",
+                key_node.start_mark,
+            )
+        seen.append(key)
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _load_documents(text: str) -> list[Any]:
+    try:
+        documents = list(yaml.load_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        raise SpecError.single(_yaml_message(exc)) from None
+    except RecursionError:
+        raise SpecError.single(f"nested deeper than {_MAX_DEPTH} levels: not a Canary") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        # ValueError too: PyYAML raises it for values such as the date 2019-13-45.
+        raise SpecError.single(f"invalid YAML: {exc}") from None
+    return [d for d in documents if d is not None]
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    """``invalid YAML at line 4, column 4: expected ',' or ']' (while parsing a flow sequence
+    that starts at line 3, column 6)``: where it broke, and where the broken part began."""
+
+    def where(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    mark = exc.problem_mark or exc.context_mark
+    message = f"invalid YAML at {where(mark)}" if mark else "invalid YAML"
+    message += f": {exc.problem or exc.context or 'unreadable'}"
+    if exc.problem and exc.context and exc.context_mark:
+        message += f" ({exc.context} that starts at {where(exc.context_mark)})"
+    return message
+
+
+def _check_shape(document: Any) -> None:
+    """Refuse absurd structures before validation walks them (YAML aliases can make a small
+    text expand to millions of values)."""
+    seen = 0
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > _MAX_VALUES:
+            raise SpecError.single(f"more than {_MAX_VALUES} values: not a Canary")
+        if depth > _MAX_DEPTH:
+            raise SpecError.single(f"nested deeper than {_MAX_DEPTH} levels: not a Canary")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend((v, depth + 1) for v in value)
+
+
+def _pick_canary(documents: list[Any]) -> Any:
+    if not documents:
+        raise SpecError.single("the document is empty: expected a Canary (kind: Canary)")
+    if len(documents) == 1:
+        return documents[0]
+    canaries = [d for d in documents if isinstance(d, Mapping) and d.get("kind") == "Canary"]
+    if len(canaries) == 1:
+        return canaries[0]
+    if canaries:
+        raise SpecError.single(
+            f"{len(canaries)} Canary documents in one file: give one Canary per rollout"
+        )
+    kinds = sorted({str(d.get("kind")) for d in documents if isinstance(d, Mapping)})
+    raise SpecError.single(
+        f"none of the {len(documents)} documents is a Canary (kinds found: "
+        f"{', '.join(kinds) or 'none'}): add the Canary or pass its own file"
+    )
+
+
+def _check_document(document: Any) -> Mapping[Any, Any]:
+    if not isinstance(document, Mapping):
+        kind = "a list" if isinstance(document, list) else f"{type(document).__name__} value"
+        raise SpecError.single(
+            f"the document is {kind}, not a mapping: a Canary starts with "
+            "'apiVersion: flagger.app/v1beta1' and 'kind: Canary'"
+        )
+    kind = document.get("kind", "Canary")
+    if kind != "Canary":
+        raise SpecError.single(
+            f"this is a {str(kind)[:60]!r} document, not a Canary: pass the Canary's file",
+            path="kind",
+        )
+    return document
+
+
+def parse_canary(source: str | bytes | Mapping[str, Any]) -> Canary:
+    """The Canary in ``source`` (YAML or JSON text, or a loaded mapping), validated and
+    normalized; raises ``SpecError`` naming every problem. Reads only what it is given."""
+    if isinstance(source, bytes):
+        if len(source) > MAX_DOCUMENT_BYTES:
+            raise _too_big(len(source))
+        try:
+            source = source.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError.single(f"the document is not UTF-8 text: {exc.reason}") from None
+    if isinstance(source, str):
+        size = len(source.encode("utf-8", "surrogatepass"))
+        if size > MAX_DOCUMENT_BYTES:
+            raise _too_big(size)
+        document = _pick_canary(_load_documents(source))
+    elif isinstance(source, Mapping):
+        document = source
+    else:
+        raise SpecError.single(f"expected YAML text or a mapping, got {type(source).__name__}")
+    _check_shape(document)
+    checked = _check_document(document)
+    try:
+        return Canary.model_validate(dict(checked))
+    except ValidationError as exc:
+        raise SpecError(problems_from(exc, root=Canary, document=checked)) from None
+    except RecursionError:
+        raise SpecError.single("the document refers to itself: not a Canary") from None
+
+
+def _too_big(size: int) -> SpecError:
+    return SpecError.single(
+        f"the document is {size} bytes, over the {MAX_DOCUMENT_BYTES // 1024} KiB limit: a "
+        "Canary is a few kilobytes; pass only the Canary"
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a Canary document (as written; defaults and aliases included)."""
+    schema = Canary.model_json_schema(by_alias=True, mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+if __name__ == "__main__":
+    print(json.dumps(json_schema(), indent=2))

@@ -1,0 +1,300 @@
+"""The Canary's analysis: how traffic moves, what must hold at every step, who is told.
+
+Part of the Canary spec (``workflows.spec`` re-exports every name). Defaults are Flagger's:
+interval 1m, threshold 1, maxWeight 100, metric interval 1m, webhook timeout 10s, ready
+thresholds 100%.
+
+Normalization happens here, once, so downstream code sees one shape: the v1alpha3 metric names
+``istio_requests_total`` and ``istio_request_duration_seconds_bucket`` become the builtin
+``request-success-rate`` and ``request-duration``, and the deprecated bare ``threshold`` becomes a
+``thresholdRange`` (a minimum for the success rate, a maximum for everything else, as Flagger
+reads it). After parsing, a metric is either builtin or custom (``templateRef`` or ``query``) and
+always has a ``thresholdRange``; ``threshold`` is always empty.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from workflows._base import Duration, SpecModel, duration_seconds
+from workflows.spec_errors import field_error
+from workflows.spec_service import HttpUrl, LocalObjectRef, SecretKeyRef
+
+REQUEST_SUCCESS_RATE = "request-success-rate"
+REQUEST_DURATION = "request-duration"
+BUILTIN_METRICS = (REQUEST_SUCCESS_RATE, REQUEST_DURATION)
+"""Metrics Coalmine knows the query for (percent of non-5xx responses; P99 latency in ms)."""
+V1ALPHA3_METRIC_NAMES = {
+    "istio_requests_total": REQUEST_SUCCESS_RATE,
+    "istio_request_duration_seconds_bucket": REQUEST_DURATION,
+}
+"""The builtin metrics' names in Flagger's v1alpha3 documents."""
+
+Weight = Annotated[int, Field(ge=1, le=100)]
+Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+class ThresholdRange(SpecModel):
+    """Accepted range of a metric value: at least ``min`` and/or at most ``max``."""
+
+    min: float | None = Field(None, allow_inf_nan=False, description="Lowest passing value.")
+    max: float | None = Field(None, allow_inf_nan=False, description="Highest passing value.")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ThresholdRange:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both, e.g. {min: 99} or {max: 500}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"min ({self.min:g}) is greater than max ({self.max:g}): no value can pass"
+            )
+        return self
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _normalize_metric(data: dict[Any, Any]) -> dict[Any, Any]:
+    """v1alpha3 names and the bare ``threshold`` → builtin names and ``thresholdRange``."""
+    data = dict(data)
+    custom = any(data.get(k) is not None for k in ("templateRef", "template_ref", "query"))
+    name = data.get("name")
+    if not custom and isinstance(name, str) and name in V1ALPHA3_METRIC_NAMES:
+        name = data["name"] = V1ALPHA3_METRIC_NAMES[name]
+    threshold = data.get("threshold")
+    if threshold is None:
+        data.pop("threshold", None)
+    elif _is_number(threshold):
+        # Left in place when not a number, so the error names `threshold`.
+        del data["threshold"]
+        has_range = data.get("thresholdRange", data.get("threshold_range")) is not None
+        if not has_range:  # an explicit thresholdRange wins, as in Flagger
+            bound = "min" if not custom and name == REQUEST_SUCCESS_RATE else "max"
+            data["thresholdRange"] = {bound: threshold}
+    return data
+
+
+class MetricSpec(SpecModel):
+    """One metric check run at every analysis step."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="request-success-rate, request-duration, or any name with a templateRef "
+        "(v1alpha3's istio_requests_total and istio_request_duration_seconds_bucket are read as "
+        "the builtins).",
+    )
+    interval: Duration = Field("1m", description="Window of the query, e.g. '1m'.")
+    threshold_range: ThresholdRange | None = Field(
+        None, description="Accepted range; required (or the deprecated threshold)."
+    )
+    threshold: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        description="Deprecated: read as thresholdRange (min for request-success-rate, max "
+        "otherwise); always empty after parsing.",
+    )
+    template_ref: LocalObjectRef | None = Field(
+        None, description="A MetricTemplate holding the provider and query."
+    )
+    template_variables: dict[str, str] = Field(
+        default_factory=dict, description="Values for {{ variables.<name> }} in the template."
+    )
+    query: str | None = Field(
+        None, min_length=1, description="Deprecated inline PromQL query (use templateRef)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize(cls, data: Any) -> Any:
+        return _normalize_metric(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _complete(self) -> MetricSpec:
+        if not self.is_builtin and self.template_ref is None and self.query is None:
+            raise field_error(
+                "templateRef",
+                f"metric {self.name!r} has no templateRef: add templateRef: {{name: …}} pointing "
+                "at a MetricTemplate, or use request-success-rate / request-duration",
+            )
+        if self.threshold_range is None:
+            raise field_error(
+                "thresholdRange",
+                f"metric {self.name!r} has no thresholdRange: add thresholdRange: {{min: 99}} "
+                "(lowest passing value) or {max: 500} (highest)",
+            )
+        return self
+
+    @property
+    def is_builtin(self) -> bool:
+        """A builtin metric (Coalmine supplies the query) rather than a custom one."""
+        return self.name in BUILTIN_METRICS and self.template_ref is None and self.query is None
+
+    @property
+    def interval_seconds(self) -> float:
+        return duration_seconds(self.interval)
+
+
+WebhookType = Literal[
+    "confirm-rollout",
+    "pre-rollout",
+    "rollout",
+    "confirm-traffic-increase",
+    "confirm-promotion",
+    "post-rollout",
+    "rollback",
+    "event",
+]
+
+
+class WebhookSpec(SpecModel):
+    """An HTTP hook: load tests, acceptance tests, manual gates, rollback triggers."""
+
+    name: str = Field(min_length=1, description="Webhook name, unique within the Canary.")
+    type: WebhookType = Field("rollout", description="When the hook runs (Flagger's types).")
+    url: HttpUrl = Field(description="http or https address the payload is POSTed to.")
+    timeout: Duration = Field("10s", description="Per-call timeout, e.g. '30s'.")
+    retries: int = Field(0, ge=0, le=100, description="Extra attempts after a failed call.")
+    mute_alert: bool = Field(False, description="Do not alert when this hook fails.")
+    disable_tls: bool = Field(
+        False, alias="disableTLS", description="Skip TLS certificate verification."
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sent as the payload's metadata (e.g. cmd); values are strings.",
+    )
+    secret_ref: SecretKeyRef | None = Field(
+        None, description="A Secret key sent as 'Authorization: Bearer <value>'."
+    )
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _empty_is_rollout(cls, value: Any) -> Any:
+        return "rollout" if value == "" else value  # Flagger's CRD allows "" for the default
+
+
+class AlertSpec(SpecModel):
+    """Where analysis results are posted (an AlertProvider)."""
+
+    name: str = Field(min_length=1, description="Alert name.")
+    severity: Literal["info", "warn", "error"] = Field(
+        "info", description="Lowest severity sent: info sends all, error only failures."
+    )
+    provider_ref: LocalObjectRef = Field(description="The AlertProvider to post through.")
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _empty_is_info(cls, value: Any) -> Any:
+        return "info" if value == "" else value
+
+
+_LATER = "A/B testing, blue/green and mirroring come later: remove it to run a weighted canary"
+
+
+class AnalysisSpec(SpecModel):
+    """The canary analysis: how traffic moves and what must hold at every step."""
+
+    interval: Duration = Field("1m", description="Time between steps, e.g. '30s'.")
+    threshold: int = Field(1, ge=1, description="Failed checks that trigger a rollback.")
+    max_weight: Weight = Field(100, description="Highest canary weight before promotion.")
+    step_weight: Weight | None = Field(None, description="Weight added per step, e.g. 10.")
+    step_weights: list[Weight] | None = Field(
+        None, min_length=1, description="Explicit increasing weights, e.g. [1, 5, 20, 50]."
+    )
+    step_weight_promotion: Weight | None = Field(
+        None, description="Primary weight added per step during promotion; all at once if unset."
+    )
+    metrics: list[MetricSpec] = Field(default_factory=list, description="Metric checks.")
+    webhooks: list[WebhookSpec] = Field(default_factory=list, description="Webhooks.")
+    alerts: list[AlertSpec] = Field(default_factory=list, description="Alert targets.")
+    # Parsed so a document that uses them is refused clearly instead of silently ignored; their
+    # zero values (what Flagger writes for "unset") are accepted.
+    iterations: int | None = Field(None, ge=0, description="A/B, blue/green: not supported yet.")
+    match: list[dict[str, Any]] | None = Field(None, description="A/B testing: not supported yet.")
+    mirror: bool | None = Field(None, description="Traffic mirroring: not supported yet.")
+    mirror_weight: Percent | None = Field(None, description="Mirroring: not supported yet.")
+    session_affinity: dict[str, Any] | None = Field(
+        None, description="Session affinity: not supported yet."
+    )
+    primary_ready_threshold: Percent = Field(100, description="% of primary pods ready.")
+    canary_ready_threshold: Percent = Field(100, description="% of canary pods ready.")
+
+    @field_validator("iterations", "mirror", "mirror_weight")
+    @classmethod
+    def _not_yet(cls, value: Any) -> Any:
+        if value:
+            raise ValueError(f"not supported yet ({_LATER})")
+        return value
+
+    @field_validator("match", "session_affinity")
+    @classmethod
+    def _not_yet_given(cls, value: Any) -> Any:
+        if value is not None and value != []:
+            raise ValueError(f"not supported yet ({_LATER})")
+        return value
+
+    @field_validator("step_weights")
+    @classmethod
+    def _increasing(cls, value: list[int] | None) -> list[int] | None:
+        steps = value or []
+        for i in range(1, len(steps)):
+            if steps[i] <= steps[i - 1]:
+                raise field_error(
+                    str(i),
+                    f"stepWeights must increase: {steps[i]} comes after {steps[i - 1]} "
+                    "(e.g. [5, 20, 50])",
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> AnalysisSpec:
+        if self.step_weight is not None and self.step_weights is not None:
+            raise field_error("stepWeights", "give stepWeight or stepWeights, not both")
+        if self.step_weight is None and self.step_weights is None:
+            raise field_error(
+                "stepWeight", "set stepWeight (e.g. 10) or stepWeights (e.g. [5, 20, 50])"
+            )
+        explicit_max = "max_weight" in self.model_fields_set
+        if self.step_weight is not None and self.step_weight > self.max_weight:
+            raise field_error(
+                "stepWeight",
+                f"stepWeight ({self.step_weight}) is greater than maxWeight "
+                f"({self.max_weight}): lower stepWeight or raise maxWeight",
+            )
+        if self.step_weights and explicit_max and self.step_weights[-1] > self.max_weight:
+            raise field_error(
+                "stepWeights",
+                f"stepWeights go up to {self.step_weights[-1]}, beyond maxWeight "
+                f"({self.max_weight}): drop maxWeight (the last step is the maximum) or lower "
+                "the steps",
+            )
+        self._check_unique("webhooks", [w.name for w in self.webhooks])
+        self._check_unique("metrics", [m.name for m in self.metrics])
+        return self
+
+    @staticmethod
+    def _check_unique(field: str, names: list[str]) -> None:
+        # Names key the rollout status and its messages, so two of a kind would collide.
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise field_error(
+                    f"{field}.{i}.name", f"{name!r} is used twice: give each a unique name"
+                )
+
+    @property
+    def effective_max_weight(self) -> int:
+        """The weight the canary reaches before promotion: the last of stepWeights, or
+        maxWeight (default 100)."""
+        if self.step_weights:
+            return self.step_weights[-1]
+        return self.max_weight
+
+    @property
+    def interval_seconds(self) -> float:
+        return duration_seconds(self.interval)
+
+    def webhooks_of(self, kind: WebhookType) -> list[WebhookSpec]:
+        return [w for w in self.webhooks if w.type == kind]
