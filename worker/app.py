@@ -1,0 +1,86 @@
+"""Wiring of the worker: the rollout workflow, every activity, sized for many rollouts.
+
+``build_worker`` is the one place that decides what runs in a worker, so the process
+(``coalmine worker``), the integration tests and the end-to-end tests all run the same thing.
+The Kubernetes client is synchronous: its activities run on a thread pool
+(``activity_executor``) so a blocking call never stalls the event loop that drives workflow tasks.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Interceptor, Worker
+
+from worker.metrics import MetricsInterceptor, RolloutMetrics
+from worker.settings import Settings
+
+
+def activity_methods(*objects: object) -> list[Callable[..., Any]]:
+    """Every ``@activity.defn`` method of the given activity objects, bound to them."""
+    methods: list[Callable[..., Any]] = []
+    for obj in objects:
+        for name, member in inspect.getmembers(type(obj)):
+            if hasattr(member, "__temporal_activity_definition"):
+                methods.append(getattr(obj, name))
+    return methods
+
+
+def product_activities(api_client: Any, settings: Settings) -> list[object]:
+    """The three activity classes of the product, sharing one Kubernetes API client."""
+    from activities.router import RouterActivities
+
+    from activities.analysis import AnalysisActivities, AnalysisSettings
+    from activities.kubernetes import KubernetesActivities
+
+    analysis = AnalysisSettings(prometheus_url=settings.worker.prometheus_url)
+    return [
+        KubernetesActivities(api_client),
+        RouterActivities(api_client),
+        AnalysisActivities(api_client=api_client, settings=analysis),
+    ]
+
+
+def product_workflows() -> list[type]:
+    from workflows.rollout import CanaryRolloutWorkflow
+
+    return [CanaryRolloutWorkflow]
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    api_client: Any,
+    metrics: RolloutMetrics | None = None,
+    activities: Sequence[object] | None = None,
+    workflows: Sequence[type] | None = None,
+) -> Worker:
+    """A worker for the rollout task queue; ``activities``/``workflows`` replace the product's
+    (tests use doubles registered under the same names)."""
+    sizing = settings.worker
+    objects = activities if activities is not None else product_activities(api_client, settings)
+    interceptors: list[Interceptor] = []
+    if metrics is not None:
+        interceptors.append(MetricsInterceptor(metrics))
+    return Worker(
+        client,
+        task_queue=settings.temporal.task_queue,
+        workflows=list(workflows if workflows is not None else product_workflows()),
+        activities=activity_methods(*objects),
+        activity_executor=ThreadPoolExecutor(
+            sizing.activity_threads, thread_name_prefix="coalmine-activity"
+        ),
+        max_concurrent_activities=sizing.max_concurrent_activities,
+        # At least the number of open rollouts: an evicted rollout is replayed from its
+        # history on its next task, which costs several times the CPU.
+        max_cached_workflows=sizing.max_cached_workflows,
+        interceptors=interceptors,
+        # On shutdown, running activities get this long to finish before they are cancelled.
+        graceful_shutdown_timeout=timedelta(seconds=sizing.graceful_shutdown_seconds),
+    )

@@ -1,0 +1,117 @@
+"""The CI step before a rollout: read the Canary, check its target, set the images, hash it.
+
+Everything that can refuse the input runs before anything changes: the spec is parsed, the
+target Deployment is read and every ``--image`` container is checked against it; only then is
+the image patch sent (a strategic merge patch, as ``kubectl set image`` does) and the revision
+computed the same way the workflow's activities compute it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from activities.errors import ApiUnavailable, KubernetesError
+from activities.kubernetes.client import build_api_client
+from activities.kubernetes.resources import DEPLOYMENT, STRATEGIC_MERGE_PATCH, Resources
+from activities.kubernetes.revision import read_revision
+from worker.errors import BadInputError, UnreachableError
+from worker.settings import KubernetesSettings
+from workflows.spec import Canary, SpecError, parse_canary
+
+
+@dataclass(frozen=True)
+class Target:
+    """The target Deployment as the rollout starts it."""
+
+    canary: Canary
+    revision: str
+    images: dict[str, str]
+    """Container name → image, after the ``--image`` patch."""
+
+
+def load_canary(path: Path) -> Canary:
+    """Parse a Canary file; ``BadInputError`` (exit 2) naming the field when it is invalid."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise BadInputError(f"cannot read {path}: {err.strerror}") from err
+    try:
+        return parse_canary(text)
+    except SpecError as err:
+        raise BadInputError(f"{path}: {err}") from err
+
+
+def parse_images(values: Sequence[str]) -> dict[str, str]:
+    """``CONTAINER=IMAGE`` pairs from ``--image`` flags."""
+    images: dict[str, str] = {}
+    for value in values:
+        container, sep, image = value.partition("=")
+        if not sep or not container.strip() or not image.strip():
+            raise BadInputError(
+                f"--image {value!r}: write CONTAINER=IMAGE, e.g. --image podinfo=ghcr.io/"
+                "stefanprodan/podinfo:6.5.1"
+            )
+        images[container.strip()] = image.strip()
+    return images
+
+
+@contextmanager
+def _cluster_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ApiUnavailable as err:
+        raise UnreachableError(f"cannot reach the Kubernetes API ({what}): {err}") from err
+    except KubernetesError as err:
+        raise UnreachableError(f"Kubernetes API error ({what}): {err}") from err
+
+
+def prepare_target(
+    canary: Canary, settings: KubernetesSettings, images: Mapping[str, str]
+) -> Target:
+    """Check the target exists, set its images, and compute the revision to roll out."""
+    try:
+        api_client = build_api_client(kubeconfig=settings.kubeconfig, context=settings.context)
+    except Exception as err:  # the kubeconfig loader raises several unrelated types
+        raise UnreachableError(f"cannot load the kubeconfig: {err}") from err
+    res = Resources(api_client)
+    ns, name = canary.namespace, canary.spec.target_ref.name
+    with _cluster_errors(f"reading deployment {ns}/{name}"):
+        deployment = res.get(DEPLOYMENT, ns, name)
+    if deployment is None:
+        raise BadInputError(
+            f"target deployment {ns}/{name} not found (spec.targetRef.name): create it first"
+        )
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    current: dict[str, str] = {c["name"]: c.get("image", "") for c in containers}
+    unknown = sorted(set(images) - set(current))
+    if unknown:
+        raise BadInputError(
+            f"--image: deployment {ns}/{name} has no container {', '.join(unknown)} "
+            f"(containers: {', '.join(current)})"
+        )
+    if any(current[c] != image for c, image in images.items()):
+        body = _image_patch(images)
+        with _cluster_errors(f"patching deployment {ns}/{name}"):
+            res.patch(DEPLOYMENT, ns, name, body, content_type=STRATEGIC_MERGE_PATCH)
+        current.update(images)
+    with _cluster_errors(f"computing the revision of {ns}/{name}"):
+        revision = read_revision(res, ns, name)
+    if revision is None:  # deleted between the read and now
+        raise BadInputError(f"target deployment {ns}/{name} disappeared")
+    return Target(canary=canary, revision=revision, images=current)
+
+
+def _image_patch(images: Mapping[str, str]) -> dict[str, Any]:
+    # A strategic merge patch: containers merge by name, so only the images change and every
+    # other field of the pod template stays as it is.
+    containers = [{"name": c, "image": i} for c, i in images.items()]
+    return {"spec": {"template": {"spec": {"containers": containers}}}}
+
+
+def short_image(image: str) -> str:
+    """``ghcr.io/stefanprodan/podinfo:6.5.1`` → ``podinfo:6.5.1`` (for summaries)."""
+    return image.rsplit("/", 1)[-1]
