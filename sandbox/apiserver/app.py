@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.apiserver import openapi
-from sandbox.apiserver.audit import AuditLog, Faults, new_entry, parse_rule
+from sandbox.apiserver.audit import AuditEntry, AuditLog, Faults, new_entry, parse_rule
 from sandbox.apiserver.discovery import (
     AGGREGATED_CONTENT_TYPE,
     VERSION_INFO,
@@ -70,6 +70,7 @@ class ApiServer:
 
 
 _KEY = web.AppKey("api_server", ApiServer)
+_AUDIT = web.RequestKey("audit", AuditEntry)
 _NOT_FOUND = "the server could not find the requested resource"
 
 
@@ -77,7 +78,7 @@ _NOT_FOUND = "the server could not find the requested resource"
 async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     server = request.app[_KEY]
     entry = new_entry(request.method, request.path, request.headers.get("User-Agent", ""))
-    request["audit"] = entry
+    request[_AUDIT] = entry
     try:
         response = await handler(request)
     except ApiError as error:
@@ -151,7 +152,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 
 async def _resource(request: web.Request, server: ApiServer, target: Target) -> web.StreamResponse:
     watch = go_bool(request.query, "watch")
-    entry = request["audit"]
+    entry = request[_AUDIT]
     entry.verb = k8s_verb(request.method, target, watch)
     entry.group, entry.version, entry.resource = target.group, target.version, target.plural
     entry.namespace, entry.name = target.namespace or "", target.name or ""

@@ -44,7 +44,10 @@ def _fields(value: Obj, schema: dict[str, F], prefix: Path = ()) -> set[Path]:
         elif isinstance(child, list) and field.key is not None:
             for item in child:
                 if isinstance(item, dict) and field.key in item:
-                    item_path = (*here, "k:" + json.dumps({field.key: item[field.key]}))
+                    item_path = (
+                        *here,
+                        "k:" + json.dumps({field.key: item[field.key]}, separators=(",", ":")),
+                    )
                     paths.add((*item_path, "."))
                     paths |= _fields(item, sub_schema, item_path)
         else:
@@ -82,7 +85,10 @@ def from_tree(tree: Obj, prefix: Path = ()) -> set[Path]:
 
 
 def _remove(obj: Obj, path: Path) -> None:
-    """Remove the field (or, for a trailing ``.``, the list item) a managedFields path names."""
+    """Remove the field (or, for a trailing ``.``, the list item) a managedFields path names.
+
+    Lists and maps the removal leaves empty go too, as structured-merge-diff drops them.
+    """
     parents: list[tuple[Any, Any]] = []
     node: Any = obj
     for part in path:
@@ -100,9 +106,11 @@ def _remove(obj: Obj, path: Path) -> None:
             node = node[index]
         else:
             return
-    if parents:
-        container, key = parents[-1]
+    while parents:
+        container, key = parents.pop()
         del container[key]
+        if container or not parents:
+            return
 
 
 def _managers(current: Obj | None) -> list[Obj]:
@@ -128,8 +136,8 @@ def server_side_apply(
         elif entry.get("operation") == "Apply":
             others |= paths
     result = strategic_merge(current or {}, config, kind)
-    # Longest paths first, so items go before the lists that hold them.
-    for path in sorted(previous - new_fields - others, key=len, reverse=True):
+    # Whole list items first (their key fields identify them), then single fields.
+    for path in sorted(previous - new_fields - others, key=lambda p: (p[-1] != ".", -len(p))):
         _remove(result, path)
     kept = [
         e for e in entries if not (e.get("manager") == manager and e.get("operation") == "Apply")

@@ -1,0 +1,340 @@
+"""The machine's real kubectl (the 1.32 binary, chosen by /version) against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import yaml
+
+from tests.sandbox.test_api_harness import KUBECTL, Cluster, cluster
+
+__all__ = ["cluster"]
+
+MANIFESTS = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: test
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: podinfo
+  namespace: test
+  labels: {app: podinfo}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: podinfo}
+  template:
+    metadata:
+      labels: {app: podinfo}
+    spec:
+      containers:
+      - name: podinfod
+        image: ghcr.io/stefanprodan/podinfo:6.0.0
+        ports:
+        - {containerPort: 9898, name: http}
+        env:
+        - {name: PODINFO_UI_COLOR, value: "#34577c"}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: podinfo
+  namespace: test
+spec:
+  selector: {app: podinfo}
+  ports:
+  - {port: 9898, name: http}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata:
+  name: podinfo
+  namespace: test
+spec:
+  hosts: [podinfo.test]
+  gateways: [mesh]
+  http:
+  - route:
+    - destination: {host: podinfo-primary}
+      weight: 100
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: podinfo-primary
+  namespace: test
+spec:
+  host: podinfo-primary
+"""
+
+
+def deploy(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=MANIFESTS)
+
+
+def get_json(cluster: Cluster, *args: str) -> dict:
+    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
+
+
+def test_dispatcher_picks_the_1_32_binary(cluster: Cluster) -> None:
+    out = cluster.kubectl("version", "-o", "json").stdout
+    assert json.loads(out)["serverVersion"]["minor"] == "32"
+
+
+def test_api_resources_lists_builtins_and_istio(cluster: Cluster) -> None:
+    out = cluster.kubectl("api-resources").stdout
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "deploy" in rows["deployments"]
+    assert "apps/v1" in rows["deployments"]
+    assert "vs" in rows["virtualservices"]
+    assert "networking.istio.io/v1" in rows["virtualservices"]
+    for name in (
+        "pods",
+        "services",
+        "endpoints",
+        "events",
+        "configmaps",
+        "secrets",
+        "horizontalpodautoscalers",
+        "customresourcedefinitions",
+        "canaries",
+    ):
+        assert name in rows
+    istio = cluster.kubectl("api-resources", "--api-group=networking.istio.io", "-o", "name").stdout
+    assert "virtualservices.networking.istio.io" in istio.split()
+
+
+def test_client_side_apply_creates_then_patches(cluster: Cluster) -> None:
+    out = cluster.kubectl("apply", "-f", "-", stdin=MANIFESTS).stdout
+    assert "deployment.apps/podinfo created" in out
+    assert "virtualservice.networking.istio.io/podinfo created" in out
+    assert "unchanged" in cluster.kubectl("apply", "-f", "-", stdin=MANIFESTS).stdout
+    changed = MANIFESTS.replace("6.0.0", "6.0.1").replace("#34577c", "blue")
+    assert (
+        "deployment.apps/podinfo configured"
+        in cluster.kubectl("apply", "-f", "-", stdin=changed).stdout
+    )
+    dep = get_json(cluster, "-n", "test", "deployment", "podinfo")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/stefanprodan/podinfo:6.0.1"
+    assert container["env"] == [{"name": "PODINFO_UI_COLOR", "value": "blue"}]
+    assert dep["metadata"]["generation"] == 2
+    # Removing a field from the manifest removes it from the object (three-way merge).
+    dropped = changed.replace(
+        '        env:\n        - {name: PODINFO_UI_COLOR, value: "blue"}\n', ""
+    )
+    cluster.kubectl("apply", "-f", "-", stdin=dropped)
+    dep = get_json(cluster, "-n", "test", "deployment", "podinfo")
+    assert "env" not in dep["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_server_side_apply_records_managed_fields_and_prunes(cluster: Cluster) -> None:
+    out = cluster.kubectl("apply", "--server-side", "-f", "-", stdin=MANIFESTS).stdout
+    assert "deployment.apps/podinfo serverside-applied" in out
+    dep = get_json(cluster, "-n", "test", "deployment", "podinfo", "--show-managed-fields")
+    managers = {(m["manager"], m["operation"]) for m in dep["metadata"]["managedFields"]}
+    assert ("kubectl", "Apply") in managers
+    without_env = MANIFESTS.replace(
+        '        env:\n        - {name: PODINFO_UI_COLOR, value: "#34577c"}\n', ""
+    )
+    cluster.kubectl("apply", "--server-side", "-f", "-", stdin=without_env)
+    dep = get_json(cluster, "-n", "test", "deployment", "podinfo")
+    assert "env" not in dep["spec"]["template"]["spec"]["containers"][0]
+    assert dep["spec"]["replicas"] == 2
+
+
+def test_get_prints_tables(cluster: Cluster) -> None:
+    deploy(cluster)
+    out = cluster.kubectl("get", "-n", "test", "deployments,services,virtualservices").stdout
+    assert "READY   UP-TO-DATE   AVAILABLE   AGE" in out
+    assert "0/2" in out
+    assert "TYPE        CLUSTER-IP" in out
+    assert "9898/TCP" in out
+    assert "GATEWAYS" in out
+    assert '["podinfo.test"]' in out
+    dr = cluster.kubectl("get", "-n", "test", "dr").stdout
+    assert dr.split("\n")[0].split() == ["NAME", "HOST", "AGE"]
+    wide = cluster.kubectl("get", "-n", "test", "deploy", "-o", "wide").stdout
+    assert "ghcr.io/stefanprodan/podinfo:6.0.0" in wide
+    assert "app=podinfo" in wide
+    ns = cluster.kubectl("get", "namespaces").stdout
+    assert "test" in ns
+    assert "Active" in ns
+
+
+def test_get_json_and_yaml(cluster: Cluster) -> None:
+    deploy(cluster)
+    as_yaml = yaml.safe_load(
+        cluster.kubectl("get", "-n", "test", "svc", "podinfo", "-o", "yaml").stdout
+    )
+    assert as_yaml["spec"]["ports"][0]["targetPort"] == 9898
+    listed = get_json(cluster, "-n", "test", "deploy")
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["podinfo"]
+    missing = cluster.kubectl("get", "-n", "test", "deploy", "nope", check=False)
+    assert missing.returncode == 1
+    assert 'deployments.apps "nope" not found' in missing.stderr
+
+
+def test_get_watch_streams_changes(cluster: Cluster) -> None:
+    deploy(cluster)
+    command = [
+        KUBECTL,
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--cache-dir",
+        str(cluster.cache_dir),
+        "get",
+        "-n",
+        "test",
+        "deploy",
+        "podinfo",
+        "-w",
+        "--request-timeout=4s",
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        time.sleep(1.5)
+        cluster.kubectl("scale", "-n", "test", "deploy/podinfo", "--replicas=5")
+        out, _ = proc.communicate(timeout=20)
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert lines[1].split()[:2] == ["podinfo", "0/2"]
+    assert any(line.split()[:2] == ["podinfo", "0/5"] for line in lines[2:])
+
+
+def test_set_image_scale_and_rollout_status(cluster: Cluster) -> None:
+    deploy(cluster)
+    cluster.kubectl("set", "image", "-n", "test", "deploy/podinfo", "podinfod=podinfo:6.1.0")
+    cluster.kubectl("scale", "-n", "test", "deploy/podinfo", "--replicas=3")
+    dep = get_json(cluster, "-n", "test", "deploy", "podinfo")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "podinfo:6.1.0"
+    assert dep["spec"]["replicas"] == 3
+    pending = cluster.kubectl(
+        "rollout", "status", "-n", "test", "deploy/podinfo", "--timeout=1s", check=False
+    )
+    assert pending.returncode != 0
+    status = {
+        "status": {
+            "observedGeneration": dep["metadata"]["generation"],
+            "replicas": 3,
+            "updatedReplicas": 3,
+            "readyReplicas": 3,
+            "availableReplicas": 3,
+        }
+    }
+    code, _, _ = cluster.http(
+        "PATCH",
+        "/apis/apps/v1/namespaces/test/deployments/podinfo/status",
+        status,
+        content_type="application/merge-patch+json",
+    )
+    assert code == 200
+    done = cluster.kubectl("rollout", "status", "-n", "test", "deploy/podinfo", "--timeout=10s")
+    assert 'deployment "podinfo" successfully rolled out' in done.stdout
+
+
+def test_describe_shows_events_by_field_selector(cluster: Cluster) -> None:
+    deploy(cluster)
+    uid = get_json(cluster, "-n", "test", "deploy", "podinfo")["metadata"]["uid"]
+    event = {
+        "metadata": {"name": "podinfo.1", "namespace": "test"},
+        "involvedObject": {
+            "kind": "Deployment",
+            "namespace": "test",
+            "name": "podinfo",
+            "uid": uid,
+            "apiVersion": "apps/v1",
+        },
+        "reason": "ScalingReplicaSet",
+        "message": "Scaled up replica set podinfo-abc to 2",
+        "type": "Normal",
+        "source": {"component": "deployment-controller"},
+        "count": 1,
+        "firstTimestamp": "2026-01-01T00:00:00Z",
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+    }
+    other = json.loads(json.dumps(event))
+    other["metadata"]["name"] = "other.1"
+    other["involvedObject"].update(name="other", uid="x")
+    other["message"] = "not about podinfo"
+    for body in (event, other):
+        assert cluster.http("POST", "/api/v1/namespaces/test/events", body)[0] == 201
+    out = cluster.kubectl("describe", "-n", "test", "deployment", "podinfo").stdout
+    assert "Scaled up replica set podinfo-abc to 2" in out
+    assert "not about podinfo" not in out
+    assert "ghcr.io/stefanprodan/podinfo:6.0.0" in out
+    events = cluster.kubectl("get", "-n", "test", "events").stdout
+    assert events.splitlines()[0].split()[:4] == ["LAST", "SEEN", "TYPE", "REASON"]
+
+
+def test_delete_cascades_and_namespace_takes_contents(cluster: Cluster) -> None:
+    deploy(cluster)
+    assert (
+        'deployment.apps "podinfo" deleted'
+        in cluster.kubectl("delete", "-n", "test", "deploy", "podinfo").stdout
+    )
+    assert cluster.kubectl("get", "-n", "test", "deploy", "-o", "name").stdout.strip() == ""
+    cluster.kubectl("delete", "namespace", "test")
+    assert cluster.kubectl("get", "ns", "test", check=False).returncode == 1
+    assert cluster.http("GET", "/api/v1/namespaces/test/services/podinfo")[0] == 404
+    assert cluster.kubectl("get", "vs", "-A", "-o", "name").stdout.strip() == ""
+
+
+def test_crd_created_by_kubectl_appears_in_discovery(cluster: Cluster) -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {
+                "plural": "widgets",
+                "singular": "widget",
+                "kind": "Widget",
+                "shortNames": ["wd"],
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                    "additionalPrinterColumns": [
+                        {"name": "Size", "type": "integer", "jsonPath": ".spec.size"}
+                    ],
+                }
+            ],
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(crd))
+    cluster.kubectl(
+        "wait", "--for=condition=established", "crd/widgets.example.com", "--timeout=10s"
+    )
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w1", "namespace": "default"},
+        "spec": {"size": 7},
+    }
+    assert (
+        "widget.example.com/w1 created"
+        in cluster.kubectl("apply", "-f", "-", stdin=json.dumps(widget)).stdout
+    )
+    table = cluster.kubectl("get", "wd").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SIZE"]
+    assert table[1].split() == ["w1", "7"]
+    cluster.kubectl("delete", "crd", "widgets.example.com")
+    gone = cluster.kubectl("get", "widgets", check=False)
+    assert gone.returncode != 0
