@@ -106,3 +106,149 @@ def receiver(
 def closed_port_url() -> str:
     """The URL of a port nobody listens on (a receiver that is down)."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+# --- Istio-like metrics and a real Prometheus --------------------------------------------------
+
+DURATION_BUCKETS = (50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Traffic of one destination workload: fixed request rates and one latency."""
+
+    namespace: str
+    name: str
+    ok_per_second: float
+    errors_per_second: float
+    latency_ms: float
+
+
+class MeshCollector:
+    """Exposes ``istio_requests_total`` and the duration histogram as Istio's sidecars do.
+
+    Counters grow linearly with time since start, so every ``rate()`` ratio is exact whatever the
+    scrape timing: 7 ok and 3 errors per second is a success rate of exactly 70%.
+    """
+
+    def __init__(self, workloads: list[Workload]) -> None:
+        self.workloads = workloads
+        self.started = time.monotonic()
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        elapsed = time.monotonic() - self.started
+        labels = ["reporter", "destination_workload_namespace", "destination_workload"]
+        requests = CounterMetricFamily(
+            "istio_requests_total", "Requests.", labels=[*labels, "response_code"]
+        )
+        durations = HistogramMetricFamily(
+            "istio_request_duration_milliseconds", "Request duration.", labels=labels
+        )
+        for w in self.workloads:
+            base = ["destination", w.namespace, w.name]
+            requests.add_metric([*base, "200"], w.ok_per_second * elapsed)
+            requests.add_metric([*base, "500"], w.errors_per_second * elapsed)
+            total = (w.ok_per_second + w.errors_per_second) * elapsed
+            buckets = [(str(le), total if w.latency_ms <= le else 0.0) for le in DURATION_BUCKETS]
+            buckets.append(("+Inf", total))
+            durations.add_metric(base, buckets, sum_value=total * w.latency_ms)
+        yield requests
+        yield durations
+
+
+@contextmanager
+def mesh_exporter(workloads: list[Workload]) -> Iterator[str]:
+    """An HTTP exporter of `MeshCollector`; yields its ``host:port``."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(MeshCollector(workloads))  # type: ignore[arg-type]
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def prometheus_binary() -> str | None:
+    import os
+    from pathlib import Path
+
+    configured = os.environ.get("COALMINE_PROMETHEUS_BIN")
+    if configured:
+        return configured
+    default = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "prometheus"
+    return str(default) if default.exists() else None
+
+
+@dataclass
+class PrometheusProcess:
+    url: str
+    process: Any
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except Exception:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@contextmanager
+def run_prometheus(binary: str, targets: list[str], workdir: Any) -> Iterator[PrometheusProcess]:
+    """A real Prometheus scraping ``targets`` every second; waits until its API answers."""
+    import subprocess
+    import urllib.request
+
+    port = free_port()
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: mesh\n    static_configs:\n"
+        f"      - targets: {json.dumps(targets)}\n"
+    )
+    log = (workdir / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    handle = PrometheusProcess(url=f"http://127.0.0.1:{port}", process=process)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{handle.url}/-/ready", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("prometheus did not start: see prometheus.log") from None
+                time.sleep(0.1)
+        yield handle
+    finally:
+        handle.stop()
+        log.close()
+
+
+def wait_for(
+    predicate: Callable[[], bool], *, timeout: float = 40, what: str = "condition"
+) -> None:
+    """Poll until ``predicate()`` is true (Prometheus needs ~7 s for a first rate())."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
