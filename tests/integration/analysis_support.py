@@ -252,3 +252,148 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.5)
+
+
+# --- a real Kubernetes API server: the sandbox's, on a free port -------------------------------
+
+
+@dataclass
+class SandboxApi:
+    """The sandbox API server in its own thread and event loop, and clients for it."""
+
+    url: str
+    loop: Any
+    clients: list[Any] = field(default_factory=list)
+
+    def api_client(self) -> Any:
+        from kubernetes import client as k8s
+
+        api = k8s.ApiClient(k8s.Configuration(host=self.url))
+        self.clients.append(api)
+        return api
+
+
+@contextmanager
+def sandbox_api() -> Iterator[SandboxApi]:
+    """`sandbox.apiserver.build_api_app` over an empty store (no CRDs: tests register them)."""
+    import asyncio
+
+    from aiohttp import web
+
+    from sandbox.apiserver import build_api_app
+    from sandbox.store import Store
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def boot() -> None:
+        runner = web.AppRunner(
+            build_api_app(Store(install_default_crds=False)), shutdown_timeout=0.5
+        )
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        holder.update(runner=runner, port=runner.addresses[0][1])
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(boot())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(holder["runner"].cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="analysis-apiserver", daemon=True)
+    thread.start()
+    assert ready.wait(10), "the sandbox API server did not start"
+    api = SandboxApi(url=f"http://127.0.0.1:{holder['port']}", loop=loop)
+    try:
+        yield api
+    finally:
+        for api_client in api.clients:
+            api_client.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def _crd(kind: str, plural: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.flagger.app"},
+        "spec": {
+            "group": "flagger.app",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1beta1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def install_flagger_crds(api_client: Any) -> None:
+    """Register Flagger's MetricTemplate and AlertProvider CRDs (idempotent)."""
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    extensions = k8s.ApiextensionsV1Api(api_client)
+    for kind, plural in (
+        ("MetricTemplate", "metrictemplates"),
+        ("AlertProvider", "alertproviders"),
+    ):
+        try:
+            extensions.create_custom_resource_definition(_crd(kind, plural))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+
+def create_namespace(api_client: Any, name: str) -> None:
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        k8s.CoreV1Api(api_client).create_namespace({"metadata": {"name": name}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def create_secret(api_client: Any, namespace: str, name: str, data: dict[str, str]) -> None:
+    from kubernetes import client as k8s
+
+    body = {"metadata": {"name": name}, "stringData": data}
+    k8s.CoreV1Api(api_client).create_namespaced_secret(namespace, body)
+
+
+def create_flagger_object(
+    api_client: Any, plural: str, namespace: str, name: str, spec: dict[str, Any]
+) -> None:
+    from kubernetes import client as k8s
+
+    kind = {"metrictemplates": "MetricTemplate", "alertproviders": "AlertProvider"}[plural]
+    body = {
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    k8s.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        "flagger.app", "v1beta1", namespace, plural, body
+    )

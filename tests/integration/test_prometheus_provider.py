@@ -8,11 +8,15 @@ all exercised together.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from temporalio.exceptions import ApplicationError
 
 from activities.analysis import AnalysisActivities, AnalysisSettings
 from activities.analysis.errors import NoData, ProviderError
@@ -20,10 +24,17 @@ from activities.analysis.metrics.credentials import Credentials
 from activities.analysis.metrics.prometheus import PrometheusProvider
 from tests.integration.analysis_support import (
     PrometheusProcess,
+    SandboxApi,
     Workload,
+    create_flagger_object,
+    create_namespace,
+    create_secret,
+    install_flagger_crds,
     mesh_exporter,
     prometheus_binary,
+    receiver,
     run_prometheus,
+    sandbox_api,
     wait_for,
 )
 from workflows.activity_api import CanaryRef, MetricCheckInput
@@ -197,3 +208,177 @@ def test_stopped_prometheus_is_a_provider_error(tmp_path: Path) -> None:
     assert result.outcome == CheckOutcome.PROVIDER_ERROR
     assert result.message.startswith("prometheus query failed for request-success-rate:")
     assert "t0ken" not in result.message
+
+
+# --- MetricTemplates from a real API server, credentials from Secrets and the environment --------
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[SandboxApi]:
+    with sandbox_api() as running:
+        client = running.api_client()
+        install_flagger_crds(client)
+        create_namespace(client, "test")
+        create_namespace(client, "flagger-system")
+        yield running
+
+
+def _cluster_activities(api: SandboxApi, **settings: Any) -> AnalysisActivities:
+    return AnalysisActivities(
+        api_client=api.api_client(), settings=AnalysisSettings(**settings), environ={}
+    )
+
+
+def test_metric_template_with_variables(prometheus: PrometheusProcess, api: SandboxApi) -> None:
+    create_flagger_object(
+        api.api_client(),
+        "metrictemplates",
+        "flagger-system",
+        "error-rate",
+        {
+            "provider": {"type": "prometheus", "address": prometheus.url},
+            "query": (
+                'sum(rate(istio_requests_total{destination_workload_namespace="{{ namespace }}",'
+                'destination_workload="{{ target }}",response_code="{{ variables.code }}"}'
+                "[{{ interval }}]))"
+            ),
+        },
+    )
+    request = _check(
+        prometheus.url,
+        "podinfo",
+        name="errors-500",
+        interval=INTERVAL,
+        templateRef={"name": "error-rate", "namespace": "flagger-system"},
+        templateVariables={"code": "500"},
+        thresholdRange={"max": 1},
+    )
+    result = _cluster_activities(api).check_metric(request)
+    assert result.value == pytest.approx(3.0, rel=0.1)
+    assert result.outcome == CheckOutcome.BREACH
+    assert result.message.startswith("errors-500 ")
+
+
+def test_missing_template_is_a_non_retryable_invalid_spec(api: SandboxApi) -> None:
+    request = _check(
+        "http://unused",
+        "podinfo",
+        name="x",
+        templateRef={"name": "absent"},
+        thresholdRange={"max": 1},
+    )
+    with pytest.raises(ApplicationError) as caught:
+        _cluster_activities(api).check_metric(request)
+    assert caught.value.type == "InvalidSpec"
+    assert caught.value.non_retryable
+    assert "metric template test/absent not found" in str(caught.value)
+
+
+def test_unknown_provider_type_is_refused(api: SandboxApi) -> None:
+    create_flagger_object(
+        api.api_client(),
+        "metrictemplates",
+        "test",
+        "datadog-latency",
+        {"provider": {"type": "datadog", "address": "https://api.datadoghq.com"}, "query": "x"},
+    )
+    request = _check(
+        "http://unused",
+        "podinfo",
+        name="x",
+        templateRef={"name": "datadog-latency"},
+        thresholdRange={"max": 1},
+    )
+    with pytest.raises(ApplicationError, match="'datadog' is not supported") as caught:
+        _cluster_activities(api).check_metric(request)
+    assert caught.value.type == "InvalidSpec"
+
+
+_ANSWER = json.dumps(
+    {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "42.5"]}]},
+    }
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [
+        ({"token": "s3cr3t-token"}, "Bearer s3cr3t-token"),
+        (
+            {"username": "admin", "password": "pa55word"},
+            "Basic " + base64.b64encode(b"admin:pa55word").decode(),
+        ),
+    ],
+)
+def test_template_credentials_come_from_the_secret(
+    api: SandboxApi, secret: dict[str, str], expected: str
+) -> None:
+    name = "creds-" + next(iter(secret))
+    create_secret(api.api_client(), "test", name, {**secret, "headers": '{"X-Scope-OrgID": "t1"}'})
+    with receiver(lambda _r: (200, _ANSWER)) as fake_prometheus:
+        create_flagger_object(
+            api.api_client(),
+            "metrictemplates",
+            "test",
+            name,
+            {
+                "provider": {
+                    "type": "prometheus",
+                    "address": fake_prometheus.url,
+                    "secretRef": {"name": name},
+                },
+                "query": "up",
+            },
+        )
+        request = _check(
+            "http://unused",
+            "podinfo",
+            name="m",
+            templateRef={"name": name},
+            thresholdRange={"max": 50},
+        )
+        result = _cluster_activities(api).check_metric(request)
+    assert result.outcome == CheckOutcome.OK
+    assert result.value == 42.5
+    (seen,) = fake_prometheus.requests
+    assert seen.path.startswith("/api/v1/query?query=up")
+    assert seen.headers["authorization"] == expected
+    assert seen.headers["x-scope-orgid"] == "t1"
+    # The activity's input and result never carry the credential.
+    for value in secret.values():
+        assert value not in request.model_dump_json()
+        assert value not in result.model_dump_json()
+
+
+def test_default_prometheus_credentials_from_the_environment() -> None:
+    with receiver(lambda _r: (200, _ANSWER)) as fake_prometheus:
+        activities = AnalysisActivities(
+            api_client=k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:1")),
+            settings=AnalysisSettings(),
+            environ={"PROMETHEUS_URL": fake_prometheus.url, "PROMETHEUS_TOKEN": "env-token"},
+        )
+        result = activities.check_metric(
+            _check(
+                "http://unused", "podinfo", name="request-success-rate", thresholdRange={"min": 99}
+            )
+        )
+    assert result.outcome == CheckOutcome.BREACH
+    assert result.message == "success rate 42.50% < 99%"
+    assert fake_prometheus.requests[0].headers["authorization"] == "Bearer env-token"
+
+
+def test_no_default_prometheus_is_a_configuration_error() -> None:
+    activities = AnalysisActivities(
+        api_client=k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:1")),
+        settings=AnalysisSettings(),
+        environ={},
+    )
+    with pytest.raises(ApplicationError, match="PROMETHEUS_URL") as caught:
+        activities.check_metric(
+            _check(
+                "http://unused", "podinfo", name="request-success-rate", thresholdRange={"min": 99}
+            )
+        )
+    assert caught.value.non_retryable
