@@ -104,7 +104,8 @@ class Resources:
             else:
                 verb = "read" if verb == "get" else verb
                 method = getattr(api, f"{verb}_{kind.suffix}")
-                args = (args[0], namespace, *args[1:]) if args else (namespace,)
+                # Typed methods take (namespace, body) to create, (name, namespace, …) otherwise.
+                args = (namespace, *args) if verb == "create" else (args[0], namespace, *args[1:])
                 response = method(*args, **kw)
         data = response.data
         result: Obj = json.loads(data) if data else {}

@@ -1,0 +1,493 @@
+"""The Kubernetes activities against a real sandbox API server, over HTTP, through a kubeconfig.
+
+Each test gets a fresh namespace holding the article's podinfo (Deployment reading a ConfigMap by
+volume and env, a Secret by envFrom, and an HPA). The activities run as Temporal runs them, in
+``ActivityEnvironment`` (heartbeats, cancellation); the sandbox's audit log counts their writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from kubernetes import client
+from temporalio.exceptions import CancelledError
+from temporalio.testing import ActivityEnvironment
+
+from activities.errors import (
+    Conflict,
+    InvalidSpec,
+    PrimaryNotFound,
+    RevisionMismatch,
+    ServerError,
+    TargetNotFound,
+)
+from activities.kubernetes import KubernetesActivities
+from tests.integration.conftest import (
+    ApiSandbox,
+    create_podinfo,
+    make_canary,
+    read,
+    set_status,
+)
+from workflows.activity_api import (
+    CanaryRef,
+    InitializeInput,
+    PromoteInput,
+    ReadRevisionInput,
+    ScaleCanaryInput,
+    WaitReadyInput,
+)
+
+
+@pytest.fixture
+def api_client(apiserver_client: client.ApiClient) -> client.ApiClient:
+    return apiserver_client
+
+
+@pytest.fixture
+def namespace(apiserver_namespace: str) -> str:
+    return apiserver_namespace
+
+
+@pytest.fixture
+def k8s(api_client: client.ApiClient) -> KubernetesActivities:
+    return KubernetesActivities(api_client, poll_interval=0.05)
+
+
+@pytest.fixture
+def env() -> ActivityEnvironment:
+    return ActivityEnvironment()
+
+
+def ref(namespace: str) -> CanaryRef:
+    return CanaryRef.of(make_canary(namespace))
+
+
+def initialize(env: ActivityEnvironment, k8s: KubernetesActivities, namespace: str, **kw):
+    return env.run(k8s.initialize, InitializeInput(canary=make_canary(namespace, **kw)))
+
+
+def patch_target(api_client: client.ApiClient, namespace: str, body: dict) -> None:
+    client.AppsV1Api(api_client).patch_namespaced_deployment(
+        "podinfo", namespace, body, _content_type="application/merge-patch+json"
+    )
+
+
+def set_image(api_client: client.ApiClient, namespace: str, image: str) -> None:
+    target = read(api_client, "deployment", namespace, "podinfo")
+    containers = target["spec"]["template"]["spec"]["containers"]
+    containers[0]["image"] = image
+    template = {"spec": {"containers": containers}}
+    patch_target(api_client, namespace, {"spec": {"template": template}})
+
+
+# --- initialize ----------------------------------------------------------------------------
+
+
+def test_initialize_creates_flaggers_objects(env, k8s, api_client, namespace) -> None:
+    create_podinfo(api_client, namespace)
+    revision = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace))).revision
+
+    result = initialize(env, k8s, namespace)
+
+    assert result.first_initialization
+    assert result.promoted_revision == revision
+    primary = read(api_client, "deployment", namespace, "podinfo-primary")
+    assert primary["metadata"]["labels"] == {
+        "app": "podinfo-primary",
+        "team": "web",
+        "app.kubernetes.io/managed-by": "coalmine",
+    }
+    assert primary["metadata"]["annotations"]["coalmine.io/revision"] == revision
+    assert primary["metadata"]["annotations"]["coalmine.io/canary"] == f"{namespace}/podinfo"
+    assert primary["spec"]["selector"] == {"matchLabels": {"app": "podinfo-primary"}}
+    assert primary["spec"]["replicas"] == 2
+    template = primary["spec"]["template"]
+    assert template["metadata"]["labels"] == {"app": "podinfo-primary", "team": "web"}
+    assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    pod = template["spec"]
+    # The primary reads the -primary copies of the config, so a changed ConfigMap reaches
+    # production only through a promotion.
+    assert pod["volumes"][0]["configMap"]["name"] == "podinfo-config-primary"
+    container = pod["containers"][0]
+    assert container["image"] == "quay.io/stefanprodan/podinfo:1.4.0"
+    assert container["env"][1]["valueFrom"]["configMapKeyRef"]["name"] == "podinfo-env-primary"
+    assert container["envFrom"][0]["secretRef"]["name"] == "podinfo-token-primary"
+    for kind, name in (
+        ("config_map", "podinfo-config"),
+        ("config_map", "podinfo-env"),
+        ("secret", "podinfo-token"),
+    ):
+        copy = read(api_client, kind, namespace, name + "-primary")
+        assert copy["data"] == read(api_client, kind, namespace, name)["data"]
+        assert copy["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "coalmine"
+
+    hpa = read(api_client, "hpa", namespace, "podinfo-primary")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "podinfo-primary",
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+
+    selects = {"podinfo": "podinfo-primary", "podinfo-primary": "podinfo-primary"}
+    selects["podinfo-canary"] = "podinfo"
+    for name, pods in selects.items():
+        service = read(api_client, "service", namespace, name)
+        assert service["spec"]["selector"] == {"app": pods}, name
+        (port,) = service["spec"]["ports"]
+        assert (port["name"], port["port"], port["targetPort"]) == ("http", 9898, 9898)
+        assert service["metadata"]["labels"]["app"] == name
+
+    # First initialization: the target (the canary) waits at zero replicas.
+    assert read(api_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 0
+
+
+def test_initialize_twice_writes_nothing_the_second_time(
+    env, k8s, api_client, api_sandbox: ApiSandbox, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    before = len(api_sandbox.writes(namespace))
+    initialize(env, k8s, namespace)
+    first = api_sandbox.writes(namespace)[before:]
+    # 3 config copies, primary, its HPA, 3 Services, scale to zero, mark initialized.
+    assert len(first) == 10, first
+
+    again = initialize(env, k8s, namespace)
+
+    assert api_sandbox.writes(namespace)[before + len(first) :] == []
+    assert not again.first_initialization
+
+
+def test_initialize_retried_after_a_crash_still_scales_the_target_down(
+    env, k8s, api_client, api_sandbox: ApiSandbox, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    initialize(env, k8s, namespace)
+    # As if the first attempt died after creating the primary, before scaling the target down.
+    client.AppsV1Api(api_client).patch_namespaced_deployment(
+        "podinfo-primary",
+        namespace,
+        {"metadata": {"annotations": {"coalmine.io/initialized": None}}},
+        _content_type="application/merge-patch+json",
+    )
+    client.AppsV1Api(api_client).patch_namespaced_deployment_scale(
+        "podinfo",
+        namespace,
+        {"spec": {"replicas": 2}},
+        _content_type="application/merge-patch+json",
+    )
+
+    result = initialize(env, k8s, namespace)
+
+    assert result.first_initialization
+    assert read(api_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 0
+
+
+def test_initialize_converges_a_drifted_service(
+    env, k8s, api_client, api_sandbox: ApiSandbox, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    initialize(env, k8s, namespace)
+    client.CoreV1Api(api_client).patch_namespaced_service(
+        "podinfo",
+        namespace,
+        {"spec": {"selector": {"app": "podinfo"}}},
+        _content_type="application/merge-patch+json",
+    )
+    before = len(api_sandbox.writes(namespace))
+
+    initialize(env, k8s, namespace)
+
+    assert api_sandbox.writes(namespace)[before:] == ["update services/podinfo"]
+    service = read(api_client, "service", namespace, "podinfo")
+    assert service["spec"]["selector"] == {"app": "podinfo-primary"}
+
+
+def test_missing_target_is_a_non_retryable_target_not_found(env, k8s, namespace) -> None:
+    with pytest.raises(TargetNotFound) as raised:
+        initialize(env, k8s, namespace)
+    assert raised.value.non_retryable
+    assert raised.value.type == "TargetNotFound"
+    with pytest.raises(TargetNotFound):
+        env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace)))
+    with pytest.raises(TargetNotFound):
+        env.run(k8s.scale_canary, ScaleCanaryInput(canary=make_canary(namespace), replicas=1))
+
+
+def test_invalid_targets_are_refused_before_any_write(
+    env, k8s, api_client, api_sandbox: ApiSandbox, namespace
+) -> None:
+    create_podinfo(api_client, namespace, hpa=False)
+    before = len(api_sandbox.writes(namespace))
+    # autoscalerRef names an HPA that does not exist.
+    with pytest.raises(InvalidSpec, match="HorizontalPodAutoscaler podinfo"):
+        initialize(env, k8s, namespace)
+    # No selector label Coalmine (and Flagger) can suffix.
+    client.AppsV1Api(api_client).delete_namespaced_deployment("podinfo", namespace)
+    deployment = {
+        "metadata": {"name": "podinfo"},
+        "spec": {
+            "selector": {"matchLabels": {"component": "podinfo"}},
+            "template": {
+                "metadata": {"labels": {"component": "podinfo"}},
+                "spec": {"containers": [{"name": "podinfod", "image": "podinfo:1"}]},
+            },
+        },
+    }
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, deployment)
+    before = len(api_sandbox.writes(namespace))
+    with pytest.raises(InvalidSpec, match="matchLabels must contain one of app") as raised:
+        initialize(env, k8s, namespace, autoscaler=False)
+    assert raised.value.non_retryable
+    assert api_sandbox.writes(namespace)[before:] == []
+
+
+# --- revision ------------------------------------------------------------------------------
+
+
+def test_revision_follows_the_template_and_the_referenced_config(
+    env, k8s, api_client, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    info = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace)))
+    assert info.promoted_revision is None
+    initialize(env, k8s, namespace)
+    info = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace)))
+    # Scaling the target to zero is not a new revision.
+    assert info.promoted_revision == info.revision
+
+    set_image(api_client, namespace, "quay.io/stefanprodan/podinfo:1.4.1")
+    after_image = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace)))
+    assert after_image.revision != info.revision
+    assert after_image.promoted_revision == info.revision
+
+    client.CoreV1Api(api_client).patch_namespaced_config_map(
+        "podinfo-config",
+        namespace,
+        {"data": {"config.yaml": "a: 2"}},
+        _content_type="application/merge-patch+json",
+    )
+    after_config = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace)))
+    assert after_config.revision not in (info.revision, after_image.revision)
+
+
+# --- scale ---------------------------------------------------------------------------------
+
+
+def test_scale_canary_up_to_the_primary_then_down_and_converges(
+    env, k8s, api_client, api_sandbox: ApiSandbox, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    initialize(env, k8s, namespace)
+    canary = make_canary(namespace)
+    before = len(api_sandbox.writes(namespace))
+
+    up = env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary))
+    assert up.replicas == 2  # the primary's replicas
+    assert read(api_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 2
+    env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary))
+    assert api_sandbox.writes(namespace)[before:] == ["patch deployments/scale/podinfo"]
+
+    down = env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary, replicas=0))
+    assert down.replicas == 0
+    assert read(api_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 0
+
+
+def test_scale_canary_falls_back_to_the_hpa_minimum_then_one(
+    env, k8s, api_client, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    canary = make_canary(namespace)
+    # No primary yet: the HPA's minimum.
+    assert env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary)).replicas == 2
+    # No primary, no HPA: one.
+    no_hpa = make_canary(namespace, autoscaler=False)
+    assert env.run(k8s.scale_canary, ScaleCanaryInput(canary=no_hpa)).replicas == 1
+    assert read(api_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 1
+
+
+# --- wait_ready ----------------------------------------------------------------------------
+
+
+def wait_input(namespace: str, deployment: str = "podinfo", deadline: float = 10.0):
+    return WaitReadyInput(ref=ref(namespace), deployment=deployment, deadline_seconds=deadline)
+
+
+def test_wait_ready_heartbeats_until_the_rollout_finishes(env, k8s, api_client, namespace) -> None:
+    create_podinfo(api_client, namespace)
+    patch_target(api_client, namespace, {"spec": {"replicas": 1}})
+    set_status(api_client, namespace, "podinfo", available=0)
+    heartbeats: list[tuple] = []
+    env.on_heartbeat = lambda *details: heartbeats.append(details)
+
+    def controller() -> None:
+        while len(heartbeats) < 3:
+            time.sleep(0.01)
+        set_status(api_client, namespace, "podinfo")
+
+    thread = threading.Thread(target=controller)
+    thread.start()
+    result = env.run(k8s.wait_ready, wait_input(namespace))
+    thread.join()
+
+    assert result.ready
+    assert result.message == (
+        f"podinfo.{namespace} rollout finished: 1 of 1 updated replicas are available"
+    )
+    assert heartbeats[0][0] == (
+        f"Waiting for podinfo.{namespace} rollout to finish: 0 of 1 updated replicas are available"
+    )
+
+
+def test_wait_ready_gives_up_at_the_deadline(env, k8s, api_client, namespace) -> None:
+    create_podinfo(api_client, namespace)
+    set_status(api_client, namespace, "podinfo", available=1)
+    started = time.monotonic()
+
+    result = env.run(k8s.wait_ready, wait_input(namespace, deadline=0.5))
+
+    assert not result.ready
+    assert 0.5 <= time.monotonic() - started < 5
+    assert result.message == (
+        f"Waiting for podinfo.{namespace} rollout to finish: 1 of 2 updated replicas are available"
+    )
+
+
+def test_wait_ready_stops_at_progress_deadline_exceeded(env, k8s, api_client, namespace) -> None:
+    create_podinfo(api_client, namespace)
+    set_status(api_client, namespace, "podinfo", available=0, stuck=True)
+
+    result = env.run(k8s.wait_ready, wait_input(namespace, deadline=30))
+
+    assert not result.ready
+    assert result.message == f"Deployment podinfo.{namespace} exceeded its progress deadline"
+
+
+def test_wait_ready_honours_the_ready_threshold_and_generation(
+    env, k8s, api_client, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    set_status(api_client, namespace, "podinfo", available=1)
+    half = WaitReadyInput(
+        ref=ref(namespace), deployment="podinfo", deadline_seconds=5, ready_threshold=50
+    )
+    assert env.run(k8s.wait_ready, half).ready
+    # A new spec the controller has not observed yet is not ready, whatever the counts say.
+    set_image(api_client, namespace, "quay.io/stefanprodan/podinfo:1.4.1")
+    result = env.run(k8s.wait_ready, wait_input(namespace, deadline=0.2))
+    assert not result.ready
+    assert "observed deployment generation less than desired generation" in result.message
+
+
+async def test_wait_ready_is_cancelled_promptly(k8s, api_client, namespace) -> None:
+    create_podinfo(api_client, namespace)
+    set_status(api_client, namespace, "podinfo", available=0)
+    env = ActivityEnvironment()
+    loop = asyncio.get_running_loop()
+    heartbeat = asyncio.Event()
+    env.on_heartbeat = lambda *details: loop.call_soon_threadsafe(heartbeat.set)
+    waiting = wait_input(namespace, deadline=60)
+    running = loop.run_in_executor(None, env.run, k8s.wait_ready, waiting)
+    await asyncio.wait_for(heartbeat.wait(), 10)
+    started = time.monotonic()
+    env.cancel()
+    with pytest.raises(CancelledError):
+        await running
+    assert time.monotonic() - started < 2
+
+
+def test_wait_ready_on_a_missing_primary(env, k8s, namespace) -> None:
+    with pytest.raises(PrimaryNotFound):
+        env.run(k8s.wait_ready, wait_input(namespace, deployment="podinfo-primary"))
+
+
+# --- promote -------------------------------------------------------------------------------
+
+
+def test_promote_copies_template_and_config_and_keeps_the_selector(
+    env, k8s, api_client, api_sandbox: ApiSandbox, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    initialize(env, k8s, namespace)
+    canary = make_canary(namespace)
+    set_image(api_client, namespace, "quay.io/stefanprodan/podinfo:1.4.1")
+    patch_target(api_client, namespace, {"spec": {"minReadySeconds": 5}})
+    client.CoreV1Api(api_client).patch_namespaced_config_map(
+        "podinfo-config",
+        namespace,
+        {"data": {"config.yaml": "a: 2"}},
+        _content_type="application/merge-patch+json",
+    )
+    revision = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace))).revision
+    before = len(api_sandbox.writes(namespace))
+
+    env.run(k8s.promote, PromoteInput(canary=canary, revision=revision))
+
+    primary = read(api_client, "deployment", namespace, "podinfo-primary")
+    assert primary["spec"]["selector"] == {"matchLabels": {"app": "podinfo-primary"}}
+    template = primary["spec"]["template"]
+    assert template["metadata"]["labels"]["app"] == "podinfo-primary"
+    assert template["metadata"]["annotations"]["coalmine.io/revision"] == revision
+    assert template["spec"]["containers"][0]["image"] == "quay.io/stefanprodan/podinfo:1.4.1"
+    assert template["spec"]["volumes"][0]["configMap"]["name"] == "podinfo-config-primary"
+    assert primary["spec"]["minReadySeconds"] == 5
+    assert primary["metadata"]["annotations"]["coalmine.io/revision"] == revision
+    config = read(api_client, "config_map", namespace, "podinfo-config-primary")
+    assert config["data"] == {"config.yaml": "a: 2"}
+    # One ConfigMap copy and the primary changed; nothing else.
+    assert sorted(api_sandbox.writes(namespace)[before:]) == [
+        "update configmaps/podinfo-config-primary",
+        "update deployments/podinfo-primary",
+    ]
+    info = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace)))
+    assert info.promoted_revision == info.revision == revision
+
+    # Idempotent: a retry after success writes nothing.
+    done = len(api_sandbox.writes(namespace))
+    env.run(k8s.promote, PromoteInput(canary=canary, revision=revision))
+    assert api_sandbox.writes(namespace)[done:] == []
+
+
+def test_promote_refuses_a_revision_the_target_no_longer_has(
+    env, k8s, api_client, api_sandbox: ApiSandbox, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    canary = make_canary(namespace)
+    with pytest.raises(PrimaryNotFound):
+        env.run(k8s.promote, PromoteInput(canary=canary, revision="0"))
+    initialize(env, k8s, namespace)
+    analysed = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace))).revision
+    set_image(api_client, namespace, "quay.io/stefanprodan/podinfo:9.9.9")
+    before = len(api_sandbox.writes(namespace))
+
+    with pytest.raises(RevisionMismatch) as raised:
+        env.run(k8s.promote, PromoteInput(canary=canary, revision=analysed + "x"))
+
+    assert raised.value.non_retryable
+    assert api_sandbox.writes(namespace)[before:] == []
+
+
+# --- API errors ----------------------------------------------------------------------------
+
+
+def test_api_errors_arrive_as_our_retryable_types(
+    env, k8s, api_client, api_sandbox: ApiSandbox, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    api_sandbox.fault(verb="create", resource="deployments", namespace=namespace, status=500)
+    with pytest.raises(ServerError) as server_error:
+        initialize(env, k8s, namespace)
+    assert server_error.value.status == 500
+    api_sandbox.clear_faults()
+    api_sandbox.fault(verb="patch", resource="deployments", subresource="scale", status=409)
+    with pytest.raises(Conflict):
+        initialize(env, k8s, namespace)
+    api_sandbox.clear_faults()
+    # The retry Temporal would make finishes the job.
+    assert initialize(env, k8s, namespace).first_initialization
+    assert read(api_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 0
