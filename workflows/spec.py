@@ -41,7 +41,7 @@ from workflows.spec_analysis import (
     WebhookSpec,
     WebhookType,
 )
-from workflows.spec_errors import SpecError, SpecProblem, field_error, problems_from
+from workflows.spec_errors import SpecError, SpecProblem, field_error, problems_from, yaml_type
 from workflows.spec_service import (
     DNS_LABEL,
     AutoscalerRef,
@@ -286,9 +286,8 @@ def _pick_canary(documents: list[Any]) -> Any:
 
 def _check_document(document: Any) -> Mapping[Any, Any]:
     if not isinstance(document, Mapping):
-        kind = "a list" if isinstance(document, list) else f"{type(document).__name__} value"
         raise SpecError.single(
-            f"the document is {kind}, not a mapping: a Canary starts with "
+            f"the document is {yaml_type(document)}, not a mapping: a Canary starts with "
             "'apiVersion: flagger.app/v1beta1' and 'kind: Canary'"
         )
     kind = document.get("kind", "Canary")

@@ -26,7 +26,14 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-__all__ = ["SpecError", "SpecProblem", "field_error", "format_path", "problems_from"]
+__all__ = [
+    "SpecError",
+    "SpecProblem",
+    "field_error",
+    "format_path",
+    "problems_from",
+    "yaml_type",
+]
 
 _FIELD_ERROR = "spec_field"
 
@@ -217,7 +224,8 @@ _YAML_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
 )
 
 
-def _yaml_type(value: Any) -> str:
+def yaml_type(value: Any) -> str:
+    """How a YAML author would call the type of ``value`` ("a string", "a mapping")."""
     for types_, word in _YAML_TYPES:
         if isinstance(value, types_):
             return word
@@ -225,7 +233,7 @@ def _yaml_type(value: Any) -> str:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value) if not isinstance(value, Mapping | list | tuple) else _yaml_type(value)
+    text = repr(value) if not isinstance(value, Mapping | list | tuple) else yaml_type(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -235,7 +243,9 @@ def _type_message(kind: str, value: Any) -> str:
         hint = ": write the number without quotes"
     elif isinstance(value, int | float) and kind == "string_type":
         hint = f": quote it, e.g. '{value}'"
-    return f"expected {_TYPE_WORDS[kind]}, got {_shown(value)} ({_yaml_type(value)}){hint}"
+    shown, word = _shown(value), yaml_type(value)
+    got = shown if shown == word else f"{shown} ({word})"
+    return f"expected {_TYPE_WORDS[kind]}, got {got}{hint}"
 
 
 def _unknown_field_message(field: str, loc: Loc, root: type[BaseModel]) -> str:
@@ -261,7 +271,7 @@ def _describe(error: ErrorDetails, loc: Loc, root: type[BaseModel]) -> str:
     if kind == _FIELD_ERROR:
         message = str(ctx.get("message", message))
     elif kind == "missing":
-        message = "required field is missing: " + _MISSING_HINTS.get(field, f"add {field}")
+        message = "required field is missing: " + _MISSING_HINTS.get(field, f"add {field}: …")
     elif kind == "extra_forbidden":
         message = _unknown_field_message(field, loc, root)
     elif kind in _TYPE_WORDS:

@@ -41,8 +41,8 @@ def check_http_url(value: str) -> str:
     parts = urlsplit(value) if not re.search(r"\s", value) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
-            f"{value[:80]!r} is not an http or https address: write e.g. "
-            "'http://flagger-loadtester.test/'"
+            f"{value[:80]!r} is not an http or https address: write it as "
+            "'http://<host>[:<port>]/<path>' or 'https://…'"
         )
     return value
 
