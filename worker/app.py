@@ -33,10 +33,9 @@ def activity_methods(*objects: object) -> list[Callable[..., Any]]:
 
 def product_activities(api_client: Any, settings: Settings) -> list[object]:
     """The three activity classes of the product, sharing one Kubernetes API client."""
-    from activities.router import RouterActivities
-
     from activities.analysis import AnalysisActivities, AnalysisSettings
     from activities.kubernetes import KubernetesActivities
+    from activities.router import RouterActivities
 
     analysis = AnalysisSettings(prometheus_url=settings.worker.prometheus_url)
     return [
@@ -58,13 +57,17 @@ def build_worker(
     *,
     api_client: Any,
     metrics: RolloutMetrics | None = None,
-    activities: Sequence[object] | None = None,
+    activities: Sequence[Callable[..., Any]] | None = None,
     workflows: Sequence[type] | None = None,
 ) -> Worker:
-    """A worker for the rollout task queue; ``activities``/``workflows`` replace the product's
-    (tests use doubles registered under the same names)."""
+    """A worker for the rollout task queue.
+
+    ``activities``/``workflows`` replace the product's (tests use fakes registered under the
+    same names); ``metrics`` adds the interceptor that feeds the Prometheus endpoint.
+    """
     sizing = settings.worker
-    objects = activities if activities is not None else product_activities(api_client, settings)
+    if activities is None:
+        activities = activity_methods(*product_activities(api_client, settings))
     interceptors: list[Interceptor] = []
     if metrics is not None:
         interceptors.append(MetricsInterceptor(metrics))
@@ -72,7 +75,7 @@ def build_worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=list(workflows if workflows is not None else product_workflows()),
-        activities=activity_methods(*objects),
+        activities=list(activities),
         activity_executor=ThreadPoolExecutor(
             sizing.activity_threads, thread_name_prefix="coalmine-activity"
         ),

@@ -56,6 +56,9 @@ _DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, float("in
 _STATUS_RUNNING, _STATUS_SUCCEEDED, _STATUS_FAILED = 0, 1, 2
 # Webhook kinds whose failure counts as a failed check (Flagger: rollout hooks gate each step).
 _CHECK_WEBHOOKS = frozenset({"rollout", "pre-rollout"})
+# Event reasons the workflow records when a rollout ends (Flagger's "Promotion completed!",
+# "Canary failed!"), and "Synced" when a revision needed no rollout.
+_FINAL_REASONS = {"Promoted": Phase.SUCCEEDED, "Synced": Phase.SUCCEEDED, "Failed": Phase.FAILED}
 
 
 @dataclass
@@ -161,15 +164,18 @@ class RolloutMetrics:
     def _event(self, arg: EventInput, run_id: str) -> None:
         rollout = self._rollout(arg.ref, run_id)
         labels = self._labels(arg.ref)
-        self._set_phase(arg.ref, arg.phase)
+        # The closing events are sent just before the phase is set to Succeeded/Failed, so
+        # their reason, not their phase, says how the rollout ended.
+        phase = _FINAL_REASONS.get(arg.reason, arg.phase)
+        self._set_phase(arg.ref, phase)
         self.weight.labels(*labels).set(arg.weight)
-        if not arg.phase.is_final or rollout.phase == arg.phase:
-            rollout.phase = arg.phase
+        if not phase.is_final or rollout.phase == phase:
+            rollout.phase = phase
             return
-        # The first final event of a run closes it (later events of the same run only repeat it).
-        rollout.phase = arg.phase
+        # The first closing event of a run counts it (a repeat of the same run does not).
+        rollout.phase = phase
         self.duration.labels(*labels).observe(time.monotonic() - rollout.started)
-        if arg.phase == Phase.SUCCEEDED:
+        if phase == Phase.SUCCEEDED:
             self.status.labels(*labels).set(_STATUS_SUCCEEDED)
             self.promotions.labels(*labels).inc()
         else:

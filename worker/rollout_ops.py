@@ -132,13 +132,18 @@ def _revision_pair(revision: str | None) -> list[SearchAttributePair[str]]:
 
 
 async def _is_running(client: Client, workflow_id: str) -> bool:
+    return await _run_state(client, workflow_id) == WorkflowExecutionStatus.RUNNING
+
+
+async def _run_state(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
+    """The status of the latest run, None when no rollout has this ID."""
     try:
         desc = await client.get_workflow_handle(workflow_id).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            return False
+            return None
         raise _rpc_error(err, workflow_id) from err
-    return desc.status == WorkflowExecutionStatus.RUNNING
+    return desc.status
 
 
 async def fetch_status(client: Client, workflow_id: str) -> RolloutStatus:
@@ -209,6 +214,12 @@ async def send_request(
     except WorkflowUpdateFailedError as err:
         raise RequestRefusedError(f"{update} refused: {_cause(err)}") from err
     except RPCError as err:
+        state = await _run_state(client, workflow_id)
+        if err.status == RPCStatusCode.NOT_FOUND and state is not None:
+            raise RequestRefusedError(
+                f"{update} refused: rollout {workflow_id} has already ended "
+                f"({state.name.lower()}): nothing to {update}"
+            ) from err
         raise _rpc_error(err, workflow_id) from err
     return result if isinstance(result, RolloutStatus) else None
 
@@ -297,7 +308,7 @@ def _cause(err: WorkflowUpdateFailedError) -> str:
 
 def _rpc_error(err: RPCError, workflow_id: str) -> Exception:
     if err.status == RPCStatusCode.NOT_FOUND:
-        return RolloutNotFoundError(f"no running rollout {workflow_id}")
+        return RolloutNotFoundError(f"no rollout {workflow_id}")
     if "search attribute" in err.message.lower():
         return BadInputError(
             f"{err.message}: register the rollout search attributes with `coalmine temporal setup`"

@@ -16,7 +16,7 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 from temporalio.service import RPCError
 
 from worker import cli_common as common
@@ -27,13 +27,13 @@ from workflows.search import SEARCH_ATTRIBUTES
 app = typer.Typer(help="Prepare a Temporal namespace for rollouts.", no_args_is_help=True)
 
 _TYPES = {
-    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
 }
 
 
 def _value_type(key: SearchAttributeKey[Any]) -> IndexedValueType.ValueType:
-    return _TYPES[key._metadata_type]
+    return _TYPES[key.indexed_value_type]
 
 
 async def register_search_attributes(client: Client) -> tuple[list[str], list[str]]:

@@ -1,0 +1,62 @@
+"""``coalmine temporal setup`` registers the rollout's search attributes, idempotently."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
+
+from tests.conftest import TEMPORAL_CLI
+from worker.cli import app
+
+
+@pytest.fixture
+async def bare_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server with no custom search attributes."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=TEMPORAL_CLI,
+        ui=False,
+        dev_server_extra_args=["--log-level", "error"],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def _setup(address: str) -> tuple[int, str]:
+    def invoke() -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["temporal", "setup", "--address", address])
+        return result.exit_code, result.output
+
+    return await asyncio.to_thread(invoke)
+
+
+async def test_setup_registers_then_finds_them_present(bare_server: WorkflowEnvironment) -> None:
+    client = bare_server.client
+    address = client.service_client.config.target_host
+    code, output = await _setup(address)
+    assert code == 0, output
+    assert "added search attribute CanaryPhase" in output
+
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    attrs = listed.custom_attributes
+    assert attrs["CanaryPhase"] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+    assert attrs["CanaryWeight"] == IndexedValueType.INDEXED_VALUE_TYPE_INT
+
+    code, output = await _setup(address)
+    assert code == 0, output
+    assert "added" not in output
+    assert "search attribute CanaryWeight already present" in output
+
+
+async def test_setup_exits_3_when_unreachable() -> None:
+    code, output = await _setup("127.0.0.1:1")
+    assert code == 3, output
