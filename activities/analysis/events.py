@@ -171,7 +171,10 @@ class EventRecorder:
             return
         timeout = self._settings.notifier_timeout_seconds
         with httpx.Client(
-            timeout=timeout, follow_redirects=False, transport=self._transport
+            timeout=timeout,
+            follow_redirects=False,
+            transport=self._transport,
+            proxy=self._settings.http_proxy,
         ) as client:
             for alert in wanted:
                 try:

@@ -37,6 +37,11 @@ class AnalysisSettings:
     notifier_timeout_seconds: float = 5.0
     """Timeout of one alert post (Slack, Teams…); a slow notifier must not hold a rollout."""
 
+    http_proxy: str | None = None
+    """Proxy for webhook and notifier calls; ``None`` uses the environment's ``HTTP_PROXY``,
+    ``HTTPS_PROXY`` and ``NO_PROXY`` (as httpx reads them). The sandbox routes cluster names
+    (``http://flagger-loadtester.test/``) through its mesh this way."""
+
     kubernetes_timeout_seconds: float = 10.0
     """Request timeout of Kubernetes reads and writes (MetricTemplates, Secrets, Events)."""
 

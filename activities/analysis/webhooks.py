@@ -120,7 +120,10 @@ class WebhookCaller:
             headers["Authorization"] = f"Bearer {token}"
         seconds = timeout or self._settings.webhook_default_timeout_seconds
         with httpx.Client(
-            timeout=seconds, follow_redirects=False, transport=self._transport
+            timeout=seconds,
+            follow_redirects=False,
+            transport=self._transport,
+            proxy=self._settings.http_proxy,
         ) as client:
             result = self._attempts(
                 client, hook=hook, body=body, headers=headers, retries=retries, seconds=seconds

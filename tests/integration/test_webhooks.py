@@ -1,0 +1,214 @@
+"""``call_webhook`` over real sockets: a local HTTP peer, then the sandbox's load tester.
+
+The local peer checks each of the eight webhook types' payload and Flagger's status rule (≤ 202
+passes; 203, 500, timeouts fail; retries retry). Secrets: a ``secretRef`` token read from a real
+API server reaches the peer but never the activity's input, result or logs. The sandbox part
+drives the flagger-loadtester work-alike through the mesh: gates, rollback gate, a ``hey`` load
+test.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from activities.analysis import AnalysisActivities, AnalysisSettings
+from tests.integration.analysis_support import (
+    Recorded,
+    SandboxApi,
+    closed_port_url,
+    create_namespace,
+    create_secret,
+    receiver,
+    sandbox_api,
+)
+from workflows.activity_api import CanaryRef, WebhookInput
+from workflows.model import Phase
+from workflows.spec import WebhookSpec
+
+REF = CanaryRef(namespace="test", name="podinfo", target="podinfo", service="podinfo")
+
+PHASE_OF_TYPE = {
+    "confirm-rollout": Phase.WAITING,
+    "pre-rollout": Phase.PROGRESSING,
+    "rollout": Phase.PROGRESSING,
+    "confirm-traffic-increase": Phase.PROGRESSING,
+    "confirm-promotion": Phase.WAITING_PROMOTION,
+    "post-rollout": Phase.SUCCEEDED,
+    "rollback": Phase.PROGRESSING,
+    "event": Phase.PROGRESSING,
+}
+
+
+def _activities(api_client: Any = None, **settings: Any) -> AnalysisActivities:
+    api = api_client or k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:1"))
+    settings.setdefault("webhook_retry_backoff_seconds", 0.01)
+    return AnalysisActivities(api_client=api, settings=AnalysisSettings(**settings))
+
+
+def _call(
+    activities: AnalysisActivities, url: str, *, type_: str = "rollout", **hook: Any
+) -> tuple[WebhookInput, Any]:
+    spec = WebhookSpec.model_validate({"name": f"{type_}-hook", "type": type_, "url": url, **hook})
+    request = WebhookInput(ref=REF, webhook=spec, phase=PHASE_OF_TYPE[type_], checksum="rev-1")
+    return request, activities.call_webhook(request)
+
+
+@pytest.mark.parametrize("type_", list(PHASE_OF_TYPE))
+@pytest.mark.parametrize(("status", "ok"), [(200, True), (202, True), (203, False), (500, False)])
+def test_each_type_posts_flaggers_payload(type_: str, status: int, ok: bool) -> None:
+    with receiver(lambda _r: (status, b"answer")) as peer:
+        _, result = _call(
+            _activities(), peer.url + "/hook", type_=type_, metadata={"cmd": "echo hi"}
+        )
+    assert result.ok is ok
+    assert result.status_code == status
+    (seen,) = peer.requests
+    assert seen.method == "POST"
+    assert seen.path == "/hook"
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.json() == {
+        "name": "podinfo",
+        "namespace": "test",
+        "phase": PHASE_OF_TYPE[type_].value,
+        "checksum": "rev-1",
+        "metadata": {"cmd": "echo hi"},
+    }
+    if not ok:
+        assert result.message == f"HTTP {status}: answer"
+
+
+def test_timeout_fails_the_call() -> None:
+    with receiver(delay_seconds=2.0) as peer:
+        _, result = _call(_activities(), peer.url, timeout="500ms")
+    assert not result.ok
+    assert result.status_code is None
+    assert result.message == "timeout after 0.5s"
+
+
+def test_retries_until_the_peer_recovers() -> None:
+    answers = iter([(500, b"down"), (503, b"down"), (200, b"ok")])
+    with receiver(lambda _r: next(answers)) as peer:
+        _, result = _call(_activities(), peer.url, retries=2)
+    assert result.ok
+    assert len(peer.requests) == 3
+
+
+def test_retries_are_bounded() -> None:
+    with receiver(lambda _r: (500, b"still down")) as peer:
+        _, result = _call(_activities(), peer.url, retries=2)
+    assert not result.ok
+    assert len(peer.requests) == 3
+    assert result.message == "HTTP 500: still down"
+
+
+def test_peer_down_is_a_failed_call() -> None:
+    _, result = _call(_activities(), closed_port_url(), retries=1)
+    assert not result.ok
+    assert result.message == "request failed: ConnectError"
+
+
+def test_redirect_is_not_followed() -> None:
+    with receiver(lambda _r: (302, b"")) as peer:
+        _, result = _call(_activities(), peer.url)
+    assert not result.ok
+    assert result.status_code == 302
+    assert len(peer.requests) == 1
+
+
+# --- a secretRef token: in the peer's request, nowhere else -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[SandboxApi]:
+    with sandbox_api() as running:
+        client = running.api_client()
+        create_namespace(client, "test")
+        create_secret(client, "test", "hook-token", {"token": "tok-7f3a9c"})
+        yield running
+
+
+def test_secret_token_reaches_the_peer_only(
+    api: SandboxApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    def echo_headers(recorded: Recorded) -> tuple[int, bytes]:
+        # A hostile or careless peer echoing the header must not leak it into the result.
+        return 500, recorded.headers["authorization"].encode()
+
+    with receiver(echo_headers) as peer:
+        request, result = _call(
+            _activities(api.api_client()),
+            peer.url,
+            secretRef={"name": "hook-token", "key": "token"},
+        )
+    assert peer.requests[0].headers["authorization"] == "Bearer tok-7f3a9c"
+    assert not result.ok
+    assert "tok-7f3a9c" not in request.model_dump_json()
+    assert "tok-7f3a9c" not in result.model_dump_json()
+    assert result.message == "HTTP 500: Bearer ***"
+    assert "tok-7f3a9c" not in caplog.text
+
+
+def test_missing_secret_is_a_configuration_error(api: SandboxApi) -> None:
+    from temporalio.exceptions import ApplicationError
+
+    with receiver() as peer, pytest.raises(ApplicationError, match="not found") as caught:
+        _call(_activities(api.api_client()), peer.url, secretRef={"name": "absent"})
+    assert caught.value.type == "InvalidSpec"
+    assert not peer.requests
+
+
+# --- the sandbox's flagger-loadtester, through the mesh ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from sandbox.runner import start_sandbox
+
+    with start_sandbox(Path(tmp_path_factory.mktemp("sandbox"))) as handle:
+        yield handle
+
+
+def _through_mesh(sandbox: Any) -> AnalysisActivities:
+    return _activities(http_proxy=sandbox.mesh_url)
+
+
+def test_loadtester_gates(sandbox: Any) -> None:
+    activities = _through_mesh(sandbox)
+    base = sandbox.loadtester_url.rstrip("/")
+    assert _call(activities, f"{base}/gate/approve", type_="confirm-rollout")[1].ok
+    halted = _call(activities, f"{base}/gate/halt", type_="confirm-promotion")[1]
+    assert not halted.ok
+    assert halted.status_code == 403
+    check = f"{base}/gate/check"
+    assert not _call(activities, check, type_="confirm-traffic-increase")[1].ok
+    assert _call(activities, f"{base}/gate/open", type_="confirm-rollout")[1].status_code == 202
+    assert _call(activities, check, type_="confirm-traffic-increase")[1].ok
+    assert _call(activities, f"{base}/gate/close", type_="confirm-rollout")[1].ok
+    assert not _call(activities, check, type_="confirm-traffic-increase")[1].ok
+
+
+def test_loadtester_rollback_gate(sandbox: Any) -> None:
+    activities = _through_mesh(sandbox)
+    base = sandbox.loadtester_url.rstrip("/")
+    assert not _call(activities, f"{base}/rollback/check", type_="rollback")[1].ok
+    assert _call(activities, f"{base}/rollback/open", type_="rollback")[1].ok
+    assert _call(activities, f"{base}/rollback/check", type_="rollback")[1].ok
+
+
+def test_loadtester_runs_a_hey_load_test(sandbox: Any) -> None:
+    activities = _through_mesh(sandbox)
+    cmd = "hey -z 1s -q 5 -c 1 http://flagger-loadtester.test/healthz"
+    _, result = _call(activities, sandbox.loadtester_url, metadata={"cmd": cmd})
+    assert result.ok
+    assert result.status_code == 202  # cmd tasks start in the background
+    _, refused = _call(activities, sandbox.loadtester_url)  # no metadata: the tester says 400
+    assert not refused.ok
+    assert refused.status_code == 400
