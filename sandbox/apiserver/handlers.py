@@ -38,6 +38,11 @@ MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY = ("application/apply-patch+yaml", "application/apply-patch+cbor")
 _CUSTOM_PATCH_TYPES = f"{JSON_PATCH}, {MERGE}, {APPLY[0]}"
+# Go zero values that serialise without omitempty, so a fresh object shows them.
+_EMPTY_STATUS: dict[tuple[str, str], Obj] = {
+    ("autoscaling", "horizontalpodautoscalers"): {"desiredReplicas": 0},
+    ("", "services"): {"loadBalancer": {}},
+}
 
 
 @dataclass
@@ -203,7 +208,10 @@ def create_object(call: Call, obj: Obj) -> web.Response:
     if kind and kind != call.rt.kind:
         raise BadRequest(f"the kind of the object ({kind}) does not match the URL ({call.rt.kind})")
     if call.rt.status and call.rt.key not in (("", "namespaces"), ("", "pods")):
-        obj.pop("status", None)  # PrepareForCreate: status is the controllers' to write
+        # PrepareForCreate: status is the controllers' to write (built-ins show it empty).
+        obj.pop("status", None)
+        if not call.rt.custom:
+            obj["status"] = clone(_EMPTY_STATUS.get(call.rt.key, {}))
     if call.rt.key == ("", "pods"):
         obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
     if call.dry_run:
