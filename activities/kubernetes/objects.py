@@ -29,7 +29,12 @@ import json
 from typing import Any
 
 from activities.errors import InvalidSpec
-from activities.kubernetes.resources import CANARY_ANNOTATION, MANAGED_BY, Obj
+from activities.kubernetes.resources import (
+    CANARY_ANNOTATION,
+    FINGERPRINT_ANNOTATION,
+    MANAGED_BY,
+    Obj,
+)
 from activities.kubernetes.revision import SECRET_REF, ConfigRefs, references
 from workflows.spec import Canary
 
@@ -159,7 +164,10 @@ def promoted_primary(
         body_spec["replicas"] = replicas
     body_spec["template"] = primary_template(target, copied, label, value, revision)
     meta = body.setdefault("metadata", {})
-    meta["annotations"] = {**(meta.get("annotations") or {}), REVISION_ANNOTATION: revision}
+    annotations = {**(meta.get("annotations") or {}), REVISION_ANNOTATION: revision}
+    # The creation-time fingerprint no longer describes the primary: the revision does.
+    annotations.pop(FINGERPRINT_ANNOTATION, None)
+    meta["annotations"] = annotations
     return body
 
 

@@ -43,9 +43,10 @@ class RouterActivities:
         self._router(input.canary.spec.provider).reconcile(input.canary)
 
     @activity.defn(name=ActivityName.SET_WEIGHTS)
-    def set_weights(self, input: SetWeightsInput) -> None:
-        """Route ``primary``/``canary`` percent; no write when already there."""
+    def set_weights(self, input: SetWeightsInput) -> Weights:
+        """Route ``primary``/``canary`` percent (no write when already there); the weights set."""
         self._router().set_routes(input.ref, input.primary, input.canary)
+        return Weights(primary=input.primary, canary=input.canary)
 
     @activity.defn(name=ActivityName.GET_WEIGHTS)
     def get_weights(self, input: CanaryRef) -> Weights:

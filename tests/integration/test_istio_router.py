@@ -57,7 +57,8 @@ def weights(api_client: client.ApiClient, namespace: str) -> list[tuple[str, int
 
 def set_weights(env, router, namespace: str, primary: int, canary: int) -> None:
     ref = CanaryRef.of(make_canary(namespace))
-    env.run(router.set_weights, SetWeightsInput(ref=ref, primary=primary, canary=canary))
+    result = env.run(router.set_weights, SetWeightsInput(ref=ref, primary=primary, canary=canary))
+    assert (result.primary, result.canary) == (primary, canary)
 
 
 def test_reconcile_creates_the_virtual_service_and_destination_rules(

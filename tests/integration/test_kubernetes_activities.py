@@ -10,11 +10,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from kubernetes import client
-from temporalio.exceptions import CancelledError
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Worker
 
 from activities.errors import (
     Conflict,
@@ -33,13 +38,16 @@ from tests.integration.conftest import (
     set_status,
 )
 from workflows.activity_api import (
+    ActivityName,
     CanaryRef,
     InitializeInput,
+    InitializeResult,
     PromoteInput,
     ReadRevisionInput,
     ScaleCanaryInput,
     WaitReadyInput,
 )
+from workflows.spec import Canary
 
 
 @pytest.fixture
@@ -491,3 +499,55 @@ def test_api_errors_arrive_as_our_retryable_types(
     # The retry Temporal would make finishes the job.
     assert initialize(env, k8s, namespace).first_initialization
     assert read(api_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 0
+
+
+# --- through a real worker -----------------------------------------------------------------
+
+
+@workflow.defn(sandboxed=False)
+class InitializeProbe:
+    """Calls initialize as the rollout workflow does, and reports how it ended."""
+
+    @workflow.run
+    async def run(self, canary: Canary) -> str:
+        try:
+            result = await workflow.execute_activity(
+                ActivityName.INITIALIZE,
+                InitializeInput(canary=canary),
+                result_type=InitializeResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(0.01)),
+            )
+        except ActivityError as err:
+            cause = err.cause
+            assert isinstance(cause, ApplicationError)
+            state = err.retry_state.name if err.retry_state else None
+            return f"{cause.type} non_retryable={cause.non_retryable} retry_state={state}"
+        return f"first={result.first_initialization}"
+
+
+async def test_through_a_worker_target_not_found_fails_at_once(
+    time_skipping_env, k8s, api_client, namespace
+) -> None:
+    env = time_skipping_env
+    queue = f"k8s-{namespace}"
+    with ThreadPoolExecutor(4) as pool:
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[InitializeProbe],
+            activities=[k8s.initialize],
+            activity_executor=pool,
+        ):
+            canary = make_canary(namespace)
+            outcome = await env.client.execute_workflow(
+                InitializeProbe.run, canary, id=f"probe-{namespace}", task_queue=queue
+            )
+            assert outcome == (
+                "TargetNotFound non_retryable=True retry_state=NON_RETRYABLE_FAILURE"
+            )
+            create_podinfo(api_client, namespace)
+            outcome = await env.client.execute_workflow(
+                InitializeProbe.run, canary, id=f"probe2-{namespace}", task_queue=queue
+            )
+            assert outcome == "first=True"
