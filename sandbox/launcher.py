@@ -25,6 +25,10 @@ from sandbox import statefiles
 READY_TIMEOUT = 30.0
 PID_FILES = ("sandbox.pid", "prometheus.pid")
 
+# Sandboxes this process started: kept so the Popen objects are not collected while their process
+# runs (which Python reports as a ResourceWarning) and so `down` can reap them.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 class SandboxError(RuntimeError):
     """The sandbox could not be started (the message carries the end of its log)."""
@@ -129,6 +133,7 @@ def up(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _CHILDREN[process.pid] = process
     (state_dir / "sandbox.pid").write_text(f"{process.pid}\n")
     return _wait_ready(state_dir, process, timeout)
 
@@ -174,6 +179,10 @@ def down(state_dir: Path, *, grace: float = 5.0) -> list[int]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     _reap(targets)
+    for pid in targets:
+        child = _CHILDREN.pop(pid, None)
+        if child is not None:
+            child.wait(timeout=5)
     for name in PID_FILES:
         with contextlib.suppress(FileNotFoundError):
             (state_dir / name).unlink()
@@ -185,6 +194,11 @@ def down(state_dir: Path, *, grace: float = 5.0) -> list[int]:
 def _reap(pids: list[int]) -> None:
     """Collect exit statuses of our own children (a test's sandbox): no zombies left."""
     for pid in pids:
+        child = _CHILDREN.get(pid)
+        if child is not None:
+            if child.poll() is not None:
+                del _CHILDREN[pid]
+            continue
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)
 

@@ -1,0 +1,96 @@
+"""``coalmine sandbox up|status|down`` as processes, and a shell that sources the env file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+COALMINE = str(Path(sys.executable).parent / "coalmine")
+
+PODINFO = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: test}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: podinfo, namespace: test}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: podinfo}}
+  template:
+    metadata: {labels: {app: podinfo}}
+    spec:
+      containers:
+      - name: podinfod
+        image: quay.io/stefanprodan/podinfo:1.4.1
+        ports: [{name: http, containerPort: 9898}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: podinfo, namespace: test}
+spec:
+  selector: {app: podinfo}
+  ports: [{name: http, port: 9898, targetPort: http}]
+"""
+
+
+def coalmine(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [COALMINE, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_up_env_curl_down(tmp_path):
+    state = tmp_path / "sandbox"
+    first = coalmine("sandbox", "up", "--state-dir", str(state), "--pod-ready-delay", "0.2")
+    assert first.returncode == 0, first.stderr + first.stdout
+    pid = int((state / "sandbox.pid").read_text())
+    prometheus_pid = int((state / "prometheus.pid").read_text())
+    try:
+        assert "kubeconfig" in first.stdout
+        assert "PROMETHEUS_URL" in (state / "env").read_text()
+        # Up again while up: harmless, same process.
+        again = coalmine("sandbox", "up", "--state-dir", str(state))
+        assert again.returncode == 0
+        assert "already running" in again.stdout
+        assert int((state / "sandbox.pid").read_text()) == pid
+        status = coalmine("sandbox", "status", "--state-dir", str(state))
+        assert status.returncode == 0
+        assert json.loads((state / "sandbox.json").read_text())["ready"] is True
+
+        (tmp_path / "podinfo.yaml").write_text(PODINFO)
+        script = (
+            f". {state}/env && kubectl apply -f {tmp_path}/podinfo.yaml >/dev/null && "
+            "kubectl -n test rollout status deployment/podinfo --timeout=30s >/dev/null && "
+            "sleep 0.3 && "
+            'curl -sf -x "$HTTP_PROXY" http://podinfo.test:9898/version && '
+            "curl -sf http://podinfo.test:9898/healthz && "
+            'curl -sf "$PROMETHEUS_URL/api/v1/query?query=up" >/dev/null && echo prometheus-ok'
+        )
+        env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "kubeconfig")}
+        shell = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, timeout=60, env=env, check=False
+        )
+        assert shell.returncode == 0, shell.stderr + shell.stdout
+        assert '"version": "1.4.1"' in shell.stdout
+        assert '"status": "OK"' in shell.stdout
+        assert "prometheus-ok" in shell.stdout
+    finally:
+        down = coalmine("sandbox", "down", "--state-dir", str(state))
+    assert down.returncode == 0, down.stderr
+    assert not alive(pid)
+    assert not alive(prometheus_pid)
+    assert not (state / "sandbox.pid").exists()
+    assert coalmine("sandbox", "status", "--state-dir", str(state)).returncode != 0

@@ -1,0 +1,209 @@
+"""The mesh: cluster names through the proxy, VirtualService routes, faults from the pod spec."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import time
+
+import httpx
+import pytest
+
+
+def app_manifest(
+    name: str, ns: str, *, version: str = "1.4.0", env: str = "", replicas: int = 1
+) -> str:
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: app
+        image: quay.io/stefanprodan/podinfo:{version}
+        ports: [{{name: http, containerPort: 9898}}]
+        env: [{env}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{name: http, port: 9898, targetPort: http}}]
+"""
+
+
+def deploy(kubectl, ns: str, *names: str) -> None:
+    for name in names:
+        kubectl.run("-n", ns, "rollout", "status", f"deployment/{name}", "--timeout=30s")
+    # Endpoints follow readiness one reconcile later than the Deployment status.
+    time.sleep(0.3)
+
+
+@pytest.fixture
+def mesh(sandbox_cluster):
+    with httpx.Client(proxy=sandbox_cluster.mesh_url, timeout=10, trust_env=False) as http:
+        yield http
+
+
+def test_cluster_names_resolve_through_the_proxy(kubectl, sandbox_namespace, sandbox_cluster, mesh):
+    ns = sandbox_namespace
+    kubectl.apply(app_manifest("web", ns, version="2.0.1"))
+    deploy(kubectl, ns, "web")
+    for host in (f"web.{ns}", f"web.{ns}.svc", f"web.{ns}.svc.cluster.local"):
+        response = mesh.get(f"http://{host}:9898/version")
+        assert response.status_code == 200, host
+        assert response.json()["version"] == "2.0.1"
+        assert response.headers["server"] == "istio-envoy"
+    # Origin-form with a Host header works too (no proxy configured in the client).
+    direct = httpx.get(f"{sandbox_cluster.mesh_url}/healthz", headers={"Host": f"web.{ns}:9898"})
+    assert direct.json() == {"status": "OK"}
+    # So does curl as a proxy client.
+    out = subprocess.run(
+        ["curl", "-s", "-x", sandbox_cluster.mesh_url, f"http://web.{ns}:9898/"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout
+    assert json.loads(out)["message"] == "greetings from podinfo v2.0.1"
+
+
+def test_unknown_host_and_no_ready_pod_are_clear_errors(kubectl, sandbox_namespace, mesh):
+    ns = sandbox_namespace
+    unknown = mesh.get("http://no-such-service.example.org/")
+    assert unknown.status_code == 502
+    assert "unknown host" in unknown.text
+
+    kubectl.apply(app_manifest("broken", ns).replace("podinfo:1.4.0", "podinfo:unpullable"))
+    time.sleep(1.0)
+    unready = mesh.get(f"http://broken.{ns}:9898/")
+    assert unready.status_code == 503
+    assert "no healthy upstream" in unready.text
+
+
+def test_faults_follow_the_pod_spec(kubectl, sandbox_namespace, mesh):
+    ns = sandbox_namespace
+    kubectl.apply(app_manifest("web", ns))
+    deploy(kubectl, ns, "web")
+    assert mesh.get(f"http://web.{ns}:9898/status/418").status_code == 418
+    started = time.perf_counter()
+    assert mesh.get(f"http://web.{ns}:9898/delay/0.3").json() == {"delay": 0.3}
+    assert time.perf_counter() - started >= 0.3
+
+    # A bad release arrives as a Deployment change.
+    kubectl.run(
+        "-n", ns, "set", "env", "deployment/web", "FAULT_ERROR_RATE=0.5", "FAULT_LATENCY_MS=50"
+    )
+    deploy(kubectl, ns, "web")
+    started = time.perf_counter()
+    codes = collections.Counter(mesh.get(f"http://web.{ns}:9898/").status_code for _ in range(20))
+    assert codes == {200: 10, 500: 10}
+    assert time.perf_counter() - started >= 20 * 0.05
+
+
+def test_virtualservice_weights_split_traffic(kubectl, sandbox_namespace, mesh):
+    ns = sandbox_namespace
+    kubectl.apply(app_manifest("web-primary", ns, version="1.0.0", replicas=2))
+    kubectl.apply(app_manifest("web-canary", ns, version="2.0.0"))
+    kubectl.apply(f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  hosts: [web, web.example.com]
+  gateways: [public-gateway.istio-system.svc.cluster.local, mesh]
+  http:
+  - match: [{{headers: {{x-canary: {{exact: insider}}}}}}]
+    route: [{{destination: {{host: web-canary}}}}]
+  - route:
+    - {{destination: {{host: web-primary}}, weight: 80}}
+    - {{destination: {{host: web-canary, port: {{number: 9898}}}}, weight: 20}}
+""")
+    deploy(kubectl, ns, "web-primary", "web-canary")
+    versions = collections.Counter(
+        mesh.get(f"http://web.{ns}/version").json()["version"] for _ in range(50)
+    )
+    assert versions == {"1.0.0": 40, "2.0.0": 10}
+    insider = {
+        mesh.get(f"http://web.{ns}/version", headers={"x-canary": "insider"}).json()["version"]
+        for _ in range(5)
+    }
+    assert insider == {"2.0.0"}
+    gateway = mesh.get("http://web.example.com/version", headers={"x-canary": "insider"})
+    assert gateway.json()["version"] == "2.0.0"
+    # Both primary pods take turns.
+    hosts = {mesh.get(f"http://web-primary.{ns}:9898/").json()["hostname"] for _ in range(4)}
+    assert len(hosts) == 2
+
+
+def test_mirror_and_istio_metrics_labels(kubectl, sandbox_namespace, sandbox_cluster, mesh):
+    ns = sandbox_namespace
+    kubectl.apply(app_manifest("web", ns))
+    kubectl.apply(app_manifest("shadow", ns, version="9.9.9"))
+    kubectl.apply(f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  hosts: [web]
+  http:
+  - route: [{{destination: {{host: web}}}}]
+    mirror: {{host: shadow}}
+    mirrorPercentage: {{value: 100.0}}
+""")
+    deploy(kubectl, ns, "web", "shadow")
+    for _ in range(3):
+        assert mesh.get(f"http://web.{ns}:9898/").json()["version"] == "1.4.0"
+    # The caller named in the proxy credentials becomes source_workload.
+    with httpx.Client(
+        proxy=sandbox_cluster.mesh_url.replace("://", f"://tester:{ns}@"), trust_env=False
+    ) as as_tester:
+        assert as_tester.get(f"http://web.{ns}:9898/").status_code == 200
+    time.sleep(0.2)
+    text = httpx.get(f"{sandbox_cluster.metrics_url}/metrics").text
+    series = [
+        line
+        for line in text.splitlines()
+        if line.startswith("istio_requests_total{")
+        and f'destination_workload_namespace="{ns}"' in line
+    ]
+
+    def count(**labels: str) -> float:
+        wanted = [f'{k}="{v}"' for k, v in labels.items()]
+        return sum(float(s.rsplit(" ", 1)[1]) for s in series if all(w in s for w in wanted))
+
+    assert count(reporter="destination", destination_workload="web", source_workload="unknown") == 3
+    assert count(reporter="destination", destination_workload="shadow") == 4
+    assert (
+        count(
+            reporter="source",
+            destination_workload="web",
+            source_workload="tester",
+            source_workload_namespace=ns,
+        )
+        == 1
+    )
+    assert (
+        count(
+            reporter="destination",
+            destination_service=f"web.{ns}.svc.cluster.local",
+            destination_service_name="web",
+            destination_service_namespace=ns,
+            destination_app="web",
+            response_code="200",
+            request_protocol="http",
+            connection_security_policy="mutual_tls",
+        )
+        == 1
+    )
+    assert any(
+        line.startswith("istio_request_duration_milliseconds_bucket{") and 'le="0.5"' in line
+        for line in text.splitlines()
+    )
