@@ -11,6 +11,9 @@ boundary:
 - `KubernetesError` becomes a retryable ``ApplicationError`` of type ``KubernetesError``, so the
   workflow's retry policy decides how long to insist.
 
+Constructing it installs log filters (`redaction`) so httpx and the Kubernetes client cannot log
+a notifier URL or a Secret.
+
 The methods are synchronous (blocking HTTP): the worker must run them on a thread pool
 (``activity_executor=ThreadPoolExecutor(...)``).
 """
@@ -25,6 +28,7 @@ from kubernetes import client as k8s
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.analysis import redaction
 from activities.analysis.errors import InvalidSpec, KubernetesError
 from activities.analysis.events import EventRecorder
 from activities.analysis.kube import Cluster
@@ -64,6 +68,7 @@ class AnalysisActivities:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         """``http_transport`` and ``environ`` are test seams; the worker passes neither."""
+        redaction.install()  # before any call: library loggers must not print credentials
         cluster = Cluster(api_client, timeout_seconds=settings.kubernetes_timeout_seconds)
         self.settings = settings
         self.metrics = MetricChecker(cluster=cluster, settings=settings, environ=environ)
