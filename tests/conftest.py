@@ -9,12 +9,12 @@ import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+
+from workflows.search import SEARCH_ATTRIBUTES
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -51,21 +51,12 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-def _search_attribute_keys() -> list[SearchAttributeKey[Any]]:
-    # The names the workflow upserts; registered at server start so no workflow task fails on an
-    # unknown attribute (the server would retry such a task forever).
-    keywords = ["CanaryTarget", "CanaryNamespace", "CanaryCluster", "CanaryPhase", "CanaryRevision"]
-    keys: list[SearchAttributeKey[Any]] = [SearchAttributeKey.for_keyword(k) for k in keywords]
-    keys.append(SearchAttributeKey.for_int("CanaryWeight"))
-    return keys
-
-
 @pytest.fixture(scope="session")
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     """The `temporal` CLI dev server (real visibility), with the search attributes registered."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_CLI,
-        search_attributes=_search_attribute_keys(),
+        search_attributes=SEARCH_ATTRIBUTES,
         data_converter=pydantic_data_converter,
         ui=False,
         dev_server_extra_args=["--log-level", "error"],
