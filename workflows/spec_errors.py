@@ -99,15 +99,18 @@ def format_path(loc: Sequence[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _PLAIN_KEY.match(part):
-            out += f".{part}" if out else part
+        elif _PLAIN_KEY.match(str(part)):
+            out += f".{part}" if out else str(part)
         else:
             out += f"[{part!r}]"
     return out
 
 
 def _clean_loc(loc: Sequence[int | str], extra: str | None) -> Loc:
-    parts: list[int | str] = [p for p in loc if not (isinstance(p, str) and _UNION_TAG.match(p))]
+    # '[key]' marks an error in a mapping's key rather than its value: the path ends at the key.
+    parts: list[int | str] = [
+        p for p in loc if not (isinstance(p, str) and (p == "[key]" or _UNION_TAG.match(p)))
+    ]
     if extra:
         parts.extend(int(p) if p.isdigit() else p for p in extra.split("."))
     return tuple(parts)
