@@ -10,8 +10,8 @@ test.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,9 +27,9 @@ from tests.integration.analysis_support import (
     receiver,
     sandbox_api,
 )
-from workflows.activity_api import CanaryRef, WebhookInput
-from workflows.model import Phase
-from workflows.spec import WebhookSpec
+from workflows.activity_api import CanaryRef, MetricCheckInput, WebhookInput
+from workflows.model import CheckOutcome, Phase
+from workflows.spec import MetricSpec, WebhookSpec
 
 REF = CanaryRef(namespace="test", name="podinfo", target="podinfo", service="podinfo")
 
@@ -168,12 +168,10 @@ def test_missing_secret_is_a_configuration_error(api: SandboxApi) -> None:
 # --- the sandbox's flagger-loadtester, through the mesh ---------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from sandbox.runner import start_sandbox
-
-    with start_sandbox(Path(tmp_path_factory.mktemp("sandbox"))) as handle:
-        yield handle
+@pytest.fixture
+def sandbox(sandbox_cluster: Any) -> Any:
+    """The session's whole sandbox (tests/conftest.py): API server, mesh, Prometheus, tester."""
+    return sandbox_cluster
 
 
 def _through_mesh(sandbox: Any) -> AnalysisActivities:
@@ -212,3 +210,92 @@ def test_loadtester_runs_a_hey_load_test(sandbox: Any) -> None:
     _, refused = _call(activities, sandbox.loadtester_url)  # no metadata: the tester says 400
     assert not refused.ok
     assert refused.status_code == 400
+
+
+# --- the rollback scenario, at the activity level: hey through a rollout webhook, 30% errors ---
+
+PODINFO = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: podinfo, namespace: {ns}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: podinfo}}}}
+  template:
+    metadata: {{labels: {{app: podinfo}}}}
+    spec:
+      containers:
+      - name: podinfod
+        image: quay.io/stefanprodan/podinfo:1.4.1
+        ports: [{{name: http, containerPort: 9898}}]
+        env: [{env}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: podinfo, namespace: {ns}}}
+spec:
+  selector: {{app: podinfo}}
+  ports: [{{name: http, port: 9898, targetPort: http}}]
+"""
+
+
+def _wait_for_metric(
+    activities: AnalysisActivities, request: Any, accept: Any, *, within: float = 60
+) -> Any:
+    deadline = time.monotonic() + within
+    results = []
+    while time.monotonic() < deadline:
+        result = activities.check_metric(request)
+        results.append(result)
+        if accept(result):
+            return result
+        time.sleep(1)
+    raise AssertionError(f"metric never settled: {[r.message for r in results[-5:]]}")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "case",
+    [
+        (
+            "{name: FAULT_ERROR_RATE, value: '0.3'}",
+            {"name": "request-success-rate", "thresholdRange": {"min": 99}},
+            lambda r: r.value is not None and abs(r.value - 70) <= 6,
+            "success rate ",
+        ),
+        (
+            "{name: FAULT_LATENCY_MS, value: '600'}",
+            {"name": "request-duration", "thresholdRange": {"max": 500}},
+            lambda r: r.value is not None and r.value > 500,
+            "request duration ",
+        ),
+    ],
+    ids=["errors", "latency"],
+)
+def test_load_test_webhook_drives_a_failing_canary_into_breach(
+    sandbox: Any, kubectl: Any, sandbox_namespace: str, case: tuple[Any, ...]
+) -> None:
+    env, metric, accept, wording = case
+    ns = sandbox_namespace
+    kubectl.apply(PODINFO.format(ns=ns, env=env))
+    kubectl.run("-n", ns, "rollout", "status", "deployment/podinfo", "--timeout=30s")
+    activities = _activities(http_proxy=sandbox.mesh_url, prometheus_url=sandbox.prometheus_url)
+    ref = CanaryRef(namespace=ns, name="podinfo", target="podinfo", service="podinfo")
+    cmd = f"hey -z 40s -q 10 -c 2 http://podinfo.{ns}:9898/"
+    hook = WebhookSpec(
+        name="load-test", type="rollout", url=sandbox.loadtester_url, metadata={"cmd": cmd}
+    )
+    started = activities.call_webhook(
+        WebhookInput(ref=ref, webhook=hook, phase=Phase.PROGRESSING, checksum="rev-2")
+    )
+    assert started.ok
+    request = MetricCheckInput(
+        ref=ref, metric=MetricSpec.model_validate({"interval": "10s", **metric})
+    )
+    result = _wait_for_metric(activities, request, accept)
+    assert result.outcome == CheckOutcome.BREACH
+    assert result.message.startswith(wording)
+    if metric["name"] == "request-success-rate":
+        assert result.message.endswith("% < 99%")
+    else:
+        assert result.message.endswith(" > 500ms")
