@@ -11,6 +11,8 @@ not race with the call it undoes.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -46,40 +48,46 @@ R = TypeVar("R")
 _WAIT = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 
-async def _call(
-    name: str,
-    arg: Any,
-    *,
-    result_type: type[R],
-    options: policies.ActivityOptions,
-    summary: str,
-) -> R:
-    result = await workflow.execute_activity(
-        name,
-        arg,
-        result_type=result_type,
-        start_to_close_timeout=options.start_to_close,
-        heartbeat_timeout=options.heartbeat,
-        retry_policy=options.retry,
-        cancellation_type=_WAIT,
-        summary=summary,
-    )
-    assert isinstance(result, result_type)
-    return result
-
-
 class Activities:
     """The activities of one rollout, bound to its Canary and cluster."""
 
-    def __init__(self, canary: Canary, cluster: str) -> None:
+    def __init__(self, canary: Canary, cluster: str, *, interrupted: Callable[[], bool]) -> None:
         self.canary = canary
         self.cluster = cluster
         self.ref = CanaryRef.of(canary, cluster)
+        self._interrupted = interrupted
+
+    async def _call(
+        self,
+        name: str,
+        arg: Any,
+        *,
+        result_type: type[R],
+        options: policies.ActivityOptions,
+        summary: str,
+    ) -> R:
+        result = await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=options.start_to_close,
+            heartbeat_timeout=options.heartbeat,
+            retry_policy=options.retry,
+            cancellation_type=_WAIT,
+            summary=summary,
+        )
+        if self._interrupted():
+            # The SDK hands back the result of an activity that completed although its
+            # cancellation was requested, and the task's cancellation is consumed with it: honour
+            # the abort or cancel here, so a rollout never goes on after one.
+            raise asyncio.CancelledError
+        assert isinstance(result, result_type)
+        return result
 
     # --- Kubernetes ------------------------------------------------------------------------
 
     async def read_revision(self) -> RevisionInfo:
-        return await _call(
+        return await self._call(
             ActivityName.READ_REVISION,
             ReadRevisionInput(ref=self.ref),
             result_type=RevisionInfo,
@@ -88,7 +96,7 @@ class Activities:
         )
 
     async def initialize(self) -> InitializeResult:
-        return await _call(
+        return await self._call(
             ActivityName.INITIALIZE,
             InitializeInput(canary=self.canary, cluster=self.cluster),
             result_type=InitializeResult,
@@ -98,7 +106,7 @@ class Activities:
 
     async def scale_canary(self, replicas: int | None, *, undo: bool = False) -> ScaleResult:
         wanted = "up" if replicas is None else f"to {replicas}"
-        return await _call(
+        return await self._call(
             ActivityName.SCALE_CANARY,
             ScaleCanaryInput(canary=self.canary, cluster=self.cluster, replicas=replicas),
             result_type=ScaleResult,
@@ -108,7 +116,7 @@ class Activities:
 
     async def wait_ready(self, deployment: str, *, threshold: int) -> ReadyResult:
         deadline = float(self.canary.spec.progress_deadline_seconds)
-        return await _call(
+        return await self._call(
             ActivityName.WAIT_READY,
             WaitReadyInput(
                 ref=self.ref,
@@ -122,7 +130,7 @@ class Activities:
         )
 
     async def promote(self, revision: str) -> None:
-        await _call(
+        await self._call(
             ActivityName.PROMOTE,
             PromoteInput(canary=self.canary, cluster=self.cluster, revision=revision),
             result_type=type(None),
@@ -133,7 +141,7 @@ class Activities:
     # --- traffic router ----------------------------------------------------------------------
 
     async def reconcile_routes(self) -> None:
-        await _call(
+        await self._call(
             ActivityName.RECONCILE_ROUTES,
             RoutesInput(canary=self.canary, cluster=self.cluster),
             result_type=type(None),
@@ -142,7 +150,7 @@ class Activities:
         )
 
     async def set_weights(self, primary: int, canary: int, *, undo: bool = False) -> Weights:
-        return await _call(
+        return await self._call(
             ActivityName.SET_WEIGHTS,
             SetWeightsInput(ref=self.ref, primary=primary, canary=canary),
             result_type=Weights,
@@ -153,7 +161,7 @@ class Activities:
     # --- analysis ----------------------------------------------------------------------------
 
     async def check_metric(self, metric: MetricSpec) -> MetricResult:
-        return await _call(
+        return await self._call(
             ActivityName.CHECK_METRIC,
             MetricCheckInput(ref=self.ref, metric=metric),
             result_type=MetricResult,
@@ -164,7 +172,7 @@ class Activities:
     async def call_webhook(
         self, hook: WebhookSpec, *, phase: Phase, revision: str | None
     ) -> WebhookResult:
-        return await _call(
+        return await self._call(
             ActivityName.CALL_WEBHOOK,
             WebhookInput(ref=self.ref, webhook=hook, phase=phase, checksum=revision),
             result_type=WebhookResult,
@@ -175,10 +183,14 @@ class Activities:
         )
 
     async def record_event(self, event: EventInput) -> None:
-        await _call(
+        # A local activity: one marker in history instead of three events and a workflow task,
+        # and it runs while the workflow task that asked for it is still open. Events are short
+        # (a Kubernetes Event, webhooks and alerts with their own short timeouts).
+        await workflow.execute_local_activity(
             ActivityName.RECORD_EVENT,
             event,
             result_type=type(None),
-            options=policies.EVENTS,
+            start_to_close_timeout=policies.EVENTS.start_to_close,
+            retry_policy=policies.EVENTS.retry,
             summary=f"event: {event.message}"[:120],
         )

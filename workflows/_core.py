@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Literal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import FailureError
 
 from workflows._base import format_duration
 from workflows._calls import Activities
@@ -92,8 +92,9 @@ class RolloutCore:
     async def _send_event(self, event: EventInput) -> None:
         try:
             await self._calls.record_event(event)
-        except ActivityError as err:
-            # Events must never fail a rollout: a notifier that is down is only logged.
+        except FailureError as err:
+            # Events must never fail a rollout: a notifier that is down is only logged. (A local
+            # activity's final failure arrives as its ApplicationError, not as ActivityError.)
             workflow.logger.warning("Recording event %r failed: %s", event.message, err)
 
     async def _drain_events(self) -> None:

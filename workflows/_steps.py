@@ -158,8 +158,8 @@ class AnalysisSteps(RolloutCore):
                 return
             self._raise_if_new_revision()
             await self._check_rollback_hooks()
-            passed = await self._analysis_passed()
             self._state.set(iterations=self._state.status.iterations + 1)
+            passed = await self._analysis_passed()
             if not passed:
                 continue
             weight = self._state.status.canary_weight

@@ -110,4 +110,4 @@ EVENTS = ActivityOptions(
         maximum_attempts=3,
     ),
 )
-"""Events and alerts: short, because a notifier that is down must never hold up a rollout."""
+"""Events and alerts (a local activity): short; a notifier that is down never holds a rollout."""

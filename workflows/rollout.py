@@ -60,7 +60,8 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
             ),
             target=canary.spec.target_ref.name,
         )
-        self._calls = Activities(canary, input.cluster)
+        self._calls = Activities(canary, input.cluster, interrupted=self._interrupted)
+        self._rolling_back = False
         self._undo = Compensations()
         self._events = []
         self._task = None
@@ -86,6 +87,13 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
         await self._finish()
         assert isinstance(result, RolloutResult)
         return result
+
+    def _interrupted(self) -> bool:
+        """Whether the rollout was cancelled or aborted (checked after every activity)."""
+        if self._rolling_back:
+            return False  # the rollback's own calls must run to the end
+        cancelled = workflow.cancellation_reason() is not None
+        return cancelled or self._state.requests.abort_reason is not None
 
     async def _finish(self) -> None:
         await self._drain_events()
@@ -241,6 +249,10 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
         abort = self._state.requests.abort_reason
         if abort is not None:
             return abort
+        # Checked before the error type: an activity cancelled with the workflow raises an
+        # ActivityError whose cause is the cancellation.
+        if workflow.cancellation_reason() is not None:
+            return f"Rolling back {self._display} workflow cancelled"
         if isinstance(err, ActivityError):
             cause = err.cause or err
             return f"Rolling back {self._display} {err.activity_type} failed: {cause}"
@@ -250,6 +262,7 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
 
     async def _roll_back(self, reason: str) -> None:
         """Undo in reverse (even while being cancelled), record Failed, post-rollout hooks."""
+        self._rolling_back = True
         self._event(reason, reason="Rollback", warning=True, severity="error")
         failed = await self._undo.run_all()
         self._event(

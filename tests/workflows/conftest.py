@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.workflow import UnfinishedSignalHandlersWarning, UnfinishedUpdateHandlersWarning
 
 from tests.workflows.fakes import ACTIVITIES, CLUSTERS, FakeCluster, new_workflow_id
-from workflows.model import RolloutInput, RolloutResult, RolloutStatus
+from workflows.activity_api import ActivityName
+from workflows.model import ROLLOUT_FAILED_ERROR, RolloutInput, RolloutResult, RolloutStatus
 from workflows.rollout import CanaryRolloutWorkflow
 from workflows.search import SEARCH_ATTRIBUTES
 from workflows.spec import Canary
@@ -56,6 +59,7 @@ def make_canary(**analysis: Any) -> Canary:
         ],
     }
     spec_analysis.update(analysis)
+    spec_analysis = {k: v for k, v in spec_analysis.items() if v is not None}  # None: drop it
     spec: dict[str, Any] = {
         "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
         "progressDeadlineSeconds": 60,
@@ -124,6 +128,9 @@ async def rollout_worker(rollout_client: Client) -> AsyncIterator[Worker]:
         task_queue=TASK_QUEUE,
         workflows=[CanaryRolloutWorkflow],
         activities=ACTIVITIES,
+        # Cancellation reaches an activity with a heartbeat's answer: answer quickly in tests.
+        default_heartbeat_throttle_interval=timedelta(milliseconds=10),
+        max_heartbeat_throttle_interval=timedelta(milliseconds=10),
     ) as worker:
         yield worker
 
@@ -146,3 +153,22 @@ def no_unfinished_handlers() -> Iterator[None]:
         if issubclass(w.category, UnfinishedUpdateHandlersWarning | UnfinishedSignalHandlersWarning)
     ]
     assert not unfinished, [str(w.message) for w in unfinished]
+
+
+async def expect_rollback(handle: WorkflowHandle[Any, Any]) -> ApplicationError:
+    """The rollout failed as rolled back: the typed error CI and the CLI see."""
+    with pytest.raises(WorkflowFailureError) as caught:
+        await handle.result()
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError), cause
+    assert cause.type == ROLLOUT_FAILED_ERROR
+    assert cause.non_retryable
+    return cause
+
+
+def weights(cluster: FakeCluster) -> list[tuple[int, int]]:
+    return [(a.primary, a.canary) for a in cluster.called(ActivityName.SET_WEIGHTS)]
+
+
+def event_messages(status: RolloutStatus) -> list[str]:
+    return [e.message for e in status.events]

@@ -10,6 +10,7 @@ at an exact point of the rollout ("when set_weights reaches 20, pause"), determi
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class Hook:
     when: Callable[[Any], bool]
     do: Callable[[], Awaitable[Any]]
     once: bool = True
+    block: bool = False
     fired: bool = False
 
 
@@ -89,8 +91,10 @@ class FakeCluster:
         do: Callable[[], Awaitable[Any]],
         *,
         once: bool = True,
+        block: bool = False,
     ) -> None:
-        self.hooks.append(Hook(name, when, do, once))
+        """Run ``do`` inside the activity; ``block``: then keep running until cancelled."""
+        self.hooks.append(Hook(name, when, do, once, block))
 
     def called(self, name: str) -> list[Any]:
         return [arg for call, arg in self.calls if call == name]
@@ -116,12 +120,25 @@ class FakeCluster:
             if hook.activity == name and not (hook.once and hook.fired) and hook.when(arg):
                 hook.fired = True
                 await hook.do()
+                if hook.block:
+                    await _until_cancelled()
 
     @staticmethod
     def _next(answers: list[Any], default: Any) -> Any:
         if not answers:
             return default
         return answers.pop(0) if len(answers) > 1 else answers[0]
+
+
+async def _until_cancelled() -> None:
+    """Stay in flight like a long call (wait_ready), heartbeating, until cancelled.
+
+    The Java test server refuses to cancel an activity whose completion races with the request,
+    so tests cancel activities that are still running, as in production.
+    """
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(0.01)
 
 
 CLUSTERS: dict[str, FakeCluster] = {}
