@@ -1,0 +1,1 @@
+"""Manifests the demo applies (package data)."""

