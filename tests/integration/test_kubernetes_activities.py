@@ -29,7 +29,7 @@ from activities.errors import (
     ServerError,
     TargetNotFound,
 )
-from activities.kubernetes import KubernetesActivities
+from activities.kubernetes import KubernetesActivities, build_api_client
 from tests.integration.conftest import (
     ApiSandbox,
     create_podinfo,
@@ -551,3 +551,48 @@ async def test_through_a_worker_target_not_found_fails_at_once(
                 InitializeProbe.run, canary, id=f"probe2-{namespace}", task_queue=queue
             )
             assert outcome == "first=True"
+
+
+# --- with the sandbox's controllers --------------------------------------------------------
+
+
+def test_a_release_with_real_controllers(sandbox_cluster, sandbox_namespace) -> None:
+    """Initialize, scale up, promote and scale down while the sandbox's Deployment, ReplicaSet
+    and pod controllers roll the pods, as a cluster would."""
+    namespace = sandbox_namespace
+    api = build_api_client(kubeconfig=sandbox_cluster.kubeconfig)
+    try:
+        k8s = KubernetesActivities(api, poll_interval=0.1)
+        env = ActivityEnvironment()
+        heartbeats: list[str] = []
+        env.on_heartbeat = lambda *details: heartbeats.append(details[0])
+        create_podinfo(api, namespace, hpa=False)
+        canary = make_canary(namespace, autoscaler=False)
+        ref = CanaryRef.of(canary)
+
+        assert env.run(k8s.initialize, InitializeInput(canary=canary)).first_initialization
+        primary = env.run(k8s.wait_ready, wait_input(namespace, "podinfo-primary", 30))
+        assert primary.ready, primary.message
+
+        assert env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary)).replicas == 2
+        canary_ready = env.run(k8s.wait_ready, wait_input(namespace, "podinfo", 30))
+        assert canary_ready.ready, canary_ready.message
+        assert canary_ready.message.endswith("2 of 2 updated replicas are available")
+        assert any("updated replicas are available" in h for h in heartbeats), heartbeats
+
+        set_image(api, namespace, "quay.io/stefanprodan/podinfo:1.4.1")
+        revision = env.run(k8s.read_revision, ReadRevisionInput(ref=ref)).revision
+        env.run(k8s.promote, PromoteInput(canary=canary, revision=revision))
+        promoted = env.run(k8s.wait_ready, wait_input(namespace, "podinfo-primary", 30))
+        assert promoted.ready, promoted.message
+        image = read(api, "deployment", namespace, "podinfo-primary")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["image"]
+        assert image == "quay.io/stefanprodan/podinfo:1.4.1"
+
+        env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary, replicas=0))
+        assert env.run(k8s.wait_ready, wait_input(namespace, "podinfo", 30)).ready
+        info = env.run(k8s.read_revision, ReadRevisionInput(ref=ref))
+        assert info.promoted_revision == info.revision == revision
+    finally:
+        api.close()
