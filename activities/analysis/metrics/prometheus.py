@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import requests
+import urllib3
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
@@ -61,8 +62,9 @@ class PrometheusProvider:
             url=self.address,
             headers=self._credentials.request_headers() or None,
             disable_ssl=self._insecure,
-            # Zero attempts: Temporal owns retries (see the module docstring).
-            retry=Retry(total=0, raise_on_status=False),
+            # No retries at all (False, not 0: a zero budget would turn a read timeout into a
+            # "max retries exceeded" ConnectionError). Temporal owns retries.
+            retry=Retry(total=False),
             auth=self._credentials.basic_auth(),
             timeout=self._timeout,
         )
@@ -71,7 +73,16 @@ class PrometheusProvider:
             return data
         except PrometheusApiClientException as exc:
             raise ProviderError(f"prometheus {self.address} answered {_short(exc)}") from None
-        except requests.RequestException as exc:
+        except requests.JSONDecodeError as exc:
+            raise ProviderError(
+                f"prometheus {self.address} sent an unreadable answer: {exc}"
+            ) from None
+        except requests.Timeout:
+            raise ProviderError(
+                f"prometheus {self.address} timed out after {self._timeout:g}s"
+            ) from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            # Without a retry budget urllib3 raises some connection errors unwrapped.
             raise ProviderError(
                 f"prometheus {self.address} unreachable: {type(exc).__name__}"
             ) from None
