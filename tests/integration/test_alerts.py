@@ -8,11 +8,18 @@ must appear neither in the activity's input nor in the logs.
 
 from __future__ import annotations
 
+import base64
 import logging
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.worker import Worker
 
 from activities.analysis import AnalysisActivities, AnalysisSettings
 from tests.integration.analysis_support import (
@@ -26,9 +33,16 @@ from tests.integration.analysis_support import (
     receiver,
     sandbox_api,
 )
-from workflows.activity_api import CanaryRef, EventInput
-from workflows.model import Phase
-from workflows.spec import AlertSpec
+from workflows.activity_api import (
+    ActivityName,
+    CanaryRef,
+    EventInput,
+    MetricCheckInput,
+    WebhookInput,
+    WebhookResult,
+)
+from workflows.model import MetricResult, Phase
+from workflows.spec import AlertSpec, MetricSpec, WebhookSpec
 
 MESSAGE = "Rolling back podinfo.test failed checks threshold reached 10"
 SECRET_PATH = "/services/T0/B0/xoxb-s3cr3t"
@@ -200,3 +214,118 @@ def test_failing_notifiers_never_fail_the_event(
     # The URL (a credential) is in no log line and not in the activity's input.
     assert "s3cr3t" not in caplog.text
     assert "s3cr3t" not in event.model_dump_json()
+
+
+# --- through a real Temporal worker: no secret in the stored history ----------------------------
+
+
+@workflow.defn(name="AnalysisSecretsProbe", sandboxed=False)
+class SecretsProbe:
+    """Calls the three analysis activities by their registered names, as the rollout does."""
+
+    @workflow.run
+    async def run(
+        self, metric: MetricCheckInput, hook: WebhookInput, event: EventInput
+    ) -> list[str]:
+        options: dict[str, Any] = {
+            "start_to_close_timeout": timedelta(seconds=30),
+            "retry_policy": RetryPolicy(maximum_attempts=1),
+        }
+        result = await workflow.execute_activity(
+            ActivityName.CHECK_METRIC, metric, result_type=MetricResult, **options
+        )
+        called = await workflow.execute_activity(
+            ActivityName.CALL_WEBHOOK, hook, result_type=WebhookResult, **options
+        )
+        await workflow.execute_activity(ActivityName.RECORD_EVENT, event, **options)
+        return [result.message, called.message]
+
+
+def _payload_texts(node: Any) -> Iterator[str]:
+    """Every string in a history, with payload ``data`` base64-decoded."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "data" and isinstance(value, str):
+                yield base64.b64decode(value).decode(errors="replace")
+            else:
+                yield from _payload_texts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _payload_texts(item)
+    elif isinstance(node, str):
+        yield node
+
+
+async def test_no_secret_in_workflow_history(api: SandboxApi, time_skipping_env: Any) -> None:
+    secrets = {"prom-tok-91", "hook-tok-42", "xoxb-chat-77"}
+    client = api.api_client()
+    prometheus_answer = (
+        b'{"status":"success","data":{"resultType":"vector","result":'
+        b'[{"metric":{},"value":[1,"99.9"]}]}}'
+    )
+    with receiver(lambda _r: (200, prometheus_answer)) as prom, receiver() as peer:
+        create_secret(client, "test", "prom-creds", {"token": "prom-tok-91"})
+        create_secret(client, "test", "hook-creds", {"token": "hook-tok-42"})
+        create_flagger_object(
+            client,
+            "metrictemplates",
+            "test",
+            "probe",
+            {
+                "provider": {
+                    "type": "prometheus",
+                    "address": prom.url,
+                    "secretRef": {"name": "prom-creds"},
+                },
+                "query": "up",
+            },
+        )
+        _provider(api, "probe-chat", "slack", peer.url + "/services/xoxb-chat-77")
+        ref = CanaryRef(namespace="test", name="podinfo", target="podinfo", service="podinfo")
+        metric = MetricCheckInput(
+            ref=ref,
+            metric=MetricSpec.model_validate(
+                {"name": "probe", "templateRef": {"name": "probe"}, "thresholdRange": {"min": 99}}
+            ),
+        )
+        hook = WebhookInput(
+            ref=ref,
+            webhook=WebhookSpec.model_validate(
+                {"name": "gate", "url": peer.url + "/gate", "secretRef": {"name": "hook-creds"}}
+            ),
+            phase=Phase.PROGRESSING,
+        )
+        event = EventInput(
+            ref=ref,
+            reason="Synced",
+            message="Promotion completed! Scaling down podinfo.test",
+            phase=Phase.SUCCEEDED,
+            alerts=[_alert("chat", "probe-chat")],
+            alert_severity="info",
+        )
+        activities = AnalysisActivities(api_client=api.api_client(), settings=AnalysisSettings())
+        async with Worker(
+            time_skipping_env.client,
+            task_queue="analysis-secrets",
+            workflows=[SecretsProbe],
+            activities=activities.all(),
+            activity_executor=ThreadPoolExecutor(4),
+        ):
+            handle = await time_skipping_env.client.start_workflow(
+                SecretsProbe.run,
+                args=[metric, hook, event],
+                id=f"analysis-secrets-{uuid.uuid4().hex[:8]}",
+                task_queue="analysis-secrets",
+            )
+            messages = await handle.result()
+            history = await handle.fetch_history()
+    # The secrets did their job: each reached its receiver...
+    assert messages == ["probe 99.90", "HTTP 200"]
+    assert prom.requests[0].headers["authorization"] == "Bearer prom-tok-91"
+    assert peer.on("/gate")[0].headers["authorization"] == "Bearer hook-tok-42"
+    assert peer.on("/services/xoxb-chat-77")
+    # ...and none of them is anywhere in the stored history.
+    texts = "\n".join(_payload_texts(history.to_json_dict()))
+    assert "Promotion completed!" in texts  # payloads were decoded: the scan can see
+    for secret in secrets:
+        assert secret not in texts
