@@ -1,5 +1,4 @@
-"""Settings of the simulated world (controllers, workloads, mesh), built once at start-up and
-injected.
+"""Settings of the simulated world (controllers, workloads, mesh), built at start-up, injected.
 
 Grouped in one frozen dataclass, one docstring per field, so a test or ``coalmine sandbox up``
 states exactly what differs from the defaults and nothing reads the environment behind the caller's
@@ -16,8 +15,7 @@ class WorldSettings:
     """How the simulated cluster behaves."""
 
     pod_ready_delay: float = 0.5
-    """Seconds from a pod's start until it reports Ready (per pod: annotation
-    ``READY_DELAY_ANNOTATION``)."""
+    """Seconds from a pod's start until it is Ready (per pod: ``READY_DELAY_ANNOTATION``)."""
 
     tick_interval: float = 1.0
     """Seconds between the controllers' periodic passes (progress deadlines, HPA bounds)."""
@@ -26,13 +24,11 @@ class WorldSettings:
     """The one node every pod is scheduled to."""
 
     kubelet_events: bool = True
-    """Record the scheduler's and kubelet's per-pod Events (Scheduled, Pulling, Pulled, Created,
-    Started)."""
+    """Record the per-pod Events of the scheduler and kubelet (Scheduled, Pulling, Pulled…)."""
 
 
 READY_DELAY_ANNOTATION = "sandbox.coalmine.dev/ready-delay-seconds"
 """Pod (template) annotation overriding ``WorldSettings.pod_ready_delay`` for that pod."""
 
 UNPULLABLE_MARKERS = ("unpullable", "invalid.example")
-"""An image whose reference contains one of these can never be pulled: its pod stays Pending, not
-ready."""
+"""An image whose reference contains one of these cannot be pulled: its pod never becomes ready."""

@@ -1,5 +1,4 @@
-"""Small helpers the controllers share: timestamps, owner references, label selectors, template
-hashes."""
+"""Helpers the controllers share: timestamps, owner references, label selectors, template hashes."""
 
 from __future__ import annotations
 
@@ -40,8 +39,7 @@ def uid_of(obj: Obj) -> str:
 
 
 def owner_ref(owner: Obj, *, kind: str, api_version: str) -> Obj:
-    """A controller owner reference to ``owner``, so garbage collection and ``describe`` find the
-    chain."""
+    """A controller owner reference to ``owner`` (garbage collection and ``describe`` follow it)."""
     return {
         "apiVersion": api_version,
         "kind": kind,
@@ -117,14 +115,24 @@ def fnv32a(data: bytes) -> int:
     return value
 
 
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def template_hash(template: Obj) -> str:
     """The ``pod-template-hash`` of a pod template.
 
     Like Kubernetes: FNV-32a of the template, its decimal digits mapped onto ``ALPHANUMS``. The
-    template is
-    serialised canonically (sorted keys) so the same template always gives the same ReplicaSet name.
+    template is serialised canonically (sorted keys, nulls dropped: Go clients send
+    ``creationTimestamp: null`` where Kubernetes hashes a typed struct), so the same template always
+    names the same ReplicaSet.
     """
-    digest = fnv32a(json.dumps(template, sort_keys=True, separators=(",", ":")).encode())
+    canonical = json.dumps(_without_nulls(template), sort_keys=True, separators=(",", ":"))
+    digest = fnv32a(canonical.encode())
     return "".join(ALPHANUMS[ord(ch) % len(ALPHANUMS)] for ch in str(digest))
 
 
@@ -132,8 +140,7 @@ _SUFFIX_COUNTER = [0]
 
 
 def random_suffix(length: int = 5) -> str:
-    """A generated-name suffix (``podinfo-7d9c5-x2kqz``); unique within the process, varied across
-    runs."""
+    """A generated-name suffix (``podinfo-7d9c5-x2kqz``): unique in the process, varied by run."""
     _SUFFIX_COUNTER[0] += 1
     value = fnv32a(f"{time.time_ns()}-{_SUFFIX_COUNTER[0]}".encode())
     chars = []

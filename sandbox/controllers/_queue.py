@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from typing import NamedTuple
 
+from sandbox.errors import Conflict
+
 log = logging.getLogger(__name__)
 
 
@@ -26,8 +28,7 @@ class Key(NamedTuple):
 
 
 class WorkQueue:
-    """FIFO of unique keys, drained by one task that calls the reconciler registered for each key's
-    kind."""
+    """FIFO of unique keys, drained by one task calling the reconciler registered for the kind."""
 
     def __init__(self) -> None:
         self._pending: dict[Key, None] = {}
@@ -51,8 +52,7 @@ class WorkQueue:
         return len(self._pending)
 
     async def run(self) -> None:
-        """Drain the queue forever; one failing reconcile is logged and retried later, never
-        fatal."""
+        """Drain the queue forever; a failing reconcile is logged and retried, never fatal."""
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -73,8 +73,12 @@ class WorkQueue:
         try:
             reconcile(key.namespace, key.name)
             self.processed += 1
+        except Conflict as err:
+            # A concurrent client write won the race: normal, try again on a fresh read.
+            self.failures += 1
+            log.debug("reconcile %s conflicted (%s); retrying", key, err)
+            self.add_after(key, 0.1)
         except Exception:
-            # A conflict with a concurrent client write is normal: try again on a fresh read.
             self.failures += 1
             log.exception("reconcile %s failed; retrying in 1 s", key)
             self.add_after(key, 1.0)

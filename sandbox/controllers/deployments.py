@@ -87,6 +87,8 @@ class DeploymentController:
             if new_rs is None:
                 new_rs = self._create_replicaset(deployment, all_rs)
                 all_rs = [*all_rs, new_rs]
+            else:
+                self._adopt_as_newest(deployment, new_rs, all_rs)
             self._rollout(deployment, new_rs, all_rs)
             all_rs = self._replicasets(deployment)
             new_rs = next((rs for rs in all_rs if uid_of(rs) == uid_of(new_rs)), new_rs)
@@ -151,6 +153,22 @@ class DeploymentController:
         msg = f'Created new replica set "{meta(created)["name"]}"'
         ds._set_condition(conditions, ds.condition(ds.PROGRESSING, True, ds.CREATED, msg))
         return created
+
+    def _adopt_as_newest(self, deployment: Obj, new_rs: Obj, all_rs: list[Obj]) -> None:
+        """A template that returns to an older ReplicaSet (``rollout undo``) makes it the newest
+        revision again, as Kubernetes does, so ``rollout history`` reads right."""
+        newest = max((_revision(rs) for rs in all_rs), default=0)
+        if _revision(new_rs) >= newest and _revision(deployment) == _revision(new_rs):
+            return
+        revision = newest + 1 if _revision(new_rs) < newest else _revision(new_rs)
+        if _revision(new_rs) != revision:
+            fresh = self._store.get(
+                "apps", "replicasets", meta(new_rs).get("namespace"), meta(new_rs)["name"]
+            )
+            if fresh is not None:
+                meta(fresh).setdefault("annotations", {})[REVISION] = str(revision)
+                self._store.update("apps", "replicasets", fresh)
+        self._set_revision(deployment, revision)
 
     def _set_revision(self, deployment: Obj, revision: int) -> None:
         fresh = self._store.get(

@@ -151,9 +151,10 @@ class Mesh:
     def _plan(self, host: str, port: int | None, facts: RequestFacts, source: Peer) -> RoutePlan:
         home = source.namespace if source.namespace != "unknown" else "default"
         canonical = self._qualify(host, home)
-        if hosts.service_of_fqdn(canonical) and not self._vs.find(canonical):
-            canonical = self._fallback_namespace(host, canonical)
         vs = self._vs.find(canonical)
+        if vs is None and hosts.service_of_fqdn(canonical):
+            canonical = self._fallback_namespace(host, canonical)
+            vs = self._vs.find(canonical)
         if vs is not None:
             matched = match_route(vs, facts)
             if matched is None:

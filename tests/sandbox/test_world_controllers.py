@@ -222,3 +222,28 @@ def test_official_client_reads_a_finished_rollout(
     assert (d.status.ready_replicas or 0) == replicas
     assert (d.status.updated_replicas or 0) == replicas
     assert {c.type for c in d.status.conditions} == {"Available", "Progressing"}
+
+
+def test_rollout_undo_returns_to_the_previous_replicaset(kubectl, sandbox_namespace):
+    ns = sandbox_namespace
+    kubectl.apply(deployment("web", ns, replicas=1))
+    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
+    first = get_json(kubectl, "-n", ns, "replicasets")["items"][0]["metadata"]["name"]
+    kubectl.run(
+        "-n", ns, "set", "image", "deployment/web", "app=quay.io/stefanprodan/podinfo:1.4.1"
+    )
+    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
+
+    kubectl.run("-n", ns, "rollout", "undo", "deployment/web")
+    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
+    rsets = {
+        rs["metadata"]["name"]: rs for rs in get_json(kubectl, "-n", ns, "replicasets")["items"]
+    }
+    assert len(rsets) == 2
+    assert rsets[first]["spec"]["replicas"] == 1
+    assert rsets[first]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    image = get_json(kubectl, "-n", ns, "deployment", "web")["spec"]["template"]["spec"]
+    assert image["containers"][0]["image"] == "quay.io/stefanprodan/podinfo:1.4.0"
+    history = kubectl.run("-n", ns, "rollout", "history", "deployment/web").stdout
+    assert "2" in history
+    assert "3" in history
