@@ -299,9 +299,11 @@ def _check_document(document: Any) -> Mapping[Any, Any]:
     return document
 
 
-def parse_canary(source: str | bytes | Mapping[str, Any]) -> Canary:
+def parse_canary(source: str | bytes | Mapping[str, Any] | Canary) -> Canary:
     """The Canary in ``source`` (YAML or JSON text, or a loaded mapping), validated and
     normalized; raises ``SpecError`` naming every problem. Reads only what it is given."""
+    if isinstance(source, Canary):
+        return source  # already parsed (and so already valid)
     if isinstance(source, bytes):
         if len(source) > MAX_DOCUMENT_BYTES:
             raise _too_big(len(source))

@@ -325,3 +325,136 @@ def test_spec_error_pickles_with_its_problems() -> None:
     copy = pickle.loads(pickle.dumps(caught.value))
     assert copy.problems == caught.value.problems
     assert str(copy) == str(caught.value)
+
+
+# Flagger's 2019 documentation (docs/gitbook/how-it-works.md of v0.x): the v1alpha3 form with the
+# Istio metric names, a custom PromQL check with a bare threshold, and the optional fields spelt
+# out.
+FLAGGER_2019 = """
+apiVersion: flagger.app/v1alpha3
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: test
+spec:
+  provider: istio
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  progressDeadlineSeconds: 60
+  autoscalerRef:
+    apiVersion: autoscaling/v2beta1
+    kind: HorizontalPodAutoscaler
+    name: podinfo
+  service:
+    name: podinfo
+    port: 9898
+    portName: http
+    targetPort: 9898
+    portDiscovery: false
+  skipAnalysis: false
+  canaryAnalysis:
+    interval: 1m
+    threshold: 10
+    maxWeight: 50
+    stepWeight: 5
+    metrics:
+    - name: istio_requests_total
+      threshold: 99
+      interval: 1m
+    - name: istio_request_duration_seconds_bucket
+      threshold: 500
+      interval: 30s
+    - name: "404s percentage"
+      threshold: 5
+      interval: 1m
+      query: |
+        100 - sum(
+            rate(istio_requests_total{destination_workload="podinfo", response_code!="404"}[1m])
+        ) / sum(rate(istio_requests_total{destination_workload="podinfo"}[1m])) * 100
+    webhooks:
+      - name: integration-tests
+        url: http://podinfo-tester.test/
+        timeout: 1m
+        metadata:
+          test: "all"
+          token: "16688eb5e9f289f1991c"
+"""
+
+# Flagger's Istio A/B testing tutorial: a strategy Coalmine does not run yet.
+FLAGGER_AB_TESTING = """
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: abtest
+  namespace: test
+spec:
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: abtest
+  service:
+    port: 80
+    targetPort: 9898
+  analysis:
+    interval: 1m
+    threshold: 10
+    iterations: 10
+    match:
+      - headers:
+          x-canary:
+            regex: ".*insider.*"
+      - headers:
+          cookie:
+            regex: "^(.*?;)?(canary=always)(;.*)?$"
+    metrics:
+    - name: request-success-rate
+      thresholdRange:
+        min: 99
+      interval: 1m
+"""
+
+
+def test_flaggers_2019_v1alpha3_canary_normalizes() -> None:
+    canary = parse_canary(FLAGGER_2019)
+    success, duration, custom = canary.spec.analysis.metrics
+    assert (success.name, duration.name) == (REQUEST_SUCCESS_RATE, REQUEST_DURATION)
+    assert custom.name == "404s percentage"
+    assert not custom.is_builtin
+    assert custom.query is not None
+    assert custom.query.startswith("100 - sum(")
+    assert custom.threshold_range is not None
+    assert (custom.threshold_range.min, custom.threshold_range.max) == (None, 5)
+    assert canary.spec.service.name == "podinfo"
+    assert canary.spec.analysis.webhooks[0].metadata == {
+        "test": "all",
+        "token": "16688eb5e9f289f1991c",
+    }
+
+
+def test_strategies_that_come_later_are_refused_not_ignored() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_canary(FLAGGER_AB_TESTING)
+    error = caught.value
+    assert set(error.paths) >= {"spec.analysis.iterations", "spec.analysis.match"}
+    assert all("not supported yet" in p.message for p in error.problems if "iterations" in p.path)
+
+
+def test_flaggers_zero_values_mean_unset() -> None:
+    # Flagger writes these for "not used"; they must not trip the not-supported checks.
+    canary = _with_analysis(stepWeight=10, iterations=0, mirror=False, mirrorWeight=0, match=[])
+    assert canary.spec.analysis.step_weight == 10
+
+
+def test_snake_case_names_are_read_too() -> None:
+    document = yaml.safe_load(MINIMAL)
+    document["spec"]["target_ref"] = document["spec"].pop("targetRef")
+    document["spec"]["analysis"] = {"step_weight": 20, "max_weight": 60}
+    analysis = parse_canary(document).spec.analysis
+    assert (analysis.step_weight, analysis.effective_max_weight) == (20, 60)
+
+
+def test_an_already_parsed_canary_passes_through() -> None:
+    canary = parse_canary(MINIMAL)
+    assert parse_canary(canary) is canary
