@@ -105,7 +105,7 @@ class KubernetesActivities:
         if hpa is not None:
             converge(self._res, HPA, objects.primary_hpa(canary, hpa), update=False)
         for service in objects.services(canary, label, value):
-            converge(self._res, SERVICE, service)
+            converge(self._res, SERVICE, service, carry=objects.carry_node_ports)
         first = objects.INITIALIZED_ANNOTATION not in annotations_of(primary)
         if first:
             self._scale(namespace, name, 0)

@@ -262,11 +262,28 @@ def services(canary: Canary, label: str, value: str) -> list[Obj]:
                     "labels": owned["labels"],
                     "annotations": {**(custom.get("annotations") or {}), **owned["annotations"]},
                 },
+                # No type: a new Service is ClusterIP (the default), an existing one keeps its
+                # type, as Flagger leaves it.
                 "spec": {
-                    "type": "ClusterIP",
                     "selector": {label: selects},
                     "ports": [dict(port)],
                 },
             }
         )
     return result
+
+
+def carry_node_ports(desired: Obj, live: Obj) -> None:
+    """Keep the node ports the server allocated to a NodePort/LoadBalancer Service's ports.
+
+    Replacing the ports without them would make the server allocate new ones, moving the
+    Service under its external users (Flagger copies them the same way, by port name).
+    """
+    allocated = {
+        port.get("name"): port["nodePort"]
+        for port in (live.get("spec") or {}).get("ports") or []
+        if port.get("nodePort")
+    }
+    for port in (desired.get("spec") or {}).get("ports") or []:
+        if port.get("name") in allocated:
+            port["nodePort"] = allocated[port["name"]]

@@ -227,18 +227,23 @@ def converge(
     *,
     update: bool = True,
     basis: Any = None,
+    carry: Callable[[Obj, Obj], None] | None = None,
 ) -> tuple[Outcome, Obj]:
     """Create ``desired`` when absent; replace the live object only when it differs.
 
     ``update=False``: create-only (an existing object is left as it is). ``basis``: what the
     fingerprint is computed from, when some wanted fields (route weights) are carried over
     from the live object and must not count as a change; the whole desired object otherwise.
-    Safe to repeat: the second call finds the object as wanted and writes nothing.
+    ``carry(desired, live)``: copy into ``desired`` what the server allocated and must be kept
+    (a Service's node ports). Safe to repeat: the second call finds the object as wanted and
+    writes nothing.
     """
     meta = desired["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     desired = _stamped(json.loads(json.dumps(desired)), desired if basis is None else basis)
     live = res.get(kind, namespace, name)
+    if live is not None and carry is not None:
+        carry(desired, live)
     if live is None:
         try:
             return Outcome.CREATED, res.create(kind, namespace, desired)

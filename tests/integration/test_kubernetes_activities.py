@@ -8,6 +8,7 @@ volume and env, a Secret by envFrom, and an HPA). The activities run as Temporal
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.errors import (
+    ApiUnavailable,
     Conflict,
     InvalidSpec,
     PrimaryNotFound,
@@ -31,6 +33,7 @@ from activities.errors import (
 )
 from activities.kubernetes import KubernetesActivities, build_api_client
 from tests.integration.conftest import (
+    KUBECONFIG,
     ApiSandbox,
     create_podinfo,
     make_canary,
@@ -214,6 +217,32 @@ def test_initialize_converges_a_drifted_service(
     assert api_sandbox.writes(namespace)[before:] == ["update services/podinfo"]
     service = read(api_client, "service", namespace, "podinfo")
     assert service["spec"]["selector"] == {"app": "podinfo-primary"}
+
+
+def test_initialize_takes_over_an_existing_node_port_service(
+    env, k8s, api_client, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    client.CoreV1Api(api_client).create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "podinfo", "labels": {"owner": "team-web"}},
+            "spec": {
+                "type": "NodePort",
+                "selector": {"app": "podinfo"},
+                "ports": [{"name": "http", "port": 9898, "nodePort": 30080}],
+            },
+        },
+    )
+
+    initialize(env, k8s, namespace)
+
+    service = read(api_client, "service", namespace, "podinfo")
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["selector"] == {"app": "podinfo-primary"}
+    assert service["spec"]["ports"][0]["nodePort"] == 30080
+    assert service["metadata"]["labels"]["owner"] == "team-web"
+    assert read(api_client, "service", namespace, "podinfo-canary")["spec"]["type"] == "ClusterIP"
 
 
 def test_missing_target_is_a_non_retryable_target_not_found(env, k8s, namespace) -> None:
@@ -594,5 +623,25 @@ def test_a_release_with_real_controllers(sandbox_cluster, sandbox_namespace) -> 
         assert env.run(k8s.wait_ready, wait_input(namespace, "podinfo", 30)).ready
         info = env.run(k8s.read_revision, ReadRevisionInput(ref=ref))
         assert info.promoted_revision == info.revision == revision
+    finally:
+        api.close()
+
+
+def test_an_unreachable_api_server_is_a_retryable_api_unavailable(tmp_path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(KUBECONFIG.format(url=f"http://127.0.0.1:{port}"))
+    api = build_api_client(kubeconfig=kubeconfig)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ApiUnavailable):
+            ActivityEnvironment().run(
+                KubernetesActivities(api).read_revision, ReadRevisionInput(ref=ref("test"))
+            )
+        # One attempt, no hidden client retries with backoff: Temporal owns retries.
+        assert time.monotonic() - started < 2
+        assert api.configuration.retries.total == 0
     finally:
         api.close()
