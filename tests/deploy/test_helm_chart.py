@@ -231,3 +231,28 @@ def test_image_replicas_port_task_queue_and_extra_env():
 def test_release_name_without_coalmine_is_prefixed():
     out = run(helm(), "template", "canaries", str(CHART), "-n", "ops")
     assert "name: canaries-coalmine-worker" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("replicaCount=two", "/replicaCount"),
+        ("temporal.adress=x:7233", "adress"),  # a typo is refused, not ignored
+        ("metrics.port=0", "/metrics/port"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+    ],
+)
+def test_values_schema_refuses_bad_values(setting, complaint):
+    out = run(helm(), "template", "coalmine", str(CHART), "--set", setting, check=False)
+    assert out.returncode != 0
+    assert complaint in out.stderr
+
+
+def test_values_schema_describes_every_value():
+    import json
+
+    import yaml
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(schema["properties"]) == {*values, "global"}
