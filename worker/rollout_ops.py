@@ -7,6 +7,7 @@ is raised as a ``CliError`` with its exit code; Temporal's own exception types s
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
@@ -271,31 +273,52 @@ def list_query(*, namespace: str | None, phase: str | None) -> str:
 async def list_rollouts(
     client: Client, *, namespace: str | None, phase: str | None, limit: int = 1000
 ) -> list[ListedRollout]:
-    """The latest run of every rollout matching the filters, newest first."""
+    """The latest run of every rollout matching the filters, newest first.
+
+    Visibility returns every run that matches, older ones too: a rollout that failed and was
+    then retried successfully has a Failed run. Only the latest run of each ID is its current
+    state, so with a phase filter each candidate is checked against its latest run.
+    """
     rows: dict[str, ListedRollout] = {}
+    latest: dict[str, str] = {}
     query = list_query(namespace=namespace, phase=phase)
     try:
         async for execution in client.list_workflows(query, limit=limit):
-            if execution.id in rows:
-                continue  # visibility lists newest runs first; keep the latest run of each ID
-            attrs = execution.typed_search_attributes
-            status = attrs.get(CANARY_PHASE) or ""
-            closed = execution.status not in (None, WorkflowExecutionStatus.RUNNING)
-            if closed and status not in (Phase.SUCCEEDED, Phase.FAILED):
-                # Terminated or timed out: no final phase was recorded, say what happened.
-                status = execution.status.name.title() if execution.status else "Unknown"
-            rows[execution.id] = ListedRollout(
-                workflow_id=execution.id,
-                namespace=attrs.get(CANARY_NAMESPACE) or "",
-                name=execution.id.rsplit("/", 1)[-1],
-                status=status,
-                weight=attrs.get(CANARY_WEIGHT) or 0,
-                last_transition_time=execution.close_time or execution.start_time,
-                revision=attrs.get(CANARY_REVISION),
-            )
+            if execution.id not in rows:  # newest runs come first
+                rows[execution.id] = _row(execution)
+                latest[execution.id] = execution.run_id
+        if phase:
+            current = await asyncio.gather(*(_latest_run(client, wid) for wid in rows))
+            rows = {
+                wid: row
+                for (wid, row), run in zip(rows.items(), current, strict=True)
+                if run == latest[wid]
+            }
     except RPCError as err:
         raise BadInputError(f"cannot list rollouts ({query}): {err.message}") from err
     return list(rows.values())
+
+
+async def _latest_run(client: Client, workflow_id: str) -> str | None:
+    return (await client.get_workflow_handle(workflow_id).describe()).run_id
+
+
+def _row(execution: WorkflowExecution) -> ListedRollout:
+    attrs = execution.typed_search_attributes
+    status = attrs.get(CANARY_PHASE) or ""
+    closed = execution.status not in (None, WorkflowExecutionStatus.RUNNING)
+    if closed and status not in (Phase.SUCCEEDED, Phase.FAILED):
+        # Terminated or timed out: no final phase was recorded, say what happened.
+        status = execution.status.name.title() if execution.status else "Unknown"
+    return ListedRollout(
+        workflow_id=execution.id,
+        namespace=attrs.get(CANARY_NAMESPACE) or "",
+        name=execution.id.rsplit("/", 1)[-1],
+        status=status,
+        weight=attrs.get(CANARY_WEIGHT) or 0,
+        last_transition_time=execution.close_time or execution.start_time,
+        revision=attrs.get(CANARY_REVISION),
+    )
 
 
 def _quote(value: str) -> str:

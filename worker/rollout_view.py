@@ -146,9 +146,7 @@ def status_table(status: RolloutStatus, *, url: str | None = None) -> Group:
     head.add_row("Last transition", fmt_time(status.last_transition_time))
     if status.message:
         head.add_row("Message", Text(status.message))
-    if url:
-        head.add_row("Web UI", url)
-    parts: list[Table] = [head]
+    parts: list[Table | Text] = [head]
     if status.metrics:
         table = _titled("Metrics", "METRIC", "VALUE", "MIN", "MAX", "RESULT")
         for m in status.metrics.values():
@@ -164,6 +162,9 @@ def status_table(status: RolloutStatus, *, url: str | None = None) -> Group:
         for a in status.actions:
             table.add_row(fmt_time(a.time), a.action, Text(a.identity), Text(a.reason or ""))
         parts.append(table)
+    if url:
+        # On its own line, never cut: terminals make a whole URL clickable.
+        parts.append(Text(f"Web UI: {url}", no_wrap=True, overflow="ignore"))
     return Group(*parts)
 
 

@@ -204,7 +204,7 @@ class WorkerSettings:
         values: dict[str, Any] = {"prometheus_url": env.get("PROMETHEUS_URL") or None}
         if port := env.get("COALMINE_METRICS_PORT"):
             values["metrics_port"] = _int("COALMINE_METRICS_PORT", port)
-        values.update(flags)
+        values.update({k: v for k, v in flags.items() if v is not None})
         values = {k: v for k, v in values.items() if v is not None}
         if "max_concurrent_activities" in values and "activity_threads" not in values:
             # One thread per activity slot unless told otherwise.

@@ -127,3 +127,8 @@ def test_worker_defaults_size_for_many_rollouts() -> None:
 def test_bad_worker_settings(env: dict[str, str], flags: dict[str, int], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         WorkerSettings.from_env(env, **flags)
+
+
+def test_unset_flags_leave_the_environment_alone() -> None:
+    env = {"PROMETHEUS_URL": "http://prom:9090"}
+    assert WorkerSettings.from_env(env, prometheus_url=None).prometheus_url == "http://prom:9090"
