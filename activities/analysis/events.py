@@ -6,7 +6,9 @@ Order and failure policy, chosen so a retry does no harm and a chat outage never
    activity raises and Temporal retries it (nothing else has been sent yet, so nothing is sent
    twice). Repeats of the same event are aggregated as Kubernetes' event correlator does: the
    Event's name is derived from (object, type, reason, message), so a repeat finds it and bumps
-   ``count`` and ``lastTimestamp`` instead of adding a new object.
+   ``count`` and ``lastTimestamp`` instead of adding a new object. A retry after a write whose
+   answer was lost bumps the count once more: a count off by one beats a lost event. (Unlike the
+   Kubernetes correlator, events that differ only in message are not merged.)
 2. Every ``event`` webhook gets Flagger's payload with the message in ``metadata``.
 3. When the event carries an alert severity, every alert whose ``severity`` admits it is posted
    through its ``AlertProvider``: info alerts receive everything, warn alerts warn and error,

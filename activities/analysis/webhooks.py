@@ -15,7 +15,9 @@ flagger-loadtester and every Flagger gate expect. The call:
   It is read here, inside the activity, and scrubbed from any response text we keep.
 
 What a failure means (hold, failed check, roll back) is the workflow's decision per webhook type;
-`WebhookResult` only reports ``ok``, the status and a short message.
+`WebhookResult` only reports ``ok``, the status and a short message. One activity call can last
+up to ``(timeout + 5 s) × (retries + 1)``: the caller's start-to-close timeout must allow that,
+and its heartbeat timeout must exceed one attempt (``timeout`` plus the backoff).
 """
 
 from __future__ import annotations

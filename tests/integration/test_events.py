@@ -126,9 +126,9 @@ def test_event_webhooks_get_the_message_in_metadata(api: SandboxApi) -> None:
 
 
 def test_api_server_down_is_retryable_and_sends_nothing() -> None:
-    dead = k8s.ApiClient(k8s.Configuration(host=closed_port_url()))
-    k8s_retries_off = dead.configuration
-    k8s_retries_off.retries = 0
+    config = k8s.Configuration(host=closed_port_url())
+    config.retries = 0  # read when the client builds its pool: set before
+    dead = k8s.ApiClient(config)
     activities = AnalysisActivities(api_client=dead, settings=AnalysisSettings())
     with receiver() as peer:
         hook = WebhookSpec(name="events", type="event", url=peer.url)

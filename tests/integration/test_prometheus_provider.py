@@ -382,3 +382,17 @@ def test_no_default_prometheus_is_a_configuration_error() -> None:
             )
         )
     assert caught.value.non_retryable
+
+
+def test_api_server_down_is_a_retryable_kubernetes_error() -> None:
+    config = k8s.Configuration(host="http://127.0.0.1:1")
+    config.retries = 0  # read when the client builds its pool: set before
+    dead = k8s.ApiClient(config)
+    activities = AnalysisActivities(api_client=dead, settings=AnalysisSettings(), environ={})
+    request = _check(
+        "http://unused", "podinfo", name="m", templateRef={"name": "t"}, thresholdRange={"max": 1}
+    )
+    with pytest.raises(ApplicationError) as caught:
+        activities.check_metric(request)
+    assert caught.value.type == "KubernetesError"
+    assert not caught.value.non_retryable
