@@ -71,6 +71,10 @@ def copy_obj(obj: Obj) -> Obj:
     return {k: clone(v) for k, v in obj.items()}
 
 
+def _out(obj: Obj, copy: bool) -> Obj:
+    return copy_obj(obj) if copy else obj
+
+
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -187,7 +191,12 @@ class Store:
 
     # --- writes
 
-    def create(self, group: str, plural: str, obj: Obj) -> Obj:
+    def create(self, group: str, plural: str, obj: Obj, *, copy: bool = True) -> Obj:
+        """Store a new object; raises `AlreadyExists` (a `Conflict`) if the name is taken.
+
+        ``copy=False`` (here and in the other writes) returns the stored object itself, read-only:
+        the API server only serialises it, and a copy per write is its largest avoidable cost.
+        """
         rt = self._type(group, plural)
         new = self._typed(rt, obj)
         meta = new.setdefault("metadata", {})
@@ -207,9 +216,9 @@ class Store:
             meta.pop(stale, None)
         if rt.generation:
             meta["generation"] = 1
-        return copy_obj(self._commit("ADDED", rt, namespace, new))
+        return _out(self._commit("ADDED", rt, namespace, new), copy)
 
-    def update(self, group: str, plural: str, obj: Obj) -> Obj:
+    def update(self, group: str, plural: str, obj: Obj, *, copy: bool = True) -> Obj:
         """Replace spec and metadata (status is kept when the type has a /status subresource)."""
         rt = self._type(group, plural)
         current, new = self._replacing(rt, obj)
@@ -219,9 +228,9 @@ class Store:
                 new["status"] = clone(current["status"])
         strategies.prepare_update(rt, new, current)
         strategies.validate(rt, new)
-        return copy_obj(self._replace(rt, current, new))
+        return _out(self._replace(rt, current, new), copy)
 
-    def update_status(self, group: str, plural: str, obj: Obj) -> Obj:
+    def update_status(self, group: str, plural: str, obj: Obj, *, copy: bool = True) -> Obj:
         """Replace status only; everything else stays as stored."""
         rt = self._type(group, plural)
         current, incoming = self._replacing(rt, obj)
@@ -230,7 +239,7 @@ class Store:
             new["status"] = incoming["status"]
         else:
             new.pop("status", None)
-        return copy_obj(self._replace(rt, current, new))
+        return _out(self._replace(rt, current, new), copy)
 
     def delete(
         self,
@@ -241,6 +250,7 @@ class Store:
         *,
         preconditions: Obj | None = None,
         propagation: str = "Background",
+        copy: bool = True,
     ) -> Obj | None:
         """Delete at once (no finalizers); returns the deleted object, or None if there was none."""
         rt = self._type(group, plural)
@@ -267,7 +277,7 @@ class Store:
         self._commit("DELETED", rt, ns, gone, previous=current)
         if propagation != "Orphan":
             self._cascade(rt, gone)
-        return copy_obj(gone)
+        return _out(gone, copy)
 
     # --- notifications
 

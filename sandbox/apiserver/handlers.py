@@ -216,7 +216,7 @@ def create_object(call: Call, obj: Obj) -> web.Response:
         obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
     if call.dry_run:
         return call.answer(_dry_create(call, obj), 201)
-    return call.answer(call.store.create(call.rt.group, call.rt.plural, obj), 201)
+    return call.answer(call.store.create(call.rt.group, call.rt.plural, obj, copy=False), 201)
 
 
 async def handle_create(call: Call) -> web.Response:
@@ -232,13 +232,26 @@ def write_update(call: Call, obj: Obj, *, status: bool = False) -> Obj:
             raise Conflict.modified(call.rt.group, call.rt.plural, current["metadata"]["name"])
         return obj
     write = call.store.update_status if status else call.store.update
-    return write(call.rt.group, call.rt.plural, obj)
+    return write(call.rt.group, call.rt.plural, obj, copy=False)
 
 
 async def handle_update(call: Call) -> web.Response:
     obj = _check_identity(call, await read_object(call.request))
     call.require()
     return call.answer(write_update(call, obj))
+
+
+def editable(call: Call, stored: Obj) -> Obj:
+    """The stored object as a patch starts from it.
+
+    Strategic merge and merge patch build new maps and never modify their input, so they may share
+    the stored object's subtrees (the store copies whatever it keeps); server-side apply prunes in
+    place and JSON patch copies anyway, so those get a deep copy.
+    """
+    version = call.rt.api_version(call.target.version)
+    if media_type(call.request) in (STRATEGIC, MERGE):
+        return {**stored, "apiVersion": version}
+    return {**clone(stored), "apiVersion": version}
 
 
 def patched(call: Call, current: Obj, body: Any, kind: str) -> Obj:
@@ -282,8 +295,7 @@ async def handle_patch(call: Call) -> web.Response:
         if not isinstance(body, dict):
             raise BadRequest("an applied configuration must be an object")
         return create_object(call, patched(call, {}, body, call.rt.kind))
-    current = {**clone(found), "apiVersion": call.rt.api_version(call.target.version)}
-    result = patched(call, current, body, call.rt.kind)
+    result = patched(call, editable(call, found), body, call.rt.kind)
     _check_identity(call, result)
     return call.answer(write_update(call, result))
 
@@ -312,6 +324,7 @@ def _delete_one(call: Call, obj: Obj, options: Obj) -> Obj:
         meta["name"],
         preconditions=options.get("preconditions"),
         propagation=str(options.get("propagationPolicy") or "Background"),
+        copy=False,
     )
     if gone is None:
         raise NotFound.of(call.rt.group, call.rt.plural, meta["name"])

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.apiserver.handlers import Call, _check_identity, patched, write_update
+from sandbox.apiserver.handlers import Call, _check_identity, editable, patched, write_update
 from sandbox.apiserver.responses import read_body, read_object, respond
 from sandbox.errors import BadRequest, Invalid, NotFound
 from sandbox.labels import selector_string
@@ -99,7 +99,7 @@ async def handle_status(call: Call) -> web.Response:
         call.require()
         return call.answer(write_update(call, obj, status=True))
     if method == "PATCH":
-        current = {**clone(call.require()), "apiVersion": call.rt.api_version(call.target.version)}
+        current = editable(call, call.require())
         result = patched(call, current, await read_body(call.request), call.rt.kind)
         _check_identity(call, result)
         return call.answer(write_update(call, result, status=True))
