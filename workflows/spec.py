@@ -13,6 +13,8 @@ The public surface, all importable from here:
 - ``parse_canary(text_or_mapping) -> Canary``: YAML text (one document, or several of which
   exactly one is a Canary) or an already-loaded mapping; raises ``SpecError`` listing every
   problem, one per line, each naming the field path as the document spells it.
+- ``parse_metric_template(mapping) -> MetricTemplate``: a custom metric's template as read from
+  the cluster, validated the same way (provider address http or https only).
 - ``json_schema()``: the JSON Schema of the document (``python -m workflows.spec`` prints it;
   ``make schema`` writes deploy/schema/canary.schema.json).
 - The models: ``Canary`` → ``CanarySpec`` → ``TargetRef``, ``AutoscalerRef``, ``ServiceSpec``,
@@ -54,6 +56,12 @@ from workflows.spec_service import (
     TargetRef,
     check_http_url,
 )
+from workflows.spec_template import (
+    MetricTemplate,
+    MetricTemplateProvider,
+    MetricTemplateSpec,
+    parse_metric_template,
+)
 
 __all__ = [
     "BUILTIN_METRICS",
@@ -68,6 +76,9 @@ __all__ = [
     "CanarySpec",
     "LocalObjectRef",
     "MetricSpec",
+    "MetricTemplate",
+    "MetricTemplateProvider",
+    "MetricTemplateSpec",
     "ObjectMeta",
     "ScalerReplicas",
     "SecretKeyRef",
@@ -81,6 +92,7 @@ __all__ = [
     "check_http_url",
     "json_schema",
     "parse_canary",
+    "parse_metric_template",
 ]
 
 # --- the document ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from workflows.spec import (
     SpecError,
     WebhookSpec,
     parse_canary,
+    parse_metric_template,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -458,3 +459,27 @@ def test_snake_case_names_are_read_too() -> None:
 def test_an_already_parsed_canary_passes_through() -> None:
     canary = parse_canary(MINIMAL)
     assert parse_canary(canary) is canary
+
+
+def test_metric_templates_parse_and_refuse_non_http_addresses() -> None:
+    template = parse_metric_template(
+        {
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "MetricTemplate",
+            "metadata": {"name": "error-rate", "namespace": "istio-system", "uid": "x"},
+            "spec": {
+                "provider": {
+                    "type": "prometheus",
+                    "address": "http://prometheus.istio-system:9090",
+                },
+                "query": "sum(rate(istio_requests_total[{{ interval }}]))",
+            },
+            "status": {},
+        }
+    )
+    assert template.spec.provider.address == "http://prometheus.istio-system:9090"
+    with pytest.raises(SpecError) as caught:
+        parse_metric_template(
+            {"spec": {"provider": {"type": "prometheus", "address": "unix:///prom.sock"}}}
+        )
+    assert set(caught.value.paths) == {"spec.provider.address", "spec.query"}
