@@ -197,7 +197,11 @@ _LATER = "A/B testing, blue/green and mirroring come later: remove it to run a w
 class AnalysisSpec(SpecModel):
     """The canary analysis: how traffic moves and what must hold at every step."""
 
-    interval: Duration = Field("1m", description="Time between steps, e.g. '30s'.")
+    interval: Duration = Field(
+        "1m",
+        description="Time between steps, e.g. '30s'. Flagger raises anything under 10s to 10s; "
+        "Coalmine keeps it as written (a short interval makes a local rollout quick).",
+    )
     threshold: int = Field(1, ge=1, description="Failed checks that trigger a rollback.")
     max_weight: Weight = Field(100, description="Highest canary weight before promotion.")
     step_weight: Weight | None = Field(None, description="Weight added per step, e.g. 10.")
