@@ -1,0 +1,102 @@
+"""Run every benchmark and write BENCHMARKS.md: ``python -m bench`` (``make bench``).
+
+Each benchmark is a module of this package run as its own process (``python -m bench.<name>``)
+that prints its figure on its last line; the runner keeps each module's whole output in
+``.state/bench/<name>.log`` and writes the last lines, with the machine's description, to
+BENCHMARKS.md. ``python -m bench NAME …`` runs only the named ones.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (module, arguments, what the figure is measured against)
+BENCHMARKS: list[tuple[str, list[str], str]] = [
+    ("ten_steps", [], "10-step canary on the time-skipping server: well under 1 s of wall time"),
+    ("history", [], "history events per analysis step and per rollout (limit 51,200)"),
+    ("abort_latency", [], "abort accepted → canary weight 0 in the cluster: p99 < 0.5 s"),
+    ("step_overhead", [], "timer fired → weights patched, beyond the checks: p99 < 50 ms"),
+    ("scale", [], "1,000 rollouts at 60 s: step lag p99 < 2 s, < 150 KB worker memory each"),
+    ("sandbox_api", [], "sandbox API server: several hundred requests/s"),
+    ("sandbox_world", [], "sandbox mesh and controllers: several hundred requests/s"),
+]
+
+
+def machine() -> str:
+    cpus = os.cpu_count() or 0
+    try:
+        meminfo = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()
+        memory = f"{int(meminfo[1]) / 1024 / 1024:.0f} GiB"
+    except (OSError, IndexError, ValueError):
+        memory = "unknown memory"
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    system = f"{platform.system()} {platform.machine()}"
+    return f"{system}, {cpus} cores ({model}), {memory}, Python {platform.python_version()}"
+
+
+def run_one(name: str, args: list[str], logs: Path) -> tuple[str, float, int]:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    output = proc.stdout + proc.stderr
+    (logs / f"{name}.log").write_text(output)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    figure = lines[-1] if lines and proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+    return figure, elapsed, proc.returncode
+
+
+def main() -> int:
+    wanted = set(sys.argv[1:])
+    logs = ROOT / ".state" / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    rows = []
+    failures = 0
+    for name, args, target in BENCHMARKS:
+        if wanted and name not in wanted:
+            continue
+        print(f"== bench.{name}", flush=True)
+        figure, elapsed, code = run_one(name, args, logs)
+        failures += code != 0
+        print(f"   {figure}  ({elapsed:.0f} s)", flush=True)
+        rows.append(f"| `{name}` | {target} | {figure} |")
+    report = ROOT / "BENCHMARKS.md"
+    intro = report.read_text().split("<!-- figures -->")[0] if report.exists() else ""
+    if not intro:
+        intro = "# Benchmarks\n\n"
+    body = [
+        intro.rstrip() + "\n",
+        "<!-- figures -->",
+        f"Last run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.",
+        "Full output of each run: `.state/bench/<name>.log`.",
+        "",
+        "| benchmark | target | figure (last line of its output) |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ]
+    report.write_text("\n".join(body))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
