@@ -189,6 +189,12 @@ class LoadTester:
             proc.kill()
             out = b"timeout"
             await proc.wait()
+        except asyncio.CancelledError:
+            # The sandbox is stopping: end the command and let its pipes close while the loop runs.
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
         finally:
             self._procs.discard(proc)
         ok = proc.returncode == 0
@@ -204,11 +210,13 @@ class LoadTester:
 
     async def close(self) -> None:
         """Stop every running command (the sandbox is shutting down)."""
-        for proc in list(self._procs):
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        for task in list(self._running.values()):
+        tasks = list(self._running.values())
+        for task in tasks:
             task.cancel()
-        for task in list(self._running.values()):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for proc in list(self._procs):  # blocking bash commands of requests still open
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
