@@ -103,7 +103,9 @@ class KubernetesActivities:
             wanted = objects.primary_deployment(canary, target, copied, revision)
             _, primary = converge(self._res, DEPLOYMENT, wanted, update=False)
         if hpa is not None:
-            converge(self._res, HPA, objects.primary_hpa(canary, hpa), update=False)
+            converge(
+                self._res, HPA, objects.primary_hpa(canary, hpa), update=False, whole_spec=True
+            )
         for service in objects.services(canary, label, value):
             converge(self._res, SERVICE, service, carry=objects.carry_node_ports)
         first = objects.INITIALIZED_ANNOTATION not in annotations_of(primary)
@@ -184,7 +186,7 @@ class KubernetesActivities:
         if not is_subset(wanted, primary):
             self._res.replace(DEPLOYMENT, namespace, primary_name, wanted)
         if hpa is not None:
-            converge(self._res, HPA, objects.primary_hpa(canary, hpa))
+            converge(self._res, HPA, objects.primary_hpa(canary, hpa), whole_spec=True)
 
     # --- helpers ---------------------------------------------------------------------------
 

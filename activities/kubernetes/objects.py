@@ -188,8 +188,14 @@ def primary_configs(canary: Canary, configs: ConfigRefs) -> list[tuple[str, Obj]
                 **owned,
             },
         }
-        keys = ("data", "type") if kind == SECRET_REF else ("data", "binaryData")
-        copy.update({key: _copy(obj[key]) for key in keys if key in obj})
+        # Every content field is written, empty when the source has none, so a field the
+        # source dropped is dropped from the copy too.
+        if kind == SECRET_REF:
+            copy.update(data=_copy(obj.get("data") or {}), type=obj.get("type", "Opaque"))
+        else:
+            copy.update(
+                data=_copy(obj.get("data") or {}), binaryData=_copy(obj.get("binaryData") or {})
+            )
         copies.append((kind, copy))
     return copies
 

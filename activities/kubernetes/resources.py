@@ -193,11 +193,13 @@ def _stamped(desired: Obj, basis: Any) -> Obj:
     return desired
 
 
-def _overlay(live: Obj, desired: Obj) -> Obj:
+def _overlay(live: Obj, desired: Obj, *, whole_spec: bool) -> Obj:
     """``live`` with the wanted labels, annotations and top-level fields written over it.
 
-    Labels and annotations merge (others' stay); each wanted ``spec`` field, and each other
-    top-level field (``data``, ``type``), replaces the live one whole, so removals take effect.
+    Labels and annotations merge (others' stay); each other top-level field (``data``,
+    ``type``) replaces the live one whole, so removals take effect. ``spec`` is replaced whole
+    (``whole_spec``: Coalmine owns all of it) or field by field (a Service keeps the
+    ``clusterIP`` and ``type`` the server or its author chose).
     """
     body: Obj = json.loads(json.dumps(live))
     meta, want_meta = body.setdefault("metadata", {}), desired.get("metadata", {})
@@ -207,7 +209,7 @@ def _overlay(live: Obj, desired: Obj) -> Obj:
     for key, value in desired.items():
         if key in ("metadata", "status", "apiVersion", "kind"):
             continue
-        if key == "spec" and isinstance(value, dict):
+        if key == "spec" and isinstance(value, dict) and not whole_spec:
             body.setdefault("spec", {}).update(value)
         else:
             body[key] = value
@@ -228,6 +230,7 @@ def converge(
     update: bool = True,
     basis: Any = None,
     carry: Callable[[Obj, Obj], None] | None = None,
+    whole_spec: bool = False,
 ) -> tuple[Outcome, Obj]:
     """Create ``desired`` when absent; replace the live object only when it differs.
 
@@ -235,8 +238,9 @@ def converge(
     fingerprint is computed from, when some wanted fields (route weights) are carried over
     from the live object and must not count as a change; the whole desired object otherwise.
     ``carry(desired, live)``: copy into ``desired`` what the server allocated and must be kept
-    (a Service's node ports). Safe to repeat: the second call finds the object as wanted and
-    writes nothing.
+    (a Service's node ports). ``whole_spec``: the wanted ``spec`` is all of it, so a field
+    dropped from it is removed from the live object too. Safe to repeat: the second call finds
+    the object as wanted and writes nothing.
     """
     meta = desired["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -254,7 +258,8 @@ def converge(
                 raise
     if not update or is_subset(desired, live):
         return Outcome.UNCHANGED, live
-    return Outcome.UPDATED, res.replace(kind, namespace, name, _overlay(live, desired))
+    body = _overlay(live, desired, whole_spec=whole_spec)
+    return Outcome.UPDATED, res.replace(kind, namespace, name, body)
 
 
 def annotations_of(obj: Mapping[str, Any] | None) -> dict[str, str]:

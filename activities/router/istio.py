@@ -159,12 +159,14 @@ class IstioRouter:
     def reconcile(self, canary: Canary) -> None:
         primary_host, canary_host = _hosts(canary.service_name)
         for host in (canary_host, primary_host):
-            converge(self._res, DESTINATION_RULE, render_destination_rule(canary, host))
+            rule = render_destination_rule(canary, host)
+            converge(self._res, DESTINATION_RULE, rule, whole_spec=True)
         live = self._res.get(VIRTUAL_SERVICE, canary.namespace, canary.service_name)
         found = find_route(live, canary.service_name) if live else None
         weights = found[1] if found else Weights(primary=100, canary=0)
         wanted = render_virtual_service(canary, weights.primary, weights.canary)
-        converge(self._res, VIRTUAL_SERVICE, wanted, basis=render_virtual_service(canary))
+        basis = render_virtual_service(canary)  # weights are not part of what must converge
+        converge(self._res, VIRTUAL_SERVICE, wanted, basis=basis, whole_spec=True)
 
     def set_routes(self, ref: CanaryRef, primary: int, canary: int) -> bool:
         if primary + canary != 100:

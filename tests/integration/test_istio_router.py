@@ -130,6 +130,18 @@ def test_reconcile_applies_a_changed_spec_but_keeps_the_weights(
     assert weights(api_client, namespace) == [("podinfo-primary", 60), ("podinfo-canary", 40)]
 
 
+def test_reconcile_removes_a_dropped_traffic_policy(env, router, api_client, namespace) -> None:
+    policy = {"tls": {"mode": "ISTIO_MUTUAL"}}
+    env.run(
+        router.reconcile_routes, RoutesInput(canary=make_canary(namespace, trafficPolicy=policy))
+    )
+
+    env.run(router.reconcile_routes, RoutesInput(canary=make_canary(namespace)))
+
+    for host in ("podinfo-primary", "podinfo-canary"):
+        assert custom(api_client, "destinationrules", namespace, host)["spec"] == {"host": host}
+
+
 def test_set_weights_without_routes_is_a_non_retryable_error(env, router, namespace) -> None:
     with pytest.raises(RoutesNotFound) as raised:
         set_weights(env, router, namespace, 90, 10)

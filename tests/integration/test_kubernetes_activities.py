@@ -490,6 +490,41 @@ def test_promote_copies_template_and_config_and_keeps_the_selector(
     assert api_sandbox.writes(namespace)[done:] == []
 
 
+def test_promote_mirrors_what_the_target_dropped(
+    env, k8s, api_client, api_sandbox: ApiSandbox, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    hpas = client.AutoscalingV2Api(api_client)
+    behavior = {"scaleDown": {"stabilizationWindowSeconds": 60}}
+    hpas.patch_namespaced_horizontal_pod_autoscaler(
+        "podinfo",
+        namespace,
+        {"spec": {"behavior": behavior}},
+        _content_type="application/merge-patch+json",
+    )
+    initialize(env, k8s, namespace)
+    assert read(api_client, "hpa", namespace, "podinfo-primary")["spec"]["behavior"] == behavior
+    # The target's HPA loses its behavior and grows; its ConfigMap loses a key.
+    hpas.patch_namespaced_horizontal_pod_autoscaler(
+        "podinfo",
+        namespace,
+        {"spec": {"behavior": None, "maxReplicas": 6}},
+        _content_type="application/merge-patch+json",
+    )
+    client.CoreV1Api(api_client).replace_namespaced_config_map(
+        "podinfo-config", namespace, {"metadata": {"name": "podinfo-config"}, "data": {"b": "2"}}
+    )
+    revision = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace))).revision
+
+    env.run(k8s.promote, PromoteInput(canary=make_canary(namespace), revision=revision))
+
+    hpa = read(api_client, "hpa", namespace, "podinfo-primary")["spec"]
+    assert "behavior" not in hpa
+    assert hpa["maxReplicas"] == 6
+    config = read(api_client, "config_map", namespace, "podinfo-config-primary")
+    assert config["data"] == {"b": "2"}
+
+
 def test_promote_refuses_a_revision_the_target_no_longer_has(
     env, k8s, api_client, api_sandbox: ApiSandbox, namespace
 ) -> None:
