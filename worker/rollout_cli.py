@@ -155,7 +155,9 @@ def status(
         if output == common.Output.JSON:
             out.print_json(current.model_dump_json(by_alias=True))
         else:
-            out.print(status_table(current, url=settings.workflow_url(wid)))
+            out.print(status_table(current))
+            # Printed apart from the table, never cut: terminals make the whole URL clickable.
+            out.print(f"Web UI: {settings.workflow_url(wid)}", markup=False)
         return 0
 
     common.run(body())

@@ -10,13 +10,14 @@ import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from temporalio.client import Client
 
-from worker.errors import EXIT_OK
+from worker.errors import EXIT_OK, RequestRefusedError
 from worker.follow import follow
-from worker.rollout_ops import Started, last_input, start_rollout
+from worker.rollout_ops import Started, fetch_status, last_input, start_rollout
 from worker.rollout_view import RolloutFollower
 from worker.settings import KubernetesSettings, TemporalSettings
 from worker.target import Target, load_canary, parse_images, prepare_target, short_image
@@ -121,31 +122,37 @@ async def _report_and_wait(
     wid = started.handle.id
     url = temporal.workflow_url(wid)
     canary = rollout.canary
+    document: dict[str, Any] = {
+        "workflowId": wid,
+        "revision": rollout.revision,
+        "existing": started.existing,
+        "url": url,
+    }
     if json_output and not wait:
-        document = {
-            "workflowId": wid,
-            "revision": rollout.revision,
-            "existing": started.existing,
-            "url": url,
-        }
         console.print_json(json.dumps(document))
         return EXIT_OK
+    # With -o json the progress goes to stderr so stdout holds only the final JSON document.
+    log = Console(stderr=True, highlight=False, soft_wrap=True) if json_output else console
     verb = "new revision handed to the running rollout" if started.existing else "rollout started"
-    console.print(
+    log.print(
         f"{verb}: {canary.name}.{canary.namespace} revision {rollout.revision} ({wid})",
         markup=False,
     )
-    console.print(f"Web UI: {url}", markup=False)
+    log.print(f"Web UI: {url}", markup=False)
     if not wait:
         return EXIT_OK
-    with RolloutFollower(console) as view:
+    with RolloutFollower(log) as view:
         outcome = await follow(client, wid, view)
     word = "promoted" if outcome.exit_code == EXIT_OK else "rolled back / failed"
-    console.print(
+    log.print(
         f"rollout {canary.name}.{canary.namespace} {word}: {outcome.phase.value}"
         + (f" — {outcome.message}" if outcome.message else ""),
         markup=False,
     )
+    if json_output:
+        final = await fetch_status(client, wid)
+        document["status"] = final.model_dump(mode="json", by_alias=True)
+        console.print_json(json.dumps(document))
     return outcome.exit_code
 
 
@@ -188,11 +195,18 @@ async def retry_command(
     """Run the last closed run's canary and revision again (no new commit needed)."""
     client = await connect(temporal, identity=identity)
     previous, how = await last_input(client, workflow_id_)
-    rollout = previous.model_copy(
-        update={
-            "requested_by": identity,
-            "reason": reason or f"retry of the last run ({how.lower()})",
-        }
+    if how == "COMPLETED":
+        raise RequestRefusedError(
+            f"the last run of {workflow_id_} was promoted (revision {previous.revision}): "
+            "nothing to retry"
+        )
+    # A fresh start: no status carried over (that is only for continue-as-new).
+    rollout = RolloutInput(
+        canary=previous.canary,
+        cluster=previous.cluster,
+        revision=previous.revision,
+        requested_by=identity,
+        reason=reason or f"retry of the last run ({how.lower()})",
     )
     summary = f"{summary_of(rollout.canary, None)} (retry {rollout.revision})"
     started = await _start(client, temporal, rollout, summary, {})

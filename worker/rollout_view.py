@@ -128,7 +128,7 @@ def live_panel(status: RolloutStatus) -> Group:
     return Group(*rows)
 
 
-def status_table(status: RolloutStatus, *, url: str | None = None) -> Group:
+def status_table(status: RolloutStatus) -> Group:
     """``coalmine rollout status``: the status, its metrics, failed checks and actions."""
     head = Table.grid(padding=(0, 2))
     head.add_row("Rollout", f"{status.name}.{status.namespace} (cluster {status.cluster})")
@@ -146,7 +146,7 @@ def status_table(status: RolloutStatus, *, url: str | None = None) -> Group:
     head.add_row("Last transition", fmt_time(status.last_transition_time))
     if status.message:
         head.add_row("Message", Text(status.message))
-    parts: list[Table | Text] = [head]
+    parts: list[Table] = [head]
     if status.metrics:
         table = _titled("Metrics", "METRIC", "VALUE", "MIN", "MAX", "RESULT")
         for m in status.metrics.values():
@@ -162,9 +162,6 @@ def status_table(status: RolloutStatus, *, url: str | None = None) -> Group:
         for a in status.actions:
             table.add_row(fmt_time(a.time), a.action, Text(a.identity), Text(a.reason or ""))
         parts.append(table)
-    if url:
-        # On its own line, never cut: terminals make a whole URL clickable.
-        parts.append(Text(f"Web UI: {url}", no_wrap=True, overflow="ignore"))
     return Group(*parts)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.workflow import UnfinishedSignalHandlersWarning, UnfinishedUpdateHandlersWarning
 from typer.testing import CliRunner
@@ -26,9 +26,9 @@ from tests.workflows.fakes import ACTIVITIES, CLUSTERS, FakeCluster, failing
 from worker.app import build_worker
 from worker.cli import app
 from worker.metrics import RolloutMetrics
-from worker.rollout_ops import Started, start_rollout
+from worker.rollout_ops import Started, fetch_status, start_rollout
 from worker.settings import Settings, TemporalSettings, WorkerSettings
-from workflows.model import NewRevisionRequest, RolloutInput, workflow_id
+from workflows.model import NewRevisionRequest, Phase, RolloutInput, workflow_id
 from workflows.spec import Canary
 
 TASK_QUEUE = "coalmine-cli-plumbing"
@@ -88,20 +88,27 @@ class Cli:
         return json.loads(output)
 
     async def start(self, name: str, cluster: FakeCluster, **analysis: Any) -> Started:
-        wid = workflow_id(cluster="default", namespace="plumbing", name=name)
-        CLUSTERS[wid] = cluster
-        rollout = RolloutInput(
-            canary=canary(name, **analysis), revision=cluster.revision, requested_by="ci:test"
-        )
-        return await start_rollout(
-            self.client,
-            workflow_id=wid,
-            task_queue=TASK_QUEUE,
-            rollout=rollout,
-            summary=f"{name}.plumbing → {name}:2",
-            details="details",
-            revision_request=NewRevisionRequest(revision=cluster.revision, identity="ci:test"),
-        )
+        return await start_on(self.client, TASK_QUEUE, name, cluster, **analysis)
+
+
+async def start_on(
+    client: Client, queue: str, name: str, cluster: FakeCluster, **analysis: Any
+) -> Started:
+    """Start a rollout of ``name`` as ``coalmine rollout start`` does (update-with-start)."""
+    wid = workflow_id(cluster="default", namespace="plumbing", name=name)
+    CLUSTERS[wid] = cluster
+    rollout = RolloutInput(
+        canary=canary(name, **analysis), revision=cluster.revision, requested_by="ci:test"
+    )
+    return await start_rollout(
+        client,
+        workflow_id=wid,
+        task_queue=queue,
+        rollout=rollout,
+        summary=f"{name}.plumbing → {name}:2",
+        details="details",
+        revision_request=NewRevisionRequest(revision=cluster.revision, identity="ci:test"),
+    )
 
 
 @pytest.fixture
@@ -253,3 +260,32 @@ async def _wait_for_phase(cli: Cli, name: str, phase: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{name} never reached {phase}")
+
+
+async def test_status_of_a_finished_rollout_without_a_worker(
+    dev_server_env: WorkflowEnvironment, no_unfinished_handlers: None
+) -> None:
+    """No worker to answer the query: the status comes from visibility and the failure."""
+    client = dev_server_env.client
+    queue = "coalmine-cli-short-lived"
+    settings = Settings(
+        temporal=TemporalSettings(task_queue=queue), worker=WorkerSettings(metrics_port=0)
+    )
+    broken = FakeCluster(metrics={"request-success-rate": [failing("request-success-rate")]})
+    async with build_worker(client, settings, api_client=None, activities=ACTIVITIES):
+        started = await start_on(client, queue, "orphan", broken)
+        with pytest.raises(WorkflowFailureError):
+            await started.handle.result()
+    status = await fetch_status(client, started.handle.id)
+    assert status.phase == Phase.FAILED
+    assert "failed checks threshold reached 2" in status.message
+    assert status.name == "orphan"
+    assert status.namespace == "plumbing"
+
+
+async def test_retry_refuses_a_promoted_rollout(cli: Cli) -> None:
+    started = await cli.start("done", FakeCluster(), maxWeight=25)
+    await started.handle.result()
+    code, output = await cli.run("retry", "done", "-n", "plumbing")
+    assert code == 1, output
+    assert "nothing to retry" in output
