@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -55,6 +55,7 @@ class Event(NamedTuple):
     plural: str
     namespace: str
     obj: Obj
+    previous: Obj | None = None  # the object before a MODIFIED (watches re-filter with it)
 
 
 def clone(value: Any) -> Any:
@@ -372,7 +373,8 @@ class Store:
         if event_type == "ADDED":
             self._data.setdefault(rt.key, {}).setdefault(namespace, {})[meta["name"]] = obj
         self._index_owners(rt, namespace, obj, previous, removed=event_type == "DELETED")
-        event = Event(self._rv, event_type, rt.group, rt.plural, namespace, obj)
+        before = previous if event_type == "MODIFIED" else None
+        event = Event(self._rv, event_type, rt.group, rt.plural, namespace, obj, before)
         hist = self._histories.get(rt.key)
         if hist is None:
             hist = self._histories[rt.key] = _History(self._history_size)
@@ -421,7 +423,3 @@ class Store:
         group, plural = spec.get("group", ""), (spec.get("names") or {}).get("plural", "")
         for obj in self.scan(group, plural):
             self.delete(group, plural, obj["metadata"].get("namespace"), obj["metadata"]["name"])
-
-    def iter_types(self) -> Iterator[tuple[str, str]]:
-        """The (group, plural) keys that hold objects."""
-        return iter(list(self._data))

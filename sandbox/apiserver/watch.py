@@ -4,14 +4,15 @@ The stream starts from the request's ``resourceVersion``: absent or ``0`` sends 
 ``ADDED`` for each current object; a number replays the type's history after it, or — when the
 history has forgotten that far back — sends one ``ERROR`` event carrying a 410 ``Expired`` Status,
 which tells informers to relist (exactly what a real server does after etcd compaction). Live events
-follow, filtered by namespace, name, label and field selectors (on the object as it is now: an
-object that stops matching is not turned into a DELETED). ``allowWatchBookmarks`` adds ``BOOKMARK``
-events when the stream is idle; ``sendInitialEvents`` ends the initial ``ADDED`` events with the
-``k8s.io/initial-events-end`` bookmark; the stream closes at ``timeoutSeconds``. With a Table Accept
-header each event's object is a one-row Table, for ``kubectl get -w``.
+follow, filtered by namespace, name, label and field selectors; an object that starts matching
+arrives as ADDED and one that stops matching as DELETED, as the apiserver's watch cache does.
+``allowWatchBookmarks`` adds ``BOOKMARK`` events when the stream is idle; ``sendInitialEvents`` ends
+the initial ``ADDED`` events with the ``k8s.io/initial-events-end`` bookmark; the stream closes at
+``timeoutSeconds``. With a Table Accept header each event's object is a one-row Table, for ``kubectl
+get -w``.
 
 The listener is registered and the snapshot taken in one synchronous step, so no event falls between
-them. A watcher that falls far behind (its queue over `Settings.watch_queue_limit`) is closed;
+them. A watcher that falls far behind (its queue over `WatchSettings.queue_limit`) is closed;
 clients re-watch.
 """
 
@@ -64,6 +65,18 @@ class _Stream:
             return False
         return self.fields is None or self.fields(obj)
 
+    def lines_for(self, event: Event) -> list[bytes]:
+        """What a live event means to this watcher, as the apiserver's watch cache decides it.
+
+        An object that starts matching the filters is ADDED to this watcher, and one that stops
+        matching is DELETED from it, even though the store saw a MODIFIED.
+        """
+        now = self.matches(event.obj)
+        before = event.previous is not None and self.matches(event.previous)
+        if event.type != "MODIFIED" or now == before:
+            return [self.line(event.type, event.obj)] if now else []
+        return [self.line("ADDED" if now else "DELETED", event.obj)]
+
     def line(self, event_type: str, obj: Obj) -> bytes:
         if self.table and event_type != "BOOKMARK":
             shown = tables.table(self.call.rt, [obj], self.call.query)
@@ -95,9 +108,10 @@ def _initial(call: Call, stream: _Stream, rv_param: str) -> tuple[list[bytes], i
     after = int(rv_param)
     events = store.history(rt.group, rt.plural, after)
     lines = [
-        stream.line(e.type, e.obj)
+        line
         for e in events
-        if (call.namespace is None or e.namespace == call.namespace) and stream.matches(e.obj)
+        if call.namespace is None or e.namespace == call.namespace
+        for line in stream.lines_for(e)
     ]
     return lines, max(after, events[-1].rv if events else after)
 
@@ -184,7 +198,7 @@ async def _pump(
         batch = [first]
         while not queue.empty():
             batch.append(queue.get_nowait())
-        lines = [stream.line(e.type, e.obj) for e in batch if e.rv > seen and stream.matches(e.obj)]
+        lines = [line for e in batch if e.rv > seen for line in stream.lines_for(e)]
         seen = max(seen, batch[-1].rv)
         if lines:
             await response.write(b"".join(lines))

@@ -338,3 +338,31 @@ def test_crd_created_by_kubectl_appears_in_discovery(cluster: Cluster) -> None:
     cluster.kubectl("delete", "crd", "widgets.example.com")
     gone = cluster.kubectl("get", "widgets", check=False)
     assert gone.returncode != 0
+
+
+def test_server_dry_run_and_diff_change_nothing(cluster: Cluster) -> None:
+    deploy(cluster)
+    changed = MANIFESTS.replace("6.0.0", "6.0.5")
+    diff = cluster.kubectl("diff", "-f", "-", stdin=changed, check=False)
+    assert diff.returncode == 1, diff.stderr
+    assert "+        image: ghcr.io/stefanprodan/podinfo:6.0.5" in diff.stdout
+    dry = cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=changed).stdout
+    assert "deployment.apps/podinfo configured (server dry run)" in dry
+    dep = get_json(cluster, "-n", "test", "deploy", "podinfo")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":6.0.0")
+    assert dep["metadata"]["generation"] == 1
+
+
+def test_audit_log_counts_kubectl_writes(cluster: Cluster) -> None:
+    deploy(cluster)
+    cluster.http("DELETE", "/sandbox/audit")
+    cluster.kubectl("scale", "-n", "test", "deploy/podinfo", "--replicas=3")
+    cluster.kubectl("set", "image", "-n", "test", "deploy/podinfo", "podinfod=podinfo:2")
+    _, audit, _ = cluster.http("GET", "/sandbox/audit?namespace=test&name=podinfo")
+    writes = [
+        (e["verb"], e["resource"], e["subresource"])
+        for e in audit["items"]
+        if e["verb"] in ("create", "update", "patch", "delete")
+    ]
+    assert writes == [("patch", "deployments", "scale"), ("patch", "deployments", "")]
+    assert all(e["user_agent"].startswith("kubectl") for e in audit["items"])

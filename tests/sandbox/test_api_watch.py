@@ -163,3 +163,22 @@ def test_watch_of_a_single_object_by_field_selector(core: client.CoreV1Api) -> N
     events = [(e["type"], e["object"].metadata.name) for e in stream]
     worker.join()
     assert events == [("ADDED", "two"), ("MODIFIED", "two")]
+
+
+def test_objects_entering_or_leaving_a_selector_are_added_or_deleted(
+    core: client.CoreV1Api,
+) -> None:
+    core.create_namespaced_config_map(NS, configmap("m", track="stable"))
+
+    def relabel() -> None:
+        core.patch_namespaced_config_map("m", NS, {"metadata": {"labels": {"track": "canary"}}})
+        core.patch_namespaced_config_map("m", NS, {"data": {"v": "2"}})  # not watched any more
+        core.patch_namespaced_config_map("m", NS, {"metadata": {"labels": {"track": "stable"}}})
+
+    worker = later(0.3, relabel)
+    stream = watch.Watch().stream(
+        core.list_namespaced_config_map, NS, label_selector="track=stable", timeout_seconds=2
+    )
+    events = [(e["type"], e["object"].metadata.labels["track"]) for e in stream]
+    worker.join()
+    assert events == [("ADDED", "stable"), ("DELETED", "canary"), ("ADDED", "stable")]
