@@ -146,13 +146,9 @@ class KubernetesActivities:
             state = readiness(deployment, input.ready_threshold)
             if state.ready:
                 return ReadyResult(ready=True, message=state.message)
-            activity.heartbeat(state.message, started)
             if state.stuck or time.time() >= deadline:
                 return ReadyResult(ready=False, message=state.message)
-            # Sleeps one poll interval, but wakes at once when the activity is cancelled.
-            activity.wait_for_cancelled_sync(self._poll_interval)
-            if activity.is_cancelled():
-                raise CancelledError(f"waiting for {name}.{namespace} cancelled")
+            _pause(state.message, started, self._poll_interval)
 
     @activity.defn(name=ActivityName.PROMOTE)
     def promote(self, input: PromoteInput) -> None:
@@ -246,8 +242,24 @@ class KubernetesActivities:
         return True
 
 
+def _pause(message: str, started: float, seconds: float) -> None:
+    """Heartbeat, then sleep one poll interval — waking at once if the activity is cancelled.
+
+    Outside an activity (a direct call, e.g. from the command line) it only sleeps.
+    """
+    if not activity.in_activity():
+        time.sleep(seconds)
+        return
+    activity.heartbeat(message, started)
+    activity.wait_for_cancelled_sync(seconds)
+    if activity.is_cancelled():
+        raise CancelledError(f"cancelled while {message[0].lower()}{message[1:]}")
+
+
 def _first_attempt_start() -> float:
     """When the first attempt of this activity started (from its last heartbeat), else now."""
+    if not activity.in_activity():
+        return time.time()
     details = activity.info().heartbeat_details
     if len(details) >= 2 and isinstance(details[1], int | float):
         return float(details[1])

@@ -80,7 +80,12 @@ HPA = Kind(
 
 
 class Resources:
-    """The API calls activities make, for one injected ``ApiClient``."""
+    """The API calls activities make, for one injected ``ApiClient``.
+
+    Shared by the worker's activity threads: the ``ApiClient`` (a urllib3 pool) is thread-safe,
+    and the typed API wrappers cached here hold no state of their own, so a race that builds
+    one twice is harmless.
+    """
 
     def __init__(
         self,

@@ -438,6 +438,17 @@ async def test_wait_ready_is_cancelled_promptly(k8s, api_client, namespace) -> N
     assert time.monotonic() - started < 2
 
 
+def test_activities_also_work_as_plain_method_calls(k8s, api_client, namespace) -> None:
+    """No activity context (the command line, a script): same results, no heartbeats."""
+    create_podinfo(api_client, namespace)
+    assert k8s.initialize(InitializeInput(canary=make_canary(namespace))).first_initialization
+    set_status(api_client, namespace, "podinfo-primary", available=0)
+    result = k8s.wait_ready(wait_input(namespace, "podinfo-primary", deadline=0.2))
+    assert not result.ready
+    set_status(api_client, namespace, "podinfo-primary")
+    assert k8s.wait_ready(wait_input(namespace, "podinfo-primary")).ready
+
+
 def test_wait_ready_on_a_missing_primary(env, k8s, namespace) -> None:
     with pytest.raises(PrimaryNotFound):
         env.run(k8s.wait_ready, wait_input(namespace, deployment="podinfo-primary"))
