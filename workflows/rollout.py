@@ -20,22 +20,27 @@ import asyncio
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
-from workflows._base import format_duration
-from workflows._calls import Activities
-from workflows._compensation import Compensations
-from workflows._core import RestartAnalysis, RollbackRequested
-from workflows._operator import OperatorControl
-from workflows._state import RolloutState
-from workflows._steps import AnalysisSteps
-from workflows.decisions import promotion_weights
-from workflows.model import (
-    ROLLOUT_FAILED_ERROR,
-    WORKFLOW_NAME,
-    Phase,
-    RolloutInput,
-    RolloutResult,
-    RolloutStatus,
-)
+# Passed through the sandbox: these modules hold frozen pydantic models and deterministic code
+# only, so every rollout can share the worker's copy instead of re-importing them (and rebuilding
+# every pydantic schema) for each workflow run.
+with workflow.unsafe.imports_passed_through():
+    from workflows._base import format_duration
+    from workflows._calls import Activities
+    from workflows._compensation import Compensations
+    from workflows._core import RestartAnalysis, RollbackRequested
+    from workflows._operator import OperatorControl
+    from workflows._state import RolloutState
+    from workflows._steps import AnalysisSteps
+    from workflows.decisions import promotion_weights
+    from workflows.model import (
+        ROLLOUT_FAILED_ERROR,
+        WORKFLOW_NAME,
+        Phase,
+        RolloutInput,
+        RolloutResult,
+        RolloutStatus,
+    )
+
 
 _RESUMABLE_IN_ANALYSIS = (Phase.PROGRESSING, Phase.WAITING_PROMOTION)
 

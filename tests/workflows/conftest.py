@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
@@ -26,7 +27,9 @@ from workflows.rollout import CanaryRolloutWorkflow
 from workflows.search import SEARCH_ATTRIBUTES
 from workflows.spec import Canary
 
-TASK_QUEUE = "coalmine-workflow-tests"
+# Unique per session: two test sessions that ever reach the same server (a port reused by a
+# concurrent run) must not serve each other's rollouts.
+TASK_QUEUE = f"coalmine-workflow-tests-{uuid.uuid4().hex[:8]}"
 
 
 async def register_search_attributes(client: Client) -> None:
@@ -86,8 +89,9 @@ def hook(name: str, type: str, url: str = "http://loadtester.test/") -> dict[str
 class Rollouts:
     """Start rollouts on the session's worker, each with its own fake cluster."""
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
+    def __init__(self, env: WorkflowEnvironment) -> None:
+        self.env = env
+        self.client = env.client
 
     async def start(
         self, cluster: FakeCluster, canary: Canary | None = None, **fields: Any
@@ -114,6 +118,25 @@ class Rollouts:
             await asyncio.sleep(0.01)
         raise AssertionError(f"status never matched: {status}")
 
+    async def advance_until(
+        self,
+        handle: WorkflowHandle[Any, Any],
+        predicate: Callable[[RolloutStatus], bool],
+        *,
+        step: float = 10,
+    ) -> RolloutStatus:
+        """Skip time step by step until the predicate holds, without awaiting the result.
+
+        Awaiting ``result()`` lets the server skip time freely: a paused rollout (no timer)
+        would jump straight to the workflow's timeout. Skipping explicitly keeps time in hand.
+        """
+        for _ in range(200):
+            status = await self.status(handle)
+            if predicate(status):
+                return status
+            await self.env.sleep(step)
+        raise AssertionError(f"status never matched: {status}")
+
 
 @pytest.fixture(scope="session")
 async def rollout_client(time_skipping_env: WorkflowEnvironment) -> Client:
@@ -136,8 +159,8 @@ async def rollout_worker(rollout_client: Client) -> AsyncIterator[Worker]:
 
 
 @pytest.fixture
-def rollouts(rollout_client: Client, rollout_worker: Worker) -> Rollouts:
-    return Rollouts(rollout_client)
+def rollouts(time_skipping_env: WorkflowEnvironment, rollout_worker: Worker) -> Rollouts:
+    return Rollouts(time_skipping_env)
 
 
 @pytest.fixture(autouse=True)

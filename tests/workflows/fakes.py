@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,7 +250,8 @@ ACTIVITIES = [
 ]
 
 _ids = itertools.count()
+_SESSION = uuid.uuid4().hex[:8]
 
 
 def new_workflow_id(prefix: str = "canary/test") -> str:
-    return f"{prefix}/{next(_ids)}"
+    return f"{prefix}/{_SESSION}-{next(_ids)}"
