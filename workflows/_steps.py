@@ -159,10 +159,12 @@ class AnalysisSteps(RolloutCore):
             self._raise_if_new_revision()
             await self._check_rollback_hooks()
             self._state.set(iterations=self._state.status.iterations + 1)
-            passed = await self._analysis_passed()
-            if not passed:
-                continue
             weight = self._state.status.canary_weight
+            # Before the first weight step no traffic reaches the canary, so its metrics could
+            # only say "no data": as Flagger does, nothing is judged at weight 0 (the pre-rollout
+            # hooks were the gate) and the first step is taken at once.
+            if weight > 0 and not await self._analysis_passed():
+                continue
             if weight >= top:
                 if await self._gate("confirm-promotion", waiting="promotion approval"):
                     return

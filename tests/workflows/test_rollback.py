@@ -38,13 +38,14 @@ async def test_rollback_at_the_failed_check_threshold(rollouts: Rollouts) -> Non
     error = await expect_rollback(handle)
 
     assert error.message == "Rolling back podinfo.test failed checks threshold reached 3"
-    assert weights(cluster) == [(90, 10), (80, 20), (70, 30), (100, 0)]
+    # weight 0 is not judged (no traffic yet); three good steps, then three bad ones at 40
+    assert weights(cluster) == [(90, 10), (80, 20), (70, 30), (60, 40), (100, 0)]
     assert compensated(cluster)
     status = await rollouts.status(handle)
     assert status.phase == Phase.FAILED
-    assert (status.canary_weight, status.failed_checks, status.iterations) == (0, 3, 6)
+    assert (status.canary_weight, status.failed_checks, status.iterations) == (0, 3, 7)
     assert [c.source for c in status.failed_check_history] == ["request-success-rate"] * 3
-    assert [c.weight for c in status.failed_check_history] == [30, 30, 30]
+    assert [c.weight for c in status.failed_check_history] == [40, 40, 40]
     assert status.metrics["request-success-rate"].outcome == "breach"
     messages = event_messages(status)
     assert messages[-5:] == [
@@ -72,7 +73,7 @@ async def test_all_failing_metrics_of_a_step_count_once(rollouts: Rollouts) -> N
     status = await rollouts.status(handle)
     assert status.failed_checks == 2  # Flagger counts one failed check per step
     assert len(status.failed_check_history) == 4  # but every failing metric is recorded
-    assert weights(cluster) == [(100, 0)]
+    assert weights(cluster) == [(90, 10), (100, 0)]  # weight 0 is not judged
 
 
 async def test_provider_error_is_a_failed_check_not_a_crash(rollouts: Rollouts) -> None:
