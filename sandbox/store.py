@@ -39,6 +39,7 @@ Objs = list[Obj]
 _Events = list["Event"]
 _Buckets = list[tuple[str, dict[str, Obj]]]  # module-level: inside Store, `list` names the method
 Callback = Callable[[str, str, str, Obj], None]
+_ListenKey = tuple[str | None, str | None, str | None]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class Event(NamedTuple):
     namespace: str
     obj: Obj
     previous: Obj | None = None  # the object before a MODIFIED (watches re-filter with it)
+
+
+Listener = Callable[[Event], None]
 
 
 def clone(value: Any) -> Any:
@@ -110,7 +114,9 @@ class Store:
         self._history_size = history_size
         self._histories: dict[tuple[str, str], _History] = {}
         self._subscribers: list[Callback] = []
-        self._listeners: list[Callable[[Event], None]] = []
+        # (group, plural, namespace) -> listeners; None parts match anything. Keyed so that a write
+        # wakes only the watches of its type and namespace, not every open watch.
+        self._listeners: dict[_ListenKey, list[Listener]] = {}
         # owner uid -> keys of its dependents, for cascading deletes without a scan
         self._dependents: dict[str, set[tuple[str, str, str, str]]] = {}
         for name in namespaces:
@@ -287,10 +293,27 @@ class Store:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
-    def listen(self, listener: Callable[[Event], None]) -> Callable[[], None]:
-        """Like `subscribe` but without copies (for the watch layer, which only serialises)."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+    def listen(
+        self,
+        listener: Listener,
+        *,
+        group: str | None = None,
+        plural: str | None = None,
+        namespace: str | None = None,
+    ) -> Callable[[], None]:
+        """Like `subscribe` but without copies (for watches, which only serialise), optionally only
+        for one type (``group`` and ``plural``) and namespace; returns the way to stop listening."""
+        key = (group, plural, namespace) if plural is not None else (None, None, None)
+        self._listeners.setdefault(key, []).append(listener)
+
+        def stop() -> None:
+            bucket = self._listeners.get(key, [])
+            if listener in bucket:
+                bucket.remove(listener)
+            if not bucket:
+                self._listeners.pop(key, None)
+
+        return stop
 
     # --- internals
 
@@ -385,7 +408,11 @@ class Store:
         return obj
 
     def _notify(self, event: Event) -> None:
-        for listener in list(self._listeners):
+        keys: list[_ListenKey] = [(None, None, None), (event.group, event.plural, None)]
+        if event.namespace:
+            keys.append((event.group, event.plural, event.namespace))
+        listeners = [f for key in keys for f in self._listeners.get(key, ())]
+        for listener in listeners:
             try:
                 listener(event)
             except Exception:  # one broken watcher must not fail a write

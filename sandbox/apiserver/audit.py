@@ -32,11 +32,11 @@ from sandbox.errors import ApiError, BadRequest, for_code
 
 Obj = dict[str, Any]
 
-AUDIT_LIMIT = 200_000
+AUDIT_LIMIT = 100_000
 _MATCH_KEYS = ("verb", "group", "resource", "namespace", "name", "subresource")
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a full log is 100,000 of these
 class AuditEntry:
     time: float
     method: str

@@ -35,7 +35,7 @@ from sandbox.labels import parse_selector
 from sandbox.store import Event
 
 Obj = dict[str, Any]
-_LIVENESS_CHECK_SECONDS = 2.0
+_LIVENESS_CHECK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -130,13 +130,10 @@ async def handle_watch(call: Call, settings: WatchSettings) -> web.StreamRespons
     queue: asyncio.Queue[Event] = asyncio.Queue()
     rt, namespace = call.rt, call.namespace
 
-    def listener(event: Event) -> None:
-        same_type = event.group == rt.group and event.plural == rt.plural
-        if same_type and (namespace is None or event.namespace == namespace):
-            queue.put_nowait(event)
-
     # No await between listen() and the snapshot: nothing can be committed in between.
-    unlisten = call.store.listen(listener)
+    unlisten = call.store.listen(
+        queue.put_nowait, group=rt.group, plural=rt.plural, namespace=namespace
+    )
     try:
         try:
             lines, seen = _initial(call, stream, rv_param)
