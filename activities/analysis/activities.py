@@ -6,7 +6,10 @@ work — `MetricChecker`, `WebhookCaller`, `EventRecorder` — and translates th
 boundary:
 
 - a metric breach, missing data or an unreachable backend is a `MetricResult`, never an error;
-- a failed webhook is a `WebhookResult` with ``ok`` False;
+- a failed webhook is a `WebhookResult` with ``ok`` False — except that a failure worth retrying
+  (connection error, timeout, 429, 5xx) raises a retryable ``ApplicationError`` of type
+  ``WebhookFailed`` while the spec's ``retries`` and the activity's retry policy allow another
+  attempt, so Temporal does the retrying;
 - `InvalidSpec` becomes a non-retryable ``ApplicationError`` of type ``InvalidSpec``;
 - `KubernetesError` becomes a retryable ``ApplicationError`` of type ``KubernetesError``, so the
   workflow's retry policy decides how long to insist.
@@ -56,6 +59,17 @@ def _boundary(fn: Callable[[], T]) -> T:
         raise ApplicationError(str(exc), type="KubernetesError") from None
 
 
+def _attempts_left(spec_retries: int) -> bool:
+    """Whether Temporal will run another attempt: within the spec's retries and the policy's."""
+    if not activity.in_activity():
+        return False  # called directly (tests, tools): one attempt, its result is final
+    info = activity.info()
+    allowed = spec_retries + 1
+    if info.retry_policy is not None and info.retry_policy.maximum_attempts > 0:
+        allowed = min(allowed, info.retry_policy.maximum_attempts)
+    return info.attempt < allowed
+
+
 class AnalysisActivities:
     """``check_metric``, ``call_webhook`` and ``record_event``."""
 
@@ -85,7 +99,13 @@ class AnalysisActivities:
     @activity.defn(name=ActivityName.CALL_WEBHOOK)
     def call_webhook(self, request: WebhookInput) -> WebhookResult:
         """POST Flagger's payload; ``ok`` is False on status > 202, timeout or connection error."""
-        return _boundary(lambda: self.webhooks.call(request))
+        result, retryable = _boundary(lambda: self.webhooks.attempt(request))
+        if not result.ok and retryable and _attempts_left(request.webhook.retries):
+            # The message is already scrubbed of the token; it lands in the retry's last_failure.
+            raise ApplicationError(
+                f"webhook {request.webhook.name}: {result.message}", type="WebhookFailed"
+            )
+        return result
 
     @activity.defn(name=ActivityName.RECORD_EVENT)
     def record_event(self, request: EventInput) -> None:

@@ -147,12 +147,9 @@ class EventRecorder:
             metadata = event_metadata(event.message, event.type, hook.metadata, self._clock())
             body = payload(event.ref, event.phase, event.revision, metadata)
             try:
-                result = self._webhooks.post(
-                    event.ref,
-                    hook,
-                    body,
-                    timeout=self._settings.event_webhook_timeout_seconds,
-                    retries=0,
+                # One attempt, as Flagger sends events: a retry would repeat the event.
+                result, _ = self._webhooks.post(
+                    event.ref, hook, body, timeout=self._settings.event_webhook_timeout_seconds
                 )
             except AnalysisError as exc:
                 log.warning("event webhook %s for %s failed: %s", hook.name, event.ref.display, exc)

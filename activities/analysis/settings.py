@@ -28,9 +28,6 @@ class AnalysisSettings:
     webhook_default_timeout_seconds: float = 10.0
     """Timeout of a webhook whose spec gives none (the spec's own default is ``10s`` too)."""
 
-    webhook_retry_backoff_seconds: float = 1.0
-    """Pause before a webhook's second attempt, growing linearly per attempt, capped at 5 s."""
-
     event_webhook_timeout_seconds: float = 5.0
     """Timeout of ``event`` webhooks (Flagger sends events with a fixed 5 s timeout)."""
 

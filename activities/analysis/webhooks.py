@@ -8,29 +8,29 @@ flagger-loadtester and every Flagger gate expect. The call:
 - redirects are **not** followed: a 3xx is a failed call (status > 202). A gate that redirects
   would otherwise turn the worker's POST into a GET somewhere else, and a redirect to an internal
   address is a classic way to reach what the author of the Canary could not;
-- ``timeout`` from the spec (default 10 s); ``retries`` extra attempts after a connection error, a
-  timeout, 429 or 5xx, with a short backoff (as Flagger's retryablehttp); other statuses are an
-  answer and are not retried. The activity heartbeats between attempts;
+- ``timeout`` from the spec (default 10 s); one POST per activity attempt. ``retries`` are
+  Temporal's: after a connection error, a timeout, 429 or 5xx (what Flagger's retryablehttp
+  retries) the activity raises while the spec allows another attempt, so the retry is visible in
+  the history and backs off on the server; the last attempt returns the failed result. Other
+  statuses are an answer and are never retried;
 - an optional ``secretRef``: the Secret key's value is sent as ``Authorization: Bearer <value>``.
   It is read here, inside the activity, and scrubbed from any response text we keep.
 
 What a failure means (hold, failed check, roll back) is the workflow's decision per webhook type;
-`WebhookResult` only reports ``ok``, the status and a short message. One activity call can last
-up to ``(timeout + 5 s) × (retries + 1)``: the caller's start-to-close timeout must allow that,
-and its heartbeat timeout must exceed one attempt (``timeout`` plus the backoff).
+`WebhookResult` only reports ``ok``, the status and a short message. The caller gives each attempt
+a start-to-close timeout a little above the spec's ``timeout`` and ``maximum_attempts`` of
+``retries + 1`` (``workflows.policies.webhook`` does).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
-from temporalio import activity
 
 from activities.analysis.errors import InvalidSpec
 from activities.analysis.kube import Cluster
@@ -99,12 +99,12 @@ class WebhookCaller:
         self._settings = settings
         self._transport = transport
 
-    def call(self, request: WebhookInput) -> WebhookResult:
-        """Call one webhook of any type with the phase and checksum of the rollout."""
+    def attempt(self, request: WebhookInput) -> tuple[WebhookResult, bool]:
+        """One call of a webhook of any type → (result, whether another attempt may help)."""
         hook = request.webhook
         body = payload(request.ref, request.phase, request.checksum, hook.metadata)
         timeout = duration_seconds(hook.timeout) if hook.timeout else None
-        return self.post(request.ref, hook, body, timeout=timeout, retries=hook.retries)
+        return self.post(request.ref, hook, body, timeout=timeout)
 
     def post(
         self,
@@ -113,8 +113,8 @@ class WebhookCaller:
         body: Mapping[str, Any],
         *,
         timeout: float | None,
-        retries: int,
-    ) -> WebhookResult:
+    ) -> tuple[WebhookResult, bool]:
+        """POST ``body`` to the hook once; the token, if any, is scrubbed from the result."""
         check_url(hook.url)
         token = self._token(ref, hook)
         headers = {"Content-Type": "application/json"}
@@ -127,9 +127,7 @@ class WebhookCaller:
             transport=self._transport,
             proxy=self._settings.http_proxy,
         ) as client:
-            result = self._attempts(
-                client, hook=hook, body=body, headers=headers, retries=retries, seconds=seconds
-            )
+            result, retryable = _once(client, hook.url, body, headers, seconds)
         if token:
             result = result.model_copy(update={"message": result.message.replace(token, "***")})
         log.info(
@@ -139,27 +137,7 @@ class WebhookCaller:
             ref.display,
             "ok" if result.ok else result.message,
         )
-        return result
-
-    def _attempts(
-        self,
-        client: httpx.Client,
-        *,
-        hook: WebhookSpec,
-        body: Mapping[str, Any],
-        headers: dict[str, str],
-        retries: int,
-        seconds: float,
-    ) -> WebhookResult:
-        result = WebhookResult(ok=False, message="not called")
-        for attempt in range(retries + 1):
-            if attempt:
-                _heartbeat(f"webhook {hook.name} attempt {attempt + 1}")
-                time.sleep(min(self._settings.webhook_retry_backoff_seconds * attempt, 5.0))
-            result, retryable = _once(client, hook.url, body, headers, seconds)
-            if result.ok or not retryable:
-                break
-        return result
+        return result, retryable
 
     def _token(self, ref: CanaryRef, hook: WebhookSpec) -> str | None:
         if hook.secret_ref is None:
@@ -192,9 +170,3 @@ def _once(
     return WebhookResult(ok=False, status_code=status, message=message), (
         status in _RETRYABLE_STATUS
     )
-
-
-def _heartbeat(detail: str) -> None:
-    # Outside an activity (unit tests, the CLI) there is nobody to heartbeat to.
-    if activity.in_activity():
-        activity.heartbeat(detail)

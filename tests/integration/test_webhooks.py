@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from temporalio import workflow
+from temporalio.worker import Worker
 
 from activities.analysis import AnalysisActivities, AnalysisSettings
 from tests.integration.analysis_support import (
@@ -27,7 +31,15 @@ from tests.integration.analysis_support import (
     receiver,
     sandbox_api,
 )
-from workflows.activity_api import CanaryRef, MetricCheckInput, WebhookInput
+from workflows import policies
+from workflows._base import duration_seconds
+from workflows.activity_api import (
+    ActivityName,
+    CanaryRef,
+    MetricCheckInput,
+    WebhookInput,
+    WebhookResult,
+)
 from workflows.model import CheckOutcome, Phase
 from workflows.spec import MetricSpec, WebhookSpec
 
@@ -47,7 +59,6 @@ PHASE_OF_TYPE = {
 
 def _activities(api_client: Any = None, **settings: Any) -> AnalysisActivities:
     api = api_client or k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:1"))
-    settings.setdefault("webhook_retry_backoff_seconds", 0.01)
     return AnalysisActivities(api_client=api, settings=AnalysisSettings(**settings))
 
 
@@ -91,20 +102,62 @@ def test_timeout_fails_the_call() -> None:
     assert result.message == "timeout after 0.5s"
 
 
-def test_retries_until_the_peer_recovers() -> None:
+@workflow.defn(name="AnalysisWebhookProbe", sandboxed=False)
+class WebhookProbe:
+    """Calls ``call_webhook`` with the rollout's own webhook policy (``policies.webhook``)."""
+
+    @workflow.run
+    async def run(self, request: WebhookInput) -> WebhookResult:
+        hook = request.webhook
+        options = policies.webhook(
+            timeout_seconds=duration_seconds(hook.timeout), retries=hook.retries
+        )
+        return await workflow.execute_activity(
+            ActivityName.CALL_WEBHOOK,
+            request,
+            result_type=WebhookResult,
+            start_to_close_timeout=options.start_to_close,
+            retry_policy=options.retry,
+        )
+
+
+async def _through_temporal(env: Any, url: str, retries: int) -> WebhookResult:
+    hook = WebhookSpec(name="flaky", url=url, retries=retries)
+    request = WebhookInput(ref=REF, webhook=hook, phase=Phase.PROGRESSING, checksum="rev-1")
+    queue = f"webhooks-{uuid.uuid4().hex[:6]}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[WebhookProbe],
+        activities=[_activities().call_webhook],
+        activity_executor=ThreadPoolExecutor(2),
+    ):
+        return await env.client.execute_workflow(
+            WebhookProbe.run, request, id=f"webhook-probe-{queue}", task_queue=queue
+        )
+
+
+async def test_temporal_retries_until_the_peer_recovers(time_skipping_env: Any) -> None:
     answers = iter([(500, b"down"), (503, b"down"), (200, b"ok")])
     with receiver(lambda _r: next(answers)) as peer:
-        _, result = _call(_activities(), peer.url, retries=2)
+        result = await _through_temporal(time_skipping_env, peer.url, retries=2)
     assert result.ok
     assert len(peer.requests) == 3
 
 
-def test_retries_are_bounded() -> None:
+async def test_temporal_retries_are_bounded_by_the_spec(time_skipping_env: Any) -> None:
     with receiver(lambda _r: (500, b"still down")) as peer:
-        _, result = _call(_activities(), peer.url, retries=2)
-    assert not result.ok
+        result = await _through_temporal(time_skipping_env, peer.url, retries=2)
+    assert not result.ok  # the last attempt returns the failure: the workflow decides
     assert len(peer.requests) == 3
     assert result.message == "HTTP 500: still down"
+
+
+async def test_an_answer_is_not_retried(time_skipping_env: Any) -> None:
+    with receiver(lambda _r: (403, b"Forbidden")) as peer:
+        result = await _through_temporal(time_skipping_env, peer.url, retries=3)
+    assert result.status_code == 403
+    assert len(peer.requests) == 1
 
 
 def test_peer_down_is_a_failed_call() -> None:

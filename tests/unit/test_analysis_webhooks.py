@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 from kubernetes import client as k8s
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities.analysis import AnalysisActivities
 from activities.analysis.errors import InvalidSpec
 from activities.analysis.kube import Cluster
 from activities.analysis.settings import AnalysisSettings
 from activities.analysis.webhooks import WebhookCaller, event_metadata, payload
-from workflows.activity_api import CanaryRef, WebhookInput
+from workflows.activity_api import CanaryRef, WebhookInput, WebhookResult
 from workflows.model import Phase
 from workflows.spec import WebhookSpec
 
 REF = CanaryRef(namespace="test", name="podinfo", target="podinfo", service="podinfo")
-SETTINGS = AnalysisSettings(webhook_retry_backoff_seconds=0.0)
+SETTINGS = AnalysisSettings()
 
 
 def _unused_cluster() -> Cluster:
@@ -68,8 +73,11 @@ def test_status_202_or_lower_passes(status: int, ok: bool) -> None:
         seen.append(request)
         return httpx.Response(status, text="nope" if status > 202 else "ok")
 
-    result = _caller(httpx.MockTransport(handle)).call(_input(metadata={"cmd": "hey -z 1m"}))
+    result, retryable = _caller(httpx.MockTransport(handle)).attempt(
+        _input(metadata={"cmd": "hey -z 1m"})
+    )
     assert result.ok is ok
+    assert retryable is (status == 500)
     assert result.status_code == status
     sent = json.loads(seen[0].content)
     assert sent["metadata"] == {"cmd": "hey -z 1m"}
@@ -79,30 +87,17 @@ def test_status_202_or_lower_passes(status: int, ok: bool) -> None:
         assert result.message == f"HTTP {status}: nope"
 
 
-def test_retries_on_5xx_until_success() -> None:
-    statuses = iter([503, 500, 200])
-    calls: list[int] = []
-
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(429, True), (500, True), (503, True), (403, False), (404, False)]
+)
+def test_which_failures_are_worth_another_attempt(status: int, retryable: bool) -> None:
     def handle(_request: httpx.Request) -> httpx.Response:
-        calls.append(1)
-        return httpx.Response(next(statuses))
+        return httpx.Response(status, text="gate closed")
 
-    result = _caller(httpx.MockTransport(handle)).call(_input(retries=2))
-    assert result.ok
-    assert len(calls) == 3
-
-
-def test_a_4xx_answer_is_not_retried() -> None:
-    calls: list[int] = []
-
-    def handle(_request: httpx.Request) -> httpx.Response:
-        calls.append(1)
-        return httpx.Response(403, text="gate closed")
-
-    result = _caller(httpx.MockTransport(handle)).call(_input(retries=3))
+    result, again = _caller(httpx.MockTransport(handle)).attempt(_input(retries=3))
     assert not result.ok
-    assert len(calls) == 1
-    assert result.message == "HTTP 403: gate closed"
+    assert again is retryable
+    assert result.message == f"HTTP {status}: gate closed"
 
 
 def test_redirects_are_not_followed() -> None:
@@ -112,8 +107,9 @@ def test_redirects_are_not_followed() -> None:
         paths.append(request.url.path)
         return httpx.Response(302, headers={"Location": "http://internal/secret"})
 
-    result = _caller(httpx.MockTransport(handle)).call(_input())
+    result, again = _caller(httpx.MockTransport(handle)).attempt(_input())
     assert not result.ok
+    assert not again
     assert result.status_code == 302
     assert paths == ["/"]
 
@@ -122,8 +118,9 @@ def test_connection_error_is_a_failed_call_not_an_exception() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    result = _caller(httpx.MockTransport(handle)).call(_input(retries=1))
+    result, again = _caller(httpx.MockTransport(handle)).attempt(_input(retries=1))
     assert not result.ok
+    assert again
     assert result.status_code is None
     assert result.message == "request failed: ConnectError"
 
@@ -132,8 +129,9 @@ def test_timeout_is_a_failed_call() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
-    result = _caller(httpx.MockTransport(handle)).call(_input(timeout="2s"))
+    result, again = _caller(httpx.MockTransport(handle)).attempt(_input(timeout="2s"))
     assert not result.ok
+    assert again
     assert result.message == "timeout after 2s"
 
 
@@ -150,4 +148,49 @@ def test_only_http_urls(url: str) -> None:
         ref=REF, webhook=hook, phase=Phase.PROGRESSING, checksum=None
     )
     with pytest.raises(InvalidSpec, match="not an http or https URL"):
-        _caller(httpx.MockTransport(handle)).call(request)
+        _caller(httpx.MockTransport(handle)).attempt(request)
+
+
+# --- the activity: Temporal retries a retryable failure while attempts are left ----------------
+
+
+def _run_activity(
+    status: int, *, retries: int, attempt: int, maximum_attempts: int = 0
+) -> WebhookResult:
+    transport = httpx.MockTransport(lambda _request: httpx.Response(status, text="boom"))
+    activities = AnalysisActivities(
+        api_client=_unused_cluster_client(), settings=SETTINGS, http_transport=transport
+    )
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info, attempt=attempt, retry_policy=RetryPolicy(maximum_attempts=maximum_attempts)
+    )
+    return env.run(activities.call_webhook, _input(retries=retries))
+
+
+def _unused_cluster_client() -> k8s.ApiClient:
+    return k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:1"))
+
+
+def test_retryable_failure_raises_while_the_spec_allows_more_attempts() -> None:
+    with pytest.raises(ApplicationError) as caught:
+        _run_activity(503, retries=2, attempt=2)
+    assert caught.value.type == "WebhookFailed"
+    assert not caught.value.non_retryable
+    assert "HTTP 503: boom" in str(caught.value)
+
+
+def test_last_attempt_returns_the_failure() -> None:
+    result = _run_activity(503, retries=2, attempt=3)
+    assert not result.ok
+    assert result.status_code == 503
+
+
+def test_policy_maximum_attempts_caps_the_spec() -> None:
+    assert not _run_activity(500, retries=5, attempt=2, maximum_attempts=2).ok
+
+
+def test_answers_and_hooks_without_retries_return_at_once() -> None:
+    assert _run_activity(403, retries=3, attempt=1).status_code == 403
+    assert _run_activity(500, retries=0, attempt=1).status_code == 500
+    assert _run_activity(202, retries=3, attempt=1).ok
