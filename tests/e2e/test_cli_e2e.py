@@ -79,9 +79,23 @@ def test_start_wait_promotes_then_rolls_back(coalmine: Coalmine, app: App) -> No
     for name in ("iterations", "lastTransitionTime", "metrics", "actions"):
         assert name in status
 
+    _summary_and_details(coalmine, wid, f"podinfo.{app.namespace} → podinfo:6.5.1")
     _listed_in_phase(coalmine, app.namespace, wid, "Failed")
     _activity_summaries(coalmine, wid)
     _weight_scraped_by_prometheus(coalmine, app.namespace)
+
+
+def _summary_and_details(coalmine: Coalmine, wid: str, summary: str) -> None:
+    async def describe() -> tuple[str | None, str | None]:
+        client = await _client(coalmine)
+        description = await client.get_workflow_handle(wid).describe()
+        return await description.static_summary(), await description.static_details()
+
+    found_summary, details = asyncio.run(describe())
+    assert found_summary == summary
+    assert details is not None
+    assert "**Analysis** every 2s, step 25% up to 50%, threshold 3" in details
+    assert "request-success-rate ≥ 99" in details
 
 
 def _listed_in_phase(coalmine: Coalmine, namespace: str, wid: str, phase: str) -> None:

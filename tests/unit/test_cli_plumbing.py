@@ -140,6 +140,8 @@ async def cli(
 async def test_promoted_rollout_watch_status_list(cli: Cli) -> None:
     started = await cli.start("promoted", FakeCluster())
     assert not started.existing
+    description = await started.handle.describe()
+    assert await description.static_summary() == "promoted.plumbing → promoted:2"
 
     code, output = await cli.run("watch", "promoted", "-n", "plumbing")
     assert code == 0, output

@@ -132,3 +132,31 @@ def test_bad_worker_settings(env: dict[str, str], flags: dict[str, int], message
 def test_unset_flags_leave_the_environment_alone() -> None:
     env = {"PROMETHEUS_URL": "http://prom:9090"}
     assert WorkerSettings.from_env(env, prometheus_url=None).prometheus_url == "http://prom:9090"
+
+
+def test_tls_config_reads_the_files(tmp_path: Path) -> None:
+    from worker.temporal import tls_config
+
+    for name in ("c.pem", "k.pem", "ca.pem"):
+        (tmp_path / name).write_bytes(name.encode())
+    settings = TemporalSettings(
+        tls_cert=tmp_path / "c.pem",
+        tls_key=tmp_path / "k.pem",
+        tls_ca=tmp_path / "ca.pem",
+        tls_server_name="temporal.internal",
+    )
+    tls = tls_config(settings)
+    assert not isinstance(tls, bool)
+    assert tls.client_cert == b"c.pem"
+    assert tls.client_private_key == b"k.pem"
+    assert tls.server_root_ca_cert == b"ca.pem"
+    assert tls.domain == "temporal.internal"
+    assert tls_config(TemporalSettings()) is False
+
+
+def test_unreadable_certificate_is_bad_input(tmp_path: Path) -> None:
+    from worker.errors import BadInputError
+    from worker.temporal import tls_config
+
+    with pytest.raises(BadInputError, match=r"missing\.pem"):
+        tls_config(TemporalSettings(tls_ca=tmp_path / "missing.pem"))
