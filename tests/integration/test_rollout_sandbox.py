@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client as k8s
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowQueryFailedError
@@ -61,7 +62,7 @@ spec:
 
 
 def canary(ns: str, *, threshold: int = 3, max_weight: int = 30) -> Canary:
-    """The article's Canary, scaled down: 1 s steps, 10 s metric windows, the same load test."""
+    """The article's Canary, scaled down: 2 s steps, 10 s metric windows, the same load test."""
     return Canary.model_validate(
         {
             "apiVersion": "flagger.app/v1beta1",
@@ -72,7 +73,7 @@ def canary(ns: str, *, threshold: int = 3, max_weight: int = 30) -> Canary:
                 "progressDeadlineSeconds": 30,
                 "service": {"port": 9898},
                 "analysis": {
-                    "interval": "1s",
+                    "interval": "2s",
                     "threshold": threshold,
                     "maxWeight": max_weight,
                     "stepWeight": 10,
@@ -173,6 +174,15 @@ def _image(api_client: Any, ns: str, name: str) -> str:
     return dep.spec.template.spec.containers[0].image
 
 
+def _production_traffic(sandbox: SandboxHandle, ns: str) -> None:
+    """Users' traffic to the apex Service for the whole test (the canary gets its share)."""
+    cmd = f"hey -z 90s -q 10 -c 2 http://podinfo.{ns}:9898/"
+    payload = {"name": "users", "namespace": ns, "phase": "Progressing", "metadata": {"cmd": cmd}}
+    with httpx.Client(proxy=sandbox.mesh_url, timeout=10) as http:
+        response = http.post("http://flagger-loadtester.test/", json=payload)
+    assert response.status_code in (200, 202), response.text
+
+
 async def _initialize(
     env: WorkflowEnvironment, worker: Worker, kubectl: Kubectl, spec: Canary, api_client: Any
 ) -> None:
@@ -196,11 +206,13 @@ async def test_healthy_canary_is_promoted_step_by_step(
     rollout_worker: Worker,
     kubectl: Kubectl,
     sandbox_namespace: str,
+    sandbox_cluster: SandboxHandle,
     api_client: Any,
 ) -> None:
     spec = canary(sandbox_namespace)
     await _initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
 
+    _production_traffic(sandbox_cluster, sandbox_namespace)
     kubectl.run("-n", sandbox_namespace, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
     handle = await _start(dev_server_env, rollout_worker, spec)
     phases: list[Phase] = []
@@ -243,6 +255,7 @@ async def test_faulty_canary_is_rolled_back_and_primary_untouched(
     rollout_worker: Worker,
     kubectl: Kubectl,
     sandbox_namespace: str,
+    sandbox_cluster: SandboxHandle,
     api_client: Any,
 ) -> None:
     ns = sandbox_namespace
@@ -255,6 +268,7 @@ async def test_faulty_canary_is_rolled_back_and_primary_untouched(
     kubectl.run("-n", ns, "set", "env", "deployment/podinfo", "FAULT_ERROR_RATE=0.3",
                 "FAULT_LATENCY_MS=700")  # fmt: skip
     kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={BAD}")
+    _production_traffic(sandbox_cluster, ns)
     handle = await _start(dev_server_env, rollout_worker, spec)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
