@@ -8,6 +8,7 @@ volume and env, a Secret by envFrom, and an HPA). The activities run as Temporal
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -32,6 +33,7 @@ from activities.errors import (
     TargetNotFound,
 )
 from activities.kubernetes import KubernetesActivities, build_api_client
+from activities.router import RouterActivities
 from tests.integration.conftest import (
     KUBECONFIG,
     ApiSandbox,
@@ -47,6 +49,7 @@ from workflows.activity_api import (
     InitializeResult,
     PromoteInput,
     ReadRevisionInput,
+    RoutesInput,
     ScaleCanaryInput,
     WaitReadyInput,
 )
@@ -156,6 +159,40 @@ def test_initialize_creates_flaggers_objects(env, k8s, api_client, namespace) ->
 
     # First initialization: the target (the canary) waits at zero replicas.
     assert read(api_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 0
+
+
+def test_initialize_and_routes_make_exactly_the_objects_of_the_design(
+    env, k8s, api_client, namespace
+) -> None:
+    create_podinfo(api_client, namespace)
+    canary = make_canary(namespace)
+    initialize(env, k8s, namespace)
+    env.run(RouterActivities(api_client).reconcile_routes, RoutesInput(canary=canary))
+
+    def names(items) -> set[str]:
+        return {item["metadata"]["name"] for item in items}
+
+    def listed(method, *args) -> set[str]:
+        return names(json.loads(method(*args, _preload_content=False).data)["items"])
+
+    apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
+    hpas, istio = client.AutoscalingV2Api(api_client), client.CustomObjectsApi(api_client)
+    assert listed(apps.list_namespaced_deployment, namespace) == {"podinfo", "podinfo-primary"}
+    assert listed(core.list_namespaced_service, namespace) == {
+        "podinfo",
+        "podinfo-primary",
+        "podinfo-canary",
+    }
+    assert listed(hpas.list_namespaced_horizontal_pod_autoscaler, namespace) == {
+        "podinfo",
+        "podinfo-primary",
+    }
+    group = ("networking.istio.io", "v1beta1", namespace)
+    assert listed(istio.list_namespaced_custom_object, *group, "virtualservices") == {"podinfo"}
+    assert listed(istio.list_namespaced_custom_object, *group, "destinationrules") == {
+        "podinfo-primary",
+        "podinfo-canary",
+    }
 
 
 def test_initialize_twice_writes_nothing_the_second_time(
