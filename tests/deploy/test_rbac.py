@@ -396,6 +396,12 @@ def test_cluster_role_is_exactly_the_calls_the_activities_make(
         run_rollout(api_client, _second_revision(kubeconfig, namespace, canary), prometheus)
     finally:
         api_client.close()
+        # The sandbox is shared by the whole session: leave it as it was found.
+        subprocess.run(
+            ["kubectl", "--kubeconfig", kubeconfig, "delete", "namespace", namespace,
+             "--ignore-not-found", "--wait=false"],
+            capture_output=True, check=False, timeout=60,
+        )  # fmt: skip
 
     entries = audit(sandbox_cluster.api_url)
     needed = required_permissions(entries)

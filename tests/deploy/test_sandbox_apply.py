@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +88,25 @@ class Cluster:
         self("apply", "--server-side", "-f", "-", stdin=json.dumps(body))
 
 
+NAMESPACES = ("coalmine-system", "team-deploy-test", "helm-coalmine", "helm-canaries")
+
+
 @pytest.fixture(scope="module")
-def cluster(sandbox_cluster, tmp_path_factory) -> Cluster:
+def cluster(sandbox_cluster, tmp_path_factory) -> Iterator[Cluster]:
     if shutil.which("kubectl") is None:
         pytest.skip("no kubectl on this machine")
-    return Cluster(sandbox_cluster.kubeconfig, tmp_path_factory.mktemp("kube-cache"))
+    kubectl = Cluster(sandbox_cluster.kubeconfig, tmp_path_factory.mktemp("kube-cache"))
+    yield kubectl
+    # The sandbox is shared by the whole session: leave it as it was found.
+    kubectl(
+        "delete",
+        "--ignore-not-found",
+        "--wait=false",
+        "clusterrole/coalmine",
+        "clusterrolebinding/coalmine",
+        f"customresourcedefinition/{SERVICE_MONITOR_CRD['metadata']['name']}",
+        *(f"namespace/{name}" for name in NAMESPACES),
+    )
 
 
 def applied(output: str) -> list[str]:
@@ -159,7 +174,7 @@ def _user_kustomization(tmp_path: Path, text: str) -> Path:
 
 
 def test_namespaced_overlay_in_a_team_namespace(cluster, tmp_path):
-    team = "team-deploy-test"
+    team = NAMESPACES[1]
     cluster.ensure_namespace(team)
     user = _user_kustomization(
         tmp_path, f"namespace: {team}\nresources: [../manifests/namespaced]\n"
