@@ -5,7 +5,8 @@
    until every one reports ``NewReplicaSetAvailable``; then change every pod template (a rollout
    each) and wait again. Reports wall time, reconciles/s, objects in the store and the resident
    memory they cost.
-2. Mesh, as ``coalmine sandbox up`` runs it (separate process): ``hey`` through the proxy at a
+2. Metrics: one scrape of the Istio series of ``--deployments`` canaries.
+3. Mesh, as ``coalmine sandbox up`` runs it (separate process): ``hey`` through the proxy at a
    podinfo Service behind a 90/10 VirtualService (two Deployments, three pods), for ``--seconds``;
    reports requests/s and the sandbox process's resident memory.
 
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 from sandbox.controllers import ControllerManager
+from sandbox.mesh.metrics import IstioMetrics, Peer
 from sandbox.runner import start_sandbox
 from sandbox.settings import WorldSettings
 from sandbox.store import Store
@@ -211,6 +213,30 @@ def mesh(seconds: int, concurrency: int) -> dict[str, float]:
         }
 
 
+def exposition(rollouts: int, *, lean: bool = False, source: bool = True) -> dict[str, float]:
+    """Istio metrics of ``rollouts`` canaries (primary + canary, codes 200 and 500, both reporters):
+    the cost of one scrape."""
+    metrics = IstioMetrics(lean=lean, source_reporter=source)
+    caller = Peer("flagger-loadtester", "test")
+    for i in range(rollouts):
+        for workload in ("podinfo", "podinfo-primary"):
+            for code in (200, 500):
+                metrics.record(
+                    source=caller,
+                    destination=Peer(workload, f"ns-{i}", workload),
+                    service_fqdn=f"{workload}.ns-{i}.svc.cluster.local",
+                    code=code,
+                    duration_ms=3.0,
+                )
+    started = time.perf_counter()
+    body = metrics.expose()
+    return {
+        "series": len(metrics),
+        "seconds": time.perf_counter() - started,
+        "mb": len(body) / 1e6,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sandbox_world")
     parser.add_argument("--deployments", type=int, default=1000)
@@ -226,6 +252,13 @@ def main() -> None:
         f"({c['roll_reconciles'] / c['roll_s']:.0f} reconciles/s); {c['objects']:.0f} objects, "
         f"+{c['rss_mb']:.0f} MB RSS (peak {c['peak_rss_mb']:.0f} MB)"
     )
+    for lean, source in ((False, True), (True, False)):
+        e = exposition(args.deployments, lean=lean, source=source)
+        print(
+            f"metrics (lean={lean}, source reporter={source}): {e['series']:.0f} series "
+            f"({args.deployments} canaries) exposed in {e['seconds'] * 1000:.0f} ms, "
+            f"{e['mb']:.0f} MB per scrape"
+        )
     m = mesh(args.seconds, args.concurrency)
     print(
         f"mesh: {m['rps']:.0f} requests/s through the proxy (c={args.concurrency}), "

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--pod-ready-delay", type=float, default=WorldSettings.pod_ready_delay)
     run.add_argument("--no-loadtester", action="store_true")
     run.add_argument("--scrape-target", action="append", default=[], metavar="HOST:PORT")
+    run.add_argument("--scrape-interval", type=float, default=1.0, metavar="SECONDS")
+    run.add_argument("--no-source-reporter", action="store_true")
+    run.add_argument("--lean-metrics", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -35,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         settings=WorldSettings(pod_ready_delay=args.pod_ready_delay),
         loadtester=not args.no_loadtester,
         extra_scrape_targets=tuple(args.scrape_target),
+        scrape_interval=args.scrape_interval,
+        source_reporter=not args.no_source_reporter,
+        lean_metrics=args.lean_metrics,
     )
     asyncio.run(serve(options))
     return 0

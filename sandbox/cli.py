@@ -38,6 +38,7 @@ def _describe(handle: launcher.SandboxHandle) -> None:
 
 @app.command()
 def up(
+    *,
     state_dir: StateDir = Path(".state/sandbox"),
     pod_ready_delay: Annotated[
         float | None,
@@ -51,8 +52,19 @@ def up(
     ] = True,
     scrape_target: Annotated[
         list[str] | None,
-        typer.Option(help="Another HOST:PORT for Prometheus to scrape every second (repeatable)."),
+        typer.Option(help="Another HOST:PORT for Prometheus to scrape (repeatable)."),
     ] = None,
+    scrape_interval: Annotated[
+        float, typer.Option(help="Seconds between Prometheus scrapes.")
+    ] = 1.0,
+    source_reporter: Annotated[
+        bool,
+        typer.Option(help='Also record reporter="source" series (off halves the series).'),
+    ] = True,
+    lean_metrics: Annotated[
+        bool,
+        typer.Option(help="Only the Istio labels Flagger and dashboards read (half the bytes)."),
+    ] = False,
 ) -> None:
     """Start the sandbox in the background and wait until it is ready."""
     existing = launcher.running(state_dir)
@@ -66,6 +78,9 @@ def up(
             pod_ready_delay=pod_ready_delay,
             loadtester=loadtester,
             extra_scrape_targets=scrape_target,
+            scrape_interval=scrape_interval,
+            source_reporter=source_reporter,
+            lean_metrics=lean_metrics,
         )
     except launcher.SandboxError as err:
         typer.echo(f"sandbox failed to start: {err}", err=True)

@@ -109,6 +109,9 @@ def up(
     pod_ready_delay: float | None = None,
     loadtester: bool = True,
     extra_scrape_targets: list[str] | None = None,
+    scrape_interval: float = 1.0,
+    source_reporter: bool = True,
+    lean_metrics: bool = False,
     timeout: float = READY_TIMEOUT,
 ) -> SandboxHandle:
     """Start the sandbox in the background (or find it running); wait until ready."""
@@ -125,6 +128,11 @@ def up(
         argv.append("--no-loadtester")
     for target in extra_scrape_targets or []:
         argv += ["--scrape-target", target]
+    argv += ["--scrape-interval", str(scrape_interval)]
+    if not source_reporter:
+        argv.append("--no-source-reporter")
+    if lean_metrics:
+        argv.append("--lean-metrics")
     with (state_dir / "sandbox.log").open("ab") as logfile:
         process = subprocess.Popen(
             argv,
@@ -210,6 +218,9 @@ def start_sandbox(
     pod_ready_delay: float = 0.5,
     loadtester: bool = True,
     extra_scrape_targets: list[str] | None = None,
+    scrape_interval: float = 1.0,
+    source_reporter: bool = True,
+    lean_metrics: bool = False,
 ) -> Iterator[SandboxHandle]:
     """A whole sandbox in a subprocess for the ``with`` block; stopped (by pid) afterwards."""
     handle = up(
@@ -217,6 +228,9 @@ def start_sandbox(
         pod_ready_delay=pod_ready_delay,
         loadtester=loadtester,
         extra_scrape_targets=extra_scrape_targets,
+        scrape_interval=scrape_interval,
+        source_reporter=source_reporter,
+        lean_metrics=lean_metrics,
     )
     try:
         yield handle

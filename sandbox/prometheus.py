@@ -27,13 +27,15 @@ from sandbox.tools import prometheus_bin
 log = logging.getLogger(__name__)
 
 
-def render_config(mesh_target: str, extra_targets: list[str]) -> str:
-    """Prometheus YAML: 1 s scrapes of the mesh (job ``istio-mesh``) and of each extra target."""
+def render_config(mesh_target: str, extra_targets: list[str], *, interval: float = 1.0) -> str:
+    """Prometheus YAML: scrapes every ``interval`` seconds (default 1) of the mesh (job
+    ``istio-mesh``) and of each extra target (job ``extra``)."""
+    every = f"{interval:g}s"
     jobs = [
         {
             "job_name": "istio-mesh",
-            "scrape_interval": "1s",
-            "scrape_timeout": "1s",
+            "scrape_interval": every,
+            "scrape_timeout": every,
             "static_configs": [{"targets": [mesh_target]}],
         }
     ]
@@ -41,13 +43,13 @@ def render_config(mesh_target: str, extra_targets: list[str]) -> str:
         jobs.append(
             {
                 "job_name": "extra",
-                "scrape_interval": "1s",
-                "scrape_timeout": "1s",
+                "scrape_interval": every,
+                "scrape_timeout": every,
                 "static_configs": [{"targets": list(extra_targets)}],
             }
         )
     config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "global": {"scrape_interval": every, "evaluation_interval": every},
         "scrape_configs": jobs,
     }
     return yaml.safe_dump(config, sort_keys=False)
@@ -80,7 +82,9 @@ class PrometheusServer:
         port: int,
         mesh_target: str,
         extra_targets: list[str] | None = None,
+        interval: float = 1.0,
     ) -> None:
+        self.interval = interval
         self.state_dir = state_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -90,7 +94,9 @@ class PrometheusServer:
 
     async def start(self) -> None:
         config = self.state_dir / "prometheus.yml"
-        config.write_text(render_config(self.mesh_target, self.extra_targets))
+        config.write_text(
+            render_config(self.mesh_target, self.extra_targets, interval=self.interval)
+        )
         data = self.state_dir / "prometheus-data"
         data.mkdir(parents=True, exist_ok=True)
         logfile = (self.state_dir / "prometheus.log").open("ab")

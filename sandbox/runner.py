@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from sandbox import seed as seeding
 from sandbox import statefiles
@@ -32,6 +30,7 @@ from sandbox.apiserver import build_api_app
 from sandbox.controllers import ControllerManager
 from sandbox.launcher import SandboxHandle, down, start_sandbox, up
 from sandbox.mesh import IstioMetrics, Mesh
+from sandbox.mesh.metrics import CONTENT_TYPE
 from sandbox.prometheus import PrometheusServer
 from sandbox.settings import WorldSettings
 from sandbox.store import Store
@@ -51,13 +50,15 @@ class RunOptions:
     settings: WorldSettings = field(default_factory=WorldSettings)
     loadtester: bool = True
     extra_scrape_targets: tuple[str, ...] = ()
+    scrape_interval: float = 1.0
+    source_reporter: bool = True
+    lean_metrics: bool = False
 
 
 def metrics_app(metrics: IstioMetrics) -> web.Application:
     async def handler(request: web.Request) -> web.Response:
         del request
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=metrics.expose(), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
     app.router.add_get("/metrics", handler)
@@ -79,7 +80,7 @@ async def serve(options: RunOptions) -> None:
     ports = statefiles.ports_for(state_dir)
     store = Store()
     controllers = ControllerManager(store, options.settings)
-    metrics = IstioMetrics()
+    metrics = IstioMetrics(source_reporter=options.source_reporter, lean=options.lean_metrics)
     loadtester = LoadTester(mesh_port=ports.mesh, hey_bin=hey_bin(), work_dir=state_dir)
     mesh = Mesh(store, WorkloadSet(podinfo=Podinfo(), loadtester=loadtester), metrics)
     control = asyncio.create_task(controllers.run(), name="controllers")
@@ -93,6 +94,7 @@ async def serve(options: RunOptions) -> None:
         port=ports.prometheus,
         mesh_target=f"127.0.0.1:{ports.metrics}",
         extra_targets=list(options.extra_scrape_targets),
+        interval=options.scrape_interval,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

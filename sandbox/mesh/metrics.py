@@ -2,15 +2,23 @@
 
 Every request that reaches a pod is recorded twice, as Istio's sidecars do: once by the
 destination's proxy (``reporter="destination"``, the series Flagger's builtin queries read) and once
-by the caller's (``reporter="source"``). The registry is private to the mesh and exposed on its own
-``/metrics`` port.
+by the caller's (``reporter="source"``), unless the source reporter is turned off to halve the
+series at scale. ``lean`` keeps only the labels Flagger and the usual dashboards read
+(``LEAN_LABELS``), which halves the bytes of every line.
+
+The series are kept and exposed here rather than through prometheus_client's ``generate_latest``:
+that validates and escapes every label of every sample (~150 µs a sample), and with Istio's 25
+labels and 20 buckets a few hundred series took seconds per scrape — every second, on the sandbox's
+only event loop. Here each series formats its label set once, when it first appears, so a scrape
+costs about a microsecond a line. The text is Prometheus' exposition format 0.0.4.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Istio's default buckets for istio_request_duration_milliseconds.
 DURATION_BUCKETS_MS = (
@@ -46,6 +54,24 @@ LABELS = (
     "connection_security_policy",
 )
 
+LEAN_LABELS = (
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_app",
+    "destination_version",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "request_protocol",
+    "response_code",
+    "response_flags",
+    "connection_security_policy",
+)
+"""The labels Flagger's queries and the usual Istio dashboards read: half the bytes per line."""
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -62,25 +88,48 @@ class Peer:
             return "unknown"
         return f"spiffe://cluster.local/ns/{self.namespace}/sa/default"
 
+    @property
+    def canonical_service(self) -> str:
+        return self.app if self.app != "unknown" else self.workload
+
+    @property
+    def canonical_revision(self) -> str:
+        return self.version if self.version != "unknown" else "latest"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _le(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+LE = [f'le="{_le(b)}"' for b in DURATION_BUCKETS_MS] + ['le="+Inf"']
+
+
+@dataclass
+class _Series:
+    """One label set: its formatted labels, request count, duration sum, per-bucket counts."""
+
+    labels: str
+    count: int = 0
+    total_ms: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * len(LE))
+
 
 class IstioMetrics:
-    """Istio's request counter and duration histogram, in a private registry."""
+    """``istio_requests_total`` and ``istio_request_duration_milliseconds`` for every label set."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.requests = Counter(
-            "istio_requests_total",
-            "Total number of requests handled by the sandbox mesh.",
-            LABELS,
-            registry=self.registry,
-        )
-        self.duration = Histogram(
-            "istio_request_duration_milliseconds",
-            "Request duration in milliseconds.",
-            LABELS,
-            buckets=DURATION_BUCKETS_MS,
-            registry=self.registry,
-        )
+    def __init__(self, *, source_reporter: bool = True, lean: bool = False) -> None:
+        self.reporters = ("destination", "source") if source_reporter else ("destination",)
+        self.labels = LEAN_LABELS if lean else LABELS
+        # Positions of the kept labels in the full LABELS tuple that `record` builds.
+        self._keep = tuple(LABELS.index(name) for name in self.labels)
+        self._series: dict[tuple[str, ...], _Series] = {}
+
+    def __len__(self) -> int:
+        return len(self._series)
 
     def record(
         self,
@@ -95,46 +144,67 @@ class IstioMetrics:
         parts = service_fqdn.split(".")
         service_name = parts[0] if len(parts) > 1 else service_fqdn
         service_ns = parts[1] if len(parts) > 2 else "unknown"
-        mtls = source.workload != "unknown"
-        common = {
-            "source_workload": source.workload,
-            "source_workload_namespace": source.namespace,
-            "source_principal": source.principal,
-            "source_app": source.app,
-            "source_version": source.version,
-            "source_canonical_service": source.app if source.app != "unknown" else source.workload,
-            "source_canonical_revision": source.version
-            if source.version != "unknown"
-            else "latest",
-            "source_cluster": "Kubernetes",
-            "destination_workload": destination.workload,
-            "destination_workload_namespace": destination.namespace,
-            "destination_principal": destination.principal,
-            "destination_app": destination.app,
-            "destination_version": destination.version,
-            "destination_service": service_fqdn,
-            "destination_service_name": service_name,
-            "destination_service_namespace": service_ns,
-            "destination_canonical_service": destination.app
-            if destination.app != "unknown"
-            else destination.workload,
-            "destination_canonical_revision": destination.version
-            if destination.version != "unknown"
-            else "latest",
-            "destination_cluster": "Kubernetes",
-            "request_protocol": "http",
-            "response_code": str(code),
-            "grpc_response_status": "",
-            "response_flags": flags,
-        }
-        for reporter in ("destination", "source"):
-            labels = {
-                **common,
-                "reporter": reporter,
-                # Only the destination knows whether mTLS was used; the source reports "unknown".
-                "connection_security_policy": ("mutual_tls" if mtls else "none")
-                if reporter == "destination"
-                else "unknown",
-            }
-            self.requests.labels(**labels).inc()
-            self.duration.labels(**labels).observe(duration_ms)
+        mtls = "mutual_tls" if source.workload != "unknown" else "none"
+        for reporter in self.reporters:
+            # In LABELS order. Only the destination knows whether mTLS was used.
+            values: tuple[str, ...] = (
+                reporter,
+                source.workload,
+                source.namespace,
+                source.principal,
+                source.app,
+                source.version,
+                source.canonical_service,
+                source.canonical_revision,
+                "Kubernetes",
+                destination.workload,
+                destination.namespace,
+                destination.principal,
+                destination.app,
+                destination.version,
+                service_fqdn,
+                service_name,
+                service_ns,
+                destination.canonical_service,
+                destination.canonical_revision,
+                "Kubernetes",
+                "http",
+                str(code),
+                "",
+                flags,
+                mtls if reporter == "destination" else "unknown",
+            )
+            if len(self._keep) != len(LABELS):
+                values = tuple(values[i] for i in self._keep)
+            self._observe(values, duration_ms)
+
+    def _observe(self, values: tuple[str, ...], duration_ms: float) -> None:
+        series = self._series.get(values)
+        if series is None:
+            pairs = zip(self.labels, values, strict=True)
+            text = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
+            series = self._series[values] = _Series(text)
+        series.count += 1
+        series.total_ms += duration_ms
+        # Buckets are inclusive upper bounds: the first bound >= the value.
+        series.buckets[bisect.bisect_left(DURATION_BUCKETS_MS, duration_ms)] += 1
+
+    def expose(self) -> bytes:
+        """Every series in Prometheus' text format."""
+        series = list(self._series.values())
+        name = "istio_request_duration_milliseconds"
+        lines = [
+            "# HELP istio_requests_total Total number of requests handled by the sandbox mesh.",
+            "# TYPE istio_requests_total counter",
+        ]
+        lines += [f"istio_requests_total{{{s.labels}}} {s.count}" for s in series]
+        lines += [f"# HELP {name} Request duration in milliseconds.", f"# TYPE {name} histogram"]
+        for s in series:
+            cumulative = 0
+            for le, n in zip(LE, s.buckets, strict=True):
+                cumulative += n
+                lines.append(f"{name}_bucket{{{s.labels},{le}}} {cumulative}")
+            lines.append(f"{name}_sum{{{s.labels}}} {s.total_ms!r}")
+            lines.append(f"{name}_count{{{s.labels}}} {s.count}")
+        lines.append("")
+        return "\n".join(lines).encode()

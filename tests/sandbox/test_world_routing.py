@@ -174,3 +174,49 @@ def test_template_hash_ignores_nulls_and_workload_names_strip_it():
     assert workload_of(pod) == "web-primary"
     assert image_tag("quay.io/stefanprodan/podinfo:1.4.1") == "1.4.1"
     assert image_tag("localhost:5000/podinfo") == "latest"
+
+
+def test_metrics_exposition_is_cumulative_and_lean_mode_drops_labels():
+    from sandbox.mesh.metrics import LEAN_LABELS, IstioMetrics, Peer
+
+    full = IstioMetrics()
+    lean = IstioMetrics(lean=True, source_reporter=False)
+    for metrics in (full, lean):
+        for ms in (0.4, 3.0, 300.0):
+            metrics.record(
+                source=Peer(),
+                destination=Peer("web", "test", "web"),
+                service_fqdn="web.test.svc.cluster.local",
+                code=200,
+                duration_ms=ms,
+            )
+    text = full.expose().decode()
+    assert len(full) == 2
+    assert 'reporter="source"' in text
+    buckets = [
+        line
+        for line in text.splitlines()
+        if line.startswith('istio_request_duration_milliseconds_bucket{reporter="destination"')
+    ]
+    values = {line.split('le="')[1].split('"')[0]: int(line.rsplit(" ", 1)[1]) for line in buckets}
+    assert (
+        values["0.5"],
+        values["1"],
+        values["5"],
+        values["250"],
+        values["500"],
+        values["+Inf"],
+    ) == (1, 1, 2, 2, 3, 3)
+    assert "destination_principal" in text
+
+    lean_text = lean.expose().decode()
+    assert len(lean) == 1
+    assert 'reporter="source"' not in lean_text
+    assert "destination_principal" not in lean_text
+    first = next(
+        line for line in lean_text.splitlines() if line.startswith("istio_requests_total{")
+    )
+    assert [
+        pair.split("=")[0] for pair in first[first.index("{") + 1 : first.index("}")].split(",")
+    ] == list(LEAN_LABELS)
+    assert first.endswith(" 3")
