@@ -62,7 +62,8 @@ class ControllerManager:
             self.hpas,
         ):
             self.queue.register(controller.kind, controller.reconcile)
-        self._unlisten = store.listen(self._on_event)
+        # One listener per watched type: writes of other types (events, CRDs…) never reach us.
+        self._unlisten = [store.listen(self._on_event, group=g, plural=p) for g, p in WATCHED]
         # Objects written before the manager started (none in practice) are picked up once.
         for group, plural in WATCHED:
             for obj in store.scan(group, plural):
@@ -105,4 +106,5 @@ class ControllerManager:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-            self._unlisten()
+            for stop in self._unlisten:
+                stop()

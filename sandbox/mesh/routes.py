@@ -195,11 +195,13 @@ class VirtualServiceIndex:
         self._store = store
         self._qualify = qualify
         self._entries: list[tuple[str, str, str]] | None = None
-        store.listen(self._on_event)
+        # Only these writes change which host means what.
+        store.listen(self._invalidate, group=GROUP, plural=PLURAL)
+        store.listen(self._invalidate, group="", plural="namespaces")
 
-    def _on_event(self, event: Any) -> None:
-        if (event.group, event.plural) == (GROUP, PLURAL) or event.plural == "namespaces":
-            self._entries = None
+    def _invalidate(self, event: Any) -> None:
+        del event
+        self._entries = None
 
     def _build(self) -> list[tuple[str, str, str]]:
         entries = []
