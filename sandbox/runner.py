@@ -72,6 +72,27 @@ async def _site(app: web.Application, port: int) -> web.AppRunner:
     return runner
 
 
+def _signalled() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _mark_ready(state_dir: Path, ports: statefiles.Ports, options: RunOptions) -> None:
+    """Client files first, then ``ready``: whoever sees ready can read the kubeconfig and env."""
+    statefiles.write_client_files(state_dir, ports)
+    statefiles.write_state(
+        state_dir,
+        pid=os.getpid(),
+        ready=True,
+        ports=asdict(ports),
+        urls=statefiles.urls(ports),
+        settings=asdict(options.settings),
+    )
+
+
 async def serve(options: RunOptions) -> None:
     """Run the whole sandbox until SIGTERM/SIGINT."""
     started = time.monotonic()
@@ -96,23 +117,12 @@ async def serve(options: RunOptions) -> None:
         extra_targets=list(options.extra_scrape_targets),
         interval=options.scrape_interval,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _signalled()
     try:
         seeding.seed(store, loadtester=options.loadtester)
         await prometheus.start()
         scraped = await prometheus.wait_ready()
-        statefiles.write_client_files(state_dir, ports)
-        statefiles.write_state(
-            state_dir,
-            pid=os.getpid(),
-            ready=True,
-            ports=asdict(ports),
-            urls=statefiles.urls(ports),
-            settings=asdict(options.settings),
-        )
+        _mark_ready(state_dir, ports, options)
         log.info(
             "sandbox ready in %.1f s (prometheus scraped after %.1f s): %s",
             time.monotonic() - started,
@@ -123,6 +133,7 @@ async def serve(options: RunOptions) -> None:
     finally:
         log.info("sandbox stopping")
         statefiles.write_state(state_dir, ready=False)
+        # Reverse order of start: nothing is served by a part that is already gone.
         await prometheus.stop()
         await loadtester.close()
         await mesh.close()
@@ -131,6 +142,5 @@ async def serve(options: RunOptions) -> None:
             await control
         for site in reversed(sites):
             await site.cleanup()
-        for name in ("prometheus.pid",):
-            with contextlib.suppress(FileNotFoundError):
-                (state_dir / name).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / "prometheus.pid").unlink()
