@@ -136,11 +136,13 @@ class ReplicaSetController:
     def _write_status(self, rs: Obj, pods: list[Obj]) -> None:
         min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
         ready = [p for p in pods if is_pod_ready(p)]
-        # Available = ready for minReadySeconds; the sandbox treats minReadySeconds as already
-        # elapsed
-        # once ready unless it is set, in which case readiness must be that old (checked on the
-        # tick).
+        # Available = ready for at least minReadySeconds.
         available = ready if min_ready == 0 else [p for p in ready if _ready_for(p, min_ready)]
+        if len(available) < len(ready):
+            # Nothing else happens when that time passes: look again then.
+            md = meta(rs)
+            key = Key(self.kind, md.get("namespace") or "default", md["name"])
+            self._queue.add_after(key, 1.0)
         status = {
             "replicas": len(pods),
             "fullyLabeledReplicas": len(pods),

@@ -247,3 +247,19 @@ def test_rollout_undo_returns_to_the_previous_replicaset(kubectl, sandbox_namesp
     history = kubectl.run("-n", ns, "rollout", "history", "deployment/web").stdout
     assert "2" in history
     assert "3" in history
+
+
+def test_min_ready_seconds_delays_availability(kubectl, sandbox_namespace):
+    ns = sandbox_namespace
+    kubectl.apply(deployment("web", ns, replicas=1, extra="minReadySeconds: 2"))
+    ready = wait_for(
+        lambda: (
+            (s := get_json(kubectl, "-n", ns, "deployment", "web").get("status", {})).get(
+                "readyReplicas"
+            )
+            and s
+        )
+    )
+    assert ready.get("availableReplicas", 0) == 0
+    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
+    assert get_json(kubectl, "-n", ns, "deployment", "web")["status"]["availableReplicas"] == 1
