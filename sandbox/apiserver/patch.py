@@ -13,9 +13,10 @@ Directives, as documented in the Kubernetes "strategic merge patch" design:
 
 - ``null`` deletes a map key;
 - ``$patch: replace`` replaces a map (or, as a list element, the whole list), ``$patch: delete``
-  deletes a map or the list element with that merge key, ``$patch: merge`` is the default;
+  empties a map or deletes the list element with that merge key, ``$patch: merge`` is the default;
 - ``$setElementOrder/<field>`` orders a merged list (patch items in the given order, server-only
-  items kept where the live list had them);
+  items kept where the live list had them); without it the patch list's own order counts, so new
+  items come first, as kubectl's documentation shows for an added container;
 - ``$retainKeys`` drops every key of the map that the list does not name;
 - ``$deleteFromPrimitiveList/<field>`` removes values from a primitive merge list.
 """
@@ -75,7 +76,6 @@ ROOTS: dict[str, dict[str, F]] = {
     "Namespace": {**_ROOT, "status": F("Conditions")},
 }
 
-_DELETE: Final = object()  # what merging a ``$patch: delete`` map yields
 _ORDER = "$setElementOrder/"
 _DELETE_FROM = "$deleteFromPrimitiveList/"
 
@@ -84,8 +84,7 @@ def strategic_merge(original: Obj, patch: Obj, kind: str) -> Obj:
     """``original`` with ``patch`` applied strategically (neither argument is modified)."""
     if not isinstance(patch, dict):
         raise Invalid("strategic merge patch must be a JSON object")
-    merged = _merge_map(original, patch, ROOTS.get(kind, _ROOT))
-    return {} if merged is _DELETE else merged  # type: ignore[return-value]
+    return _merge_map(original, patch, ROOTS.get(kind, _ROOT))
 
 
 def strip(value: Any) -> Any:
@@ -97,10 +96,10 @@ def strip(value: Any) -> Any:
     return value
 
 
-def _merge_map(original: Obj, patch: Obj, schema: dict[str, F]) -> Obj | object:
+def _merge_map(original: Obj, patch: Obj, schema: dict[str, F]) -> Obj:
     directive = patch.get("$patch", "merge")
     if directive == "delete":
-        return _DELETE
+        return {}  # handleDirectiveInMergeMap: a deleted map is an empty one
     if directive == "replace":
         result: Obj = strip(patch)
         return result
@@ -135,11 +134,7 @@ def _merge_field(result: Obj, key: str, value: Any, field: F) -> None:
     sub_schema = STRUCTS.get(field.type or "", {})
     old = result.get(key)
     if isinstance(value, dict):
-        merged = _merge_map(old if isinstance(old, dict) else {}, value, sub_schema)
-        if merged is _DELETE:
-            result.pop(key, None)
-        else:
-            result[key] = merged
+        result[key] = _merge_map(old if isinstance(old, dict) else {}, value, sub_schema)
     elif isinstance(value, list):
         result[key] = _merge_list(old if isinstance(old, list) else [], value, field, sub_schema)
     else:
@@ -147,19 +142,28 @@ def _merge_field(result: Obj, key: str, value: Any, field: F) -> None:
 
 
 def _merge_list(old: list[Any], patch: list[Any], field: F, schema: dict[str, F]) -> list[Any]:
-    if field.merge:
-        return old + [v for v in patch if v not in old]
-    if field.key is None:
+    if field.key is None and not field.merge:
         return strip(patch)  # type: ignore[no-any-return]  # atomic: replaced whole
     if any(isinstance(e, dict) and e.get("$patch") == "replace" for e in patch):
         return strip(patch)  # type: ignore[no-any-return]
+    if field.merge:
+        merged = old + [v for v in patch if v not in old]
+    else:
+        merged = _merge_keyed(old, patch, field.key or "", schema)
+    # Like apimachinery's mergeSlice: the patch's items take the patch's order, and items only the
+    # server had keep their places around them (so a new container lands first, as documented).
+    order = [e for e in patch if not (isinstance(e, dict) and "$patch" in e)]
+    return _reorder(merged, order, old, field.key)
+
+
+def _merge_keyed(old: list[Any], patch: list[Any], key: str, schema: dict[str, F]) -> list[Any]:
     result = list(old)
     for element in patch:
-        if not isinstance(element, dict) or field.key not in element:
-            raise Invalid(f"map: {element!r} does not contain declared merge key: {field.key}")
-        wanted = element[field.key]
+        if not isinstance(element, dict) or key not in element:
+            raise Invalid(f"map: {element!r} does not contain declared merge key: {key}")
+        wanted = element[key]
         index = next(
-            (i for i, e in enumerate(result) if isinstance(e, dict) and e.get(field.key) == wanted),
+            (i for i, e in enumerate(result) if isinstance(e, dict) and e.get(key) == wanted),
             None,
         )
         if element.get("$patch") == "delete":
@@ -167,10 +171,7 @@ def _merge_list(old: list[Any], patch: list[Any], field: F, schema: dict[str, F]
                 del result[index]
             continue
         merged = _merge_map(result[index] if index is not None else {}, element, schema)
-        if merged is _DELETE:
-            if index is not None:
-                del result[index]
-        elif index is not None:
+        if index is not None:
             result[index] = merged
         else:
             result.append(merged)
@@ -199,7 +200,8 @@ def _reorder(merged: list[Any], order: list[Any], live: list[Any], key: str | No
     i = j = 0
     while i < len(server_only) and j < len(in_patch):
         a, b = live_index(server_only[i]), live_index(in_patch[j])
-        if a < 0 or b < 0 or a < b:
+        # mergeSortedSlice: a server-only item goes first only if both were live and it came first.
+        if 0 <= a < b:
             out.append(server_only[i])
             i += 1
         else:

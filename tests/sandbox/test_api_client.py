@@ -393,3 +393,23 @@ def test_dynamic_client_discovers_and_uses_resources(api: client.ApiClient, tmp_
     )
     assert server_side.spec.replicas == 4
     assert any(m.manager == "coalmine" for m in server_side.metadata.managedFields)
+
+
+def test_patch_carrying_a_resource_version_is_optimistic(api: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(api)
+    group = "networking.istio.io"
+    created = custom.create_namespaced_custom_object(group, "v1beta1", NS, "virtualservices", VS)
+    rv = created["metadata"]["resourceVersion"]
+    body = {"metadata": {"resourceVersion": rv}, "spec": {"hosts": ["a"]}}
+    done = custom.patch_namespaced_custom_object(
+        group, "v1beta1", NS, "virtualservices", "podinfo", body
+    )
+    assert done["spec"]["hosts"] == ["a"]
+    body = {"metadata": {"resourceVersion": rv}, "spec": {"hosts": ["b"]}}  # rv is stale now
+    stale = status_of(
+        lambda: custom.patch_namespaced_custom_object(
+            group, "v1beta1", NS, "virtualservices", "podinfo", body
+        )
+    )
+    assert stale.status == 409
+    assert '"reason":"Conflict"' in stale.body

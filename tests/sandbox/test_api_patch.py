@@ -1,5 +1,11 @@
 """Strategic merge, JSON merge and JSON patch cases, each as Kubernetes documents it.
 
+Every strategic-merge case is also run through ``kubectl patch --local``, which applies the patch
+with apimachinery's own strategicpatch package and the Go types' merge keys: the same code a real
+apiserver runs. (That is how the list order rule was found: items named by the patch take the
+patch's order, so an added item comes before the live ones unless ``$setElementOrder`` says
+otherwise.)
+
 References:
 - [task] kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/
 - [design] github.com/kubernetes/community, contributors/devel/sig-api-machinery/
@@ -10,6 +16,7 @@ References:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -17,6 +24,9 @@ import pytest
 from sandbox.apiserver.jsonpatch import json_patch, merge_patch
 from sandbox.apiserver.patch import strategic_merge
 from sandbox.errors import Invalid
+from tests.sandbox.test_api_harness import Cluster, cluster
+
+__all__ = ["cluster"]
 
 
 def deployment(containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -33,13 +43,13 @@ C2 = {"name": "patch-demo-ctr-2", "image": "redis"}
 # (id, kind, original, patch, expected); the comment above each case says where it is documented.
 CASES: list[tuple[str, str, Any, Any, Any]] = [
     # [task] "Notes on the strategic merge patch": containers merge by name, so a patch with a
-    # second container keeps the first.
+    # second container keeps the first; the task's output lists the added container first.
     (
         "containers-merge-by-name",
         "Deployment",
         deployment([C1]),
         containers_patch([C2]),
-        deployment([C1, C2]),
+        deployment([C2, C1]),
     ),
     # [types] Container has patchMergeKey=name: a patch naming an existing container merges into it.
     (
@@ -85,13 +95,13 @@ CASES: list[tuple[str, str, Any, Any, Any]] = [
         {"metadata": {"labels": {"$patch": "replace", "c": "3"}}},
         {"metadata": {"labels": {"c": "3"}}},
     ),
-    # [design] "$patch: delete" on a map deletes it.
+    # [design] "$patch: delete" on a map deletes its contents (apimachinery leaves an empty map).
     (
         "patch-delete-map",
         "Deployment",
-        {"spec": {"strategy": {"type": "Recreate"}, "replicas": 1}},
-        {"spec": {"strategy": {"$patch": "delete"}}},
-        {"spec": {"replicas": 1}},
+        {"metadata": {"labels": {"a": "1"}, "annotations": {"x": "y"}}},
+        {"metadata": {"annotations": {"$patch": "delete"}}},
+        {"metadata": {"labels": {"a": "1"}, "annotations": {}}},
     ),
     # [design] a list element with "$patch: delete" deletes the element with that merge key.
     (
@@ -123,7 +133,7 @@ CASES: list[tuple[str, str, Any, Any, Any]] = [
         "Deployment",
         {"metadata": {"finalizers": ["a"]}},
         {"metadata": {"finalizers": ["b", "a"]}},
-        {"metadata": {"finalizers": ["a", "b"]}},
+        {"metadata": {"finalizers": ["b", "a"]}},
     ),
     # [design] $setElementOrder orders the merged list as the patch says.
     (
@@ -158,6 +168,67 @@ CASES: list[tuple[str, str, Any, Any, Any]] = [
         ),
         deployment([C1, {"name": "new", "image": "x"}, C2]),
     ),
+    # [design] $setElementOrder naming only some items: server-only items keep their live place.
+    (
+        "setElementOrder-partial",
+        "Deployment",
+        deployment([C1, C2]),
+        containers_patch(
+            [{"name": "new", "image": "x"}],
+            **{"$setElementOrder/containers": [{"name": "new"}, {"name": "patch-demo-ctr"}]},
+        ),
+        deployment([{"name": "new", "image": "x"}, C1, C2]),
+    ),
+    # [design] a null inside a merged list element deletes that key of the element.
+    (
+        "null-in-list-element",
+        "Deployment",
+        deployment([{"name": "c", "env": [{"name": "A", "value": "1"}]}]),
+        containers_patch([{"name": "c", "env": [{"name": "A", "value": None}]}]),
+        deployment([{"name": "c", "env": [{"name": "A"}]}]),
+    ),
+    # [design] "$patch: delete" inside a nested merge list (env of one container).
+    (
+        "delete-nested-element",
+        "Deployment",
+        deployment(
+            [{"name": "c", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}]
+        ),
+        containers_patch([{"name": "c", "env": [{"name": "A", "$patch": "delete"}]}]),
+        deployment([{"name": "c", "env": [{"name": "B", "value": "2"}]}]),
+    ),
+    # [task] volumes use "merge,retainKeys": switching a volume's source drops the old one.
+    (
+        "retainKeys-volume-source",
+        "Deployment",
+        {"spec": {"template": {"spec": {"volumes": [{"name": "v", "emptyDir": {}}]}}}},
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "volumes": [
+                            {
+                                "name": "v",
+                                "$retainKeys": ["configMap", "name"],
+                                "configMap": {"name": "cm"},
+                            }
+                        ]
+                    }
+                }
+            }
+        },
+        {"spec": {"template": {"spec": {"volumes": [{"name": "v", "configMap": {"name": "cm"}}]}}}},
+    ),
+    # [design] $setElementOrder on a primitive merge list (finalizers).
+    (
+        "setElementOrder-primitive",
+        "Deployment",
+        {"metadata": {"finalizers": ["a", "b", "c"]}},
+        {"metadata": {"$setElementOrder/finalizers": ["c", "a", "b"]}},
+        {"metadata": {"finalizers": ["c", "a", "b"]}},
+    ),
+    # [design] an empty patch list merges nothing into a merge list.
+    ("empty-merge-list", "Deployment", deployment([C1]), containers_patch([]), deployment([C1])),
     # [types] EnvVar merges by name.
     (
         "env-by-name",
@@ -214,8 +285,8 @@ CASES: list[tuple[str, str, Any, Any, Any]] = [
                 {
                     "name": "c",
                     "volumeMounts": [
-                        {"mountPath": "/a", "name": "v1"},
                         {"mountPath": "/b", "name": "v2"},
+                        {"mountPath": "/a", "name": "v1"},
                     ],
                 }
             ]
@@ -251,8 +322,8 @@ CASES: list[tuple[str, str, Any, Any, Any]] = [
             "spec": {
                 "template": {
                     "spec": {
-                        "volumes": [{"name": "a", "emptyDir": {}}, {"name": "b", "emptyDir": {}}],
-                        "imagePullSecrets": [{"name": "r1"}, {"name": "r2"}],
+                        "volumes": [{"name": "b", "emptyDir": {}}, {"name": "a", "emptyDir": {}}],
+                        "imagePullSecrets": [{"name": "r2"}, {"name": "r1"}],
                         "initContainers": [{"name": "i", "image": "2"}],
                     }
                 }
@@ -265,7 +336,7 @@ CASES: list[tuple[str, str, Any, Any, Any]] = [
         "Service",
         {"spec": {"ports": [{"port": 80, "name": "http"}]}},
         {"spec": {"ports": [{"port": 443, "name": "https"}]}},
-        {"spec": {"ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https"}]}},
+        {"spec": {"ports": [{"port": 443, "name": "https"}, {"port": 80, "name": "http"}]}},
     ),
     # [types] DeploymentCondition merges by type.
     (
@@ -311,7 +382,7 @@ CASES: list[tuple[str, str, Any, Any, Any]] = [
         "ReplicaSet",
         {"metadata": {"ownerReferences": [{"uid": "1", "name": "a"}]}},
         {"metadata": {"ownerReferences": [{"uid": "2", "name": "b"}]}},
-        {"metadata": {"ownerReferences": [{"uid": "1", "name": "a"}, {"uid": "2", "name": "b"}]}},
+        {"metadata": {"ownerReferences": [{"uid": "2", "name": "b"}, {"uid": "1", "name": "a"}]}},
     ),
 ]
 
@@ -372,3 +443,32 @@ def test_json_patch_rfc6902() -> None:
 def test_json_patch_failures_are_invalid(ops: list[dict[str, Any]]) -> None:
     with pytest.raises(Invalid):
         json_patch({"a": 1, "list": []}, ops)
+
+
+API_VERSIONS = {"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "Service": "v1"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "original", "patch"),
+    [pytest.param(*case[1:4], id=case[0]) for case in CASES],
+)
+def test_strategic_merge_agrees_with_kubectl(
+    cluster: Cluster, kind: str, original: Any, patch: Any
+) -> None:
+    """kubectl's ``patch --local`` runs apimachinery's own strategic merge: the reference."""
+    meta = {"name": "x", "namespace": "default", **original.get("metadata", {})}
+    full = {"apiVersion": API_VERSIONS[kind], "kind": kind, **original, "metadata": meta}
+    out = cluster.kubectl(
+        "patch",
+        "--local",
+        "-f",
+        "-",
+        "--type",
+        "strategic",
+        "-p",
+        json.dumps(patch),
+        "-o",
+        "json",
+        stdin=json.dumps(full),
+    )
+    assert strategic_merge(full, patch, kind) == json.loads(out.stdout)
