@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import textwrap
 import tomllib
 from pathlib import Path
@@ -192,3 +193,19 @@ def test_example_input_is_the_workflow_input():
     assert set(raw) == {"canary", "cluster", "revision"}
     assert raw["revision"] is None
     RolloutInput.model_validate(raw)
+
+
+def test_the_installed_console_script_documents_the_flags_used():
+    coalmine = Path(sys.executable).parent / "coalmine"
+    out = subprocess.run(
+        [str(coalmine), "rollout", "start", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+    ).stdout
+    for scripts in (github_scripts, gitlab_scripts):
+        (line,) = [ln for s in scripts() for ln in shell_lines(s) if ln.startswith("coalmine ")]
+        for flag in re.findall(r"\s(--?[a-z][a-z-]*)", line):
+            assert re.search(rf"{re.escape(flag)}\b", out), flag
