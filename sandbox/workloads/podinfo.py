@@ -50,6 +50,8 @@ class Podinfo:
 
     def __init__(self) -> None:
         self._debt: dict[str, float] = {}
+        # The info document is the hot path under load: serialise it once per pod and settings.
+        self._info_cache: dict[tuple[str, ...], bytes] = {}
 
     def forget(self, pod_uid: str) -> None:
         self._debt.pop(pod_uid, None)
@@ -97,8 +99,24 @@ class Podinfo:
         if path == "/headers":
             return _json(200, request.headers)
         if path in ("/", "/api/info"):
-            return _json(200, self._info(pod, env, version))
+            return WorkloadResponse(status=200, body=self._info_body(pod, env, version))
         return _json(404, {"code": 404, "message": "not found"})
+
+    def _info_body(self, pod: Obj, env: dict[str, str], version: str) -> bytes:
+        key = (
+            str((pod.get("metadata") or {}).get("uid", "")),
+            version,
+            env.get("PODINFO_UI_COLOR", ""),
+            env.get("PODINFO_UI_MESSAGE", ""),
+        )
+        body = self._info_cache.get(key)
+        if body is None:
+            if len(self._info_cache) > 10_000:
+                self._info_cache.clear()  # pods come and go; keep memory flat
+            body = self._info_cache[key] = json.dumps(
+                self._info(pod, env, version), indent=2
+            ).encode()
+        return body
 
     @staticmethod
     def _info(pod: Obj, env: dict[str, str], version: str) -> Obj:
