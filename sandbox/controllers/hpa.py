@@ -4,7 +4,8 @@ The sandbox has no CPU or custom metrics to scale on, so an HPA here only does w
 rollouts: it clamps the target Deployment's ``spec.replicas`` into ``[minReplicas, maxReplicas]``
 (raising it on creation when below the minimum, as a real HPA does) and reports
 ``currentReplicas``/``desiredReplicas`` and its conditions, so tools that copy or read an HPA see
-the usual shape.
+the usual shape. A target scaled to zero stays at zero: Kubernetes disables scaling then, which is
+how a canary parked at zero between rollouts keeps its HPA.
 """
 
 from __future__ import annotations
@@ -76,13 +77,15 @@ class HpaController:
             return
         low, high = int(spec.get("minReplicas") or 1), int(spec.get("maxReplicas") or 1)
         current = int((deployment.get("spec") or {}).get("replicas", 1))
-        desired = min(max(current, low), high)
+        # As Kubernetes: a target scaled to zero is left alone ("scaling is disabled"), which is how
+        # a canary parked at zero between rollouts keeps its HPA without being woken by it.
+        desired = 0 if current == 0 else min(max(current, low), high)
         old_status = hpa.get("status") or {}
         status: Obj = {
             "currentReplicas": int((deployment.get("status") or {}).get("replicas") or 0),
             "desiredReplicas": desired,
             "currentMetrics": [],
-            "conditions": self._conditions(current, desired, low, high, stamp),
+            "conditions": self._conditions(current, low, high, stamp),
         }
         if old_status.get("lastScaleTime"):
             status["lastScaleTime"] = old_status["lastScaleTime"]
@@ -101,8 +104,28 @@ class HpaController:
         self._write(hpa, status)
 
     @staticmethod
-    def _conditions(current: int, desired: int, low: int, high: int, stamp: str) -> list[Obj]:
-        if current < low:
+    def _conditions(current: int, low: int, high: int, stamp: str) -> list[Obj]:
+        if current == 0:
+            active = _condition(
+                "ScalingActive",
+                False,
+                "ScalingDisabled",
+                "scaling is disabled since the replica count of the target is zero",
+                stamp,
+            )
+        else:
+            active = _condition(
+                "ScalingActive",
+                True,
+                "ValidMetricFound",
+                "the sandbox has no resource metrics: replicas are kept and clamped to the bounds",
+                stamp,
+            )
+        if current == 0:
+            limited = _condition(
+                "ScalingLimited", False, "DesiredWithinRange", "scaling is disabled", stamp
+            )
+        elif current < low:
             limited = _condition(
                 "ScalingLimited",
                 True,
@@ -126,7 +149,6 @@ class HpaController:
                 "the desired count is within the acceptable range",
                 stamp,
             )
-        del desired
         return [
             _condition(
                 "AbleToScale",
@@ -135,13 +157,7 @@ class HpaController:
                 "recommended size matches current size",
                 stamp,
             ),
-            _condition(
-                "ScalingActive",
-                True,
-                "ValidMetricFound",
-                "the sandbox has no resource metrics: replicas are kept and clamped to the bounds",
-                stamp,
-            ),
+            active,
             limited,
         ]
 

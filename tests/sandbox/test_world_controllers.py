@@ -200,6 +200,18 @@ spec:
     assert hpa["status"]["desiredReplicas"] == 4
     assert "SuccessfulRescale" in kubectl.run("-n", ns, "describe", "hpa", "web").stdout
 
+    # Scaled to zero (a parked canary), the target stays there: scaling is disabled.
+    kubectl.run("-n", ns, "scale", "deployment/web", "--replicas=0")
+    hpa = wait_for(
+        lambda: (
+            (h := get_json(kubectl, "-n", ns, "hpa", "web"))["status"]["desiredReplicas"] == 0 and h
+        )
+    )
+    active = next(c for c in hpa["status"]["conditions"] if c["type"] == "ScalingActive")
+    assert (active["status"], active["reason"]) == ("False", "ScalingDisabled")
+    time.sleep(1.5)  # a tick later it is still zero
+    assert get_json(kubectl, "-n", ns, "deployment", "web")["spec"]["replicas"] == 0
+
 
 @pytest.mark.parametrize("replicas", [0, 3])
 def test_official_client_reads_a_finished_rollout(
