@@ -1,9 +1,10 @@
-"""Encoding and decoding: JSON (or YAML) bodies in, JSON out, errors as ``Status``.
+"""Encoding and decoding: JSON, YAML or protobuf bodies in, JSON out, errors as ``Status``.
 
 The apiserver answers JSON to any client that accepts it anywhere in its Accept header, so a client
 that lists protobuf first (client-go's default for built-in types) still gets JSON, which it decodes
-by the response Content-Type. Request bodies are JSON, or YAML for the ``…+yaml`` media types
-(server-side apply sends ``application/apply-patch+yaml``).
+by the response Content-Type. Request bodies are JSON, YAML for the ``…+yaml`` media types
+(server-side apply sends ``application/apply-patch+yaml``), or protobuf for the kinds kubectl's
+create commands send (`sandbox.apiserver.protobuf`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from sandbox.errors import ApiError, BadRequest
+from sandbox.apiserver import protobuf
+from sandbox.errors import ApiError, BadRequest, UnsupportedMediaType
 
 Obj = dict[str, Any]
 
 JSON = "application/json"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 
 def encode(value: Any) -> bytes:
@@ -58,6 +61,10 @@ async def read_body(request: web.Request) -> Any:
     if not raw.strip():
         return None
     kind = media_type(request)
+    if kind == PROTOBUF:
+        return protobuf.decode(raw)
+    if "protobuf" in kind or "cbor" in kind:
+        raise UnsupportedMediaType(f'the body of the request was in an unknown format: "{kind}"')
     try:
         if kind.endswith("yaml"):
             return yaml.safe_load(raw)

@@ -366,3 +366,50 @@ def test_audit_log_counts_kubectl_writes(cluster: Cluster) -> None:
     ]
     assert writes == [("patch", "deployments", "scale"), ("patch", "deployments", "")]
     assert all(e["user_agent"].startswith("kubectl") for e in audit["items"])
+
+
+def test_imperative_create_commands_send_protobuf(cluster: Cluster) -> None:
+    """kubectl's typed create commands send protobuf bodies; the sandbox decodes them."""
+    commands = [
+        ("create", "namespace", "test"),
+        ("-n", "test", "create", "configmap", "c1", "--from-literal=a=b", "--from-literal=e="),
+        ("-n", "test", "create", "secret", "generic", "s1", "--from-literal=a=b"),
+        (
+            "-n",
+            "test",
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.25",
+            "--replicas=0",
+            "--port=80",
+        ),
+        ("-n", "test", "create", "service", "clusterip", "web", "--tcp=80:8080"),
+        ("-n", "test", "create", "serviceaccount", "robot"),
+        ("-n", "test", "create", "role", "r1", "--verb=get,list", "--resource=pods"),
+        ("-n", "test", "create", "rolebinding", "rb1", "--role=r1", "--serviceaccount=test:robot"),
+    ]
+    for command in commands:
+        assert " created" in cluster.kubectl(*command).stdout
+    assert get_json(cluster, "-n", "test", "cm", "c1")["data"] == {"a": "b", "e": ""}
+    assert get_json(cluster, "-n", "test", "secret", "s1")["data"] == {"a": "Yg=="}
+    web = get_json(cluster, "-n", "test", "deploy", "web")
+    assert web["spec"]["replicas"] == 0, "a pointer field set to zero survives"
+    container = web["spec"]["template"]["spec"]["containers"][0]
+    assert (container["image"], container["ports"]) == (
+        "nginx:1.25",
+        [{"containerPort": 80, "protocol": "TCP"}],
+    )
+    assert web["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    port = get_json(cluster, "-n", "test", "svc", "web")["spec"]["ports"][0]
+    assert (port["port"], port["targetPort"]) == (80, 8080)
+    assert get_json(cluster, "-n", "test", "role", "r1")["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}
+    ]
+    binding = get_json(cluster, "-n", "test", "rolebinding", "rb1")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "robot", "namespace": "test"}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "r1",
+    }
