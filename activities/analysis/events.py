@@ -154,6 +154,15 @@ class EventRecorder:
             except AnalysisError as exc:
                 log.warning("event webhook %s for %s failed: %s", hook.name, event.ref.display, exc)
                 continue
+            except Exception as exc:
+                # Best effort by design: nothing an event webhook does may fail the event.
+                log.warning(
+                    "event webhook %s for %s failed: %s",
+                    hook.name,
+                    event.ref.display,
+                    type(exc).__name__,
+                )
+                continue
             if not result.ok:
                 log.warning(
                     "event webhook %s for %s failed: %s",
@@ -181,6 +190,15 @@ class EventRecorder:
                 except AnalysisError as exc:
                     # Never the URL: the message names the alert and the reason only.
                     log.warning("alert %s for %s not sent: %s", alert.name, event.ref.display, exc)
+                except Exception as exc:
+                    # Anything else (a malformed URL from a Secret…): the type only, as its
+                    # message may quote the URL.
+                    log.warning(
+                        "alert %s for %s not sent: %s",
+                        alert.name,
+                        event.ref.display,
+                        type(exc).__name__,
+                    )
 
     def _send_alert(
         self, client: httpx.Client, event: EventInput, alert: AlertSpec, severity: str

@@ -158,6 +158,8 @@ def _once(
         response = client.post(url, json=dict(body), headers=headers)
     except httpx.TimeoutException:
         return WebhookResult(ok=False, message=f"timeout after {seconds:g}s"), True
+    except httpx.InvalidURL as exc:
+        return WebhookResult(ok=False, message=f"invalid URL: {exc}"), False
     except httpx.HTTPError as exc:
         return WebhookResult(ok=False, message=f"request failed: {type(exc).__name__}"), True
     status = response.status_code

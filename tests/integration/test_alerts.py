@@ -196,6 +196,7 @@ def test_failing_notifiers_never_fail_the_event(
     _provider(api, "down", "slack", down_url)
     _provider(api, "refusing", "slack", chat.url + "/refuse" + SECRET_PATH)
     _provider(api, "pager", "pagerduty", chat.url + SECRET_PATH)
+    _provider(api, "malformed", "slack", "http://\x01bad" + SECRET_PATH)
     _provider(api, "working", "slack", chat.url + "/ok" + SECRET_PATH)
     chat.reply = lambda r: (404, b"no") if r.path.startswith("/refuse") else (200, b"ok")
     alerts = [
@@ -203,6 +204,7 @@ def test_failing_notifiers_never_fail_the_event(
         _alert("b", "refusing"),
         _alert("c", "pager"),
         _alert("d", "missing-provider"),
+        _alert("m", "malformed"),
         _alert("e", "working"),
     ]
     event = _record(api, alerts)  # must not raise
@@ -211,6 +213,7 @@ def test_failing_notifiers_never_fail_the_event(
     assert "HTTP 404" in caplog.text
     assert "'pagerduty' is not supported" in caplog.text
     assert "missing-provider not found" in caplog.text
+    assert "slack notification failed: InvalidURL" in caplog.text
     # The URL (a credential) is in no log line and not in the activity's input.
     assert "s3cr3t" not in caplog.text
     assert "s3cr3t" not in event.model_dump_json()

@@ -38,7 +38,7 @@ def post_json(client: httpx.Client, url: str, payload: dict[str, Any], *, kind: 
         response = client.post(url, json=payload)
     except httpx.TimeoutException:
         raise NotifierError(f"{kind} notification timed out") from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise NotifierError(f"{kind} notification failed: {type(exc).__name__}") from None
     if not response.is_success:
         raise NotifierError(f"{kind} notification refused: HTTP {response.status_code}")
