@@ -23,6 +23,7 @@ from pathlib import Path
 from sandbox import statefiles
 
 READY_TIMEOUT = 30.0
+PORT_ATTEMPTS = 3
 PID_FILES = ("sandbox.pid", "prometheus.pid")
 
 # Sandboxes this process started: kept so the Popen objects are not collected while their process
@@ -32,6 +33,10 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 class SandboxError(RuntimeError):
     """The sandbox could not be started (the message carries the end of its log)."""
+
+
+class PortsTaken(SandboxError):
+    """A port chosen for the sandbox was taken by another process before the sandbox bound it."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,20 @@ def up(
         argv.append("--no-source-reporter")
     if lean_metrics:
         argv.append("--lean-metrics")
+    for attempt in range(PORT_ATTEMPTS):
+        process = _spawn(argv, state_dir)
+        try:
+            return _wait_ready(state_dir, process, timeout)
+        except PortsTaken:
+            # Free ports are picked before they are bound: another process may take one first.
+            # Forget them and pick again.
+            if attempt == PORT_ATTEMPTS - 1:
+                raise
+            statefiles.write_state(state_dir, ports=None)
+    raise AssertionError("unreachable")
+
+
+def _spawn(argv: list[str], state_dir: Path) -> subprocess.Popen[bytes]:
     with (state_dir / "sandbox.log").open("ab") as logfile:
         process = subprocess.Popen(
             argv,
@@ -143,7 +162,7 @@ def up(
         )
     _CHILDREN[process.pid] = process
     (state_dir / "sandbox.pid").write_text(f"{process.pid}\n")
-    return _wait_ready(state_dir, process, timeout)
+    return process
 
 
 def _wait_ready(state_dir: Path, process: subprocess.Popen[bytes], timeout: float) -> SandboxHandle:
@@ -153,19 +172,22 @@ def _wait_ready(state_dir: Path, process: subprocess.Popen[bytes], timeout: floa
         if state.get("ready") and state.get("pid") == process.pid:
             return SandboxHandle.from_state(state_dir, process.pid)
         if process.poll() is not None:
-            raise SandboxError(
-                f"the sandbox exited with {process.returncode}:\n{_log_tail(state_dir)}"
+            _CHILDREN.pop(process.pid, None)
+            tail = (
+                _log_tail(state_dir) + "\n" + _log_tail(state_dir, name="prometheus.log", lines=5)
             )
+            error = PortsTaken if "address already in use" in tail.lower() else SandboxError
+            raise error(f"the sandbox exited with {process.returncode}:\n{tail}")
         time.sleep(0.05)
     down(state_dir)
     raise SandboxError(f"the sandbox was not ready within {timeout} s:\n{_log_tail(state_dir)}")
 
 
-def _log_tail(state_dir: Path, lines: int = 30) -> str:
+def _log_tail(state_dir: Path, *, name: str = "sandbox.log", lines: int = 30) -> str:
     try:
-        return "\n".join((state_dir / "sandbox.log").read_text().splitlines()[-lines:])
+        return "\n".join((state_dir / name).read_text().splitlines()[-lines:])
     except OSError:
-        return "(no sandbox.log)"
+        return f"(no {name})"
 
 
 def down(state_dir: Path, *, grace: float = 5.0) -> list[int]:
