@@ -134,8 +134,9 @@ def test_worker_expressions_filter_by_namespace_and_target():
             assert re.search(r'destination_workload=~"\$(primary|canary)"', expr), expr
 
 
-def _fill(expr: str) -> str:
-    values = {
+def _fill(expr: str, values: dict[str, str] | None = None) -> str:
+    """The expression with Grafana's variables replaced, as Grafana sends it."""
+    values = values or {
         "namespace": ".*",
         "target": "podinfo",
         "primary": "podinfo-primary",
@@ -155,3 +156,95 @@ def test_prometheus_accepts_every_expression(sandbox_cluster):
         with urllib.request.urlopen(url, timeout=10) as response:
             body = json.loads(response.read())
         assert body["status"] == "success", (expr, body)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _two_rollouts(metrics) -> None:
+    """What the worker's interceptor sees of two short rollouts of podinfo.test: the first
+    promoted after two steps and one failed check, the second rolled back."""
+    from workflows.activity_api import ActivityName as Name
+    from workflows.activity_api import CanaryRef, EventInput, MetricCheckInput, SetWeightsInput
+    from workflows.model import CheckOutcome, MetricResult, Phase
+    from workflows.spec import MetricSpec
+
+    ref = CanaryRef(namespace="test", name="podinfo", target="podinfo", service="podinfo")
+    check = MetricCheckInput(
+        ref=ref,
+        metric=MetricSpec.model_validate(
+            {"name": "request-success-rate", "thresholdRange": {"min": 99}}
+        ),
+    )
+
+    def weights(primary: int, canary: int, run: str) -> None:
+        step = SetWeightsInput(ref=ref, primary=primary, canary=canary)
+        metrics.observe(Name.SET_WEIGHTS, step, None, run)
+
+    def checked(value: float, outcome: CheckOutcome, run: str) -> None:
+        result = MetricResult(
+            name="request-success-rate", value=value, min=99, outcome=outcome, message=""
+        )
+        metrics.observe(Name.CHECK_METRIC, check, result, run)
+
+    def ended(reason: str, phase: Phase, run: str) -> None:
+        event = EventInput(ref=ref, reason=reason, message=reason, phase=phase)
+        metrics.observe(Name.RECORD_EVENT, event, None, run)
+
+    weights(90, 10, "run-1")
+    checked(99.5, CheckOutcome.OK, "run-1")
+    weights(80, 20, "run-1")
+    checked(97.0, CheckOutcome.BREACH, "run-1")
+    weights(100, 0, "run-1")
+    ended("Promoted", Phase.SUCCEEDED, "run-1")
+    weights(90, 10, "run-2")
+    checked(60.0, CheckOutcome.BREACH, "run-2")
+    weights(100, 0, "run-2")
+    ended("Failed", Phase.FAILED, "run-2")
+
+
+@pytest.mark.slow
+async def test_worker_panels_show_the_worker_series(tmp_path):
+    """The worker's registry, fed two rollouts and scraped by a real Prometheus: every worker
+    expression of the dashboard (its labels, selectors and variables) finds series."""
+    import asyncio
+
+    from sandbox.prometheus import PrometheusServer, query
+    from worker.metrics import RolloutMetrics
+
+    metrics = RolloutMetrics()
+    _two_rollouts(metrics)
+    server = metrics.serve(port=_free_port(), address="127.0.0.1")
+    prometheus = PrometheusServer(
+        state_dir=tmp_path, port=_free_port(), mesh_target=f"127.0.0.1:{server.server_port}"
+    )
+    await prometheus.start()
+    try:
+        await prometheus.wait_ready()
+        await asyncio.sleep(3)  # rate() and increase() need two samples
+        values = {"namespace": "test", "target": "podinfo", "__rate_interval": "10s"}
+        for expr in expressions(load()):
+            if "coalmine_" not in expr:
+                continue
+            if expr.lstrip().startswith("label_values"):
+                metric, label = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\)\s*", expr).groups()
+                promql = f"count by ({label}) ({_fill(metric, values)})"
+                found = await asyncio.to_thread(query, prometheus.url, promql)
+                expected = {"namespace": "test", "name": "podinfo"}[label]
+                assert {s["metric"][label] for s in found} == {expected}, expr
+                continue
+            found = await asyncio.to_thread(query, prometheus.url, _fill(expr, values))
+            assert found, f"no series for {expr}"
+        status = await asyncio.to_thread(
+            query, prometheus.url, _fill(expressions(load())[0], values)
+        )
+        assert status[0]["value"][1] == "2"  # the Status panel: the last rollout Failed
+    finally:
+        await prometheus.stop()
+        server.shutdown()
+        server.server_close()
