@@ -248,3 +248,30 @@ async def test_worker_panels_show_the_worker_series(tmp_path):
         await prometheus.stop()
         server.shutdown()
         server.server_close()
+
+
+# Istio's standard metric labels (docs: "Istio Standard Metrics"), plus a histogram's `le`.
+ISTIO_LABELS = {
+    "reporter", "source_workload", "source_workload_namespace", "source_principal", "source_app",
+    "source_version", "source_cluster", "destination_workload", "destination_workload_namespace",
+    "destination_principal", "destination_app", "destination_version", "destination_service",
+    "destination_service_name", "destination_service_namespace", "destination_cluster",
+    "request_protocol", "response_code", "response_flags", "connection_security_policy",
+    "grpc_response_status", "le",
+}  # fmt: skip
+
+
+def test_istio_expressions_use_istios_labels():
+    for expr in expressions(load()):
+        if "istio_" not in expr:
+            continue
+        matchers = re.findall(r"\{([^}]*)\}", expr)
+        labels = {m for block in matchers for m in re.findall(r"(\w+)\s*[!=]~?", block)}
+        labels |= {
+            label.strip()
+            for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr)
+            for label in group.split(",")
+        }
+        assert labels <= ISTIO_LABELS, (labels - ISTIO_LABELS, expr)
+        if "label_values" not in expr:
+            assert 'reporter="destination"' in expr, expr
