@@ -137,3 +137,44 @@ def test_api_server_down_is_retryable_and_sends_nothing() -> None:
     assert caught.value.type == "KubernetesError"
     assert not caught.value.non_retryable
     assert not peer.requests  # the Event is written first: a retry sends nothing twice
+
+
+def test_kubectl_describe_shows_the_events(
+    sandbox_cluster: Any, kubectl: Any, sandbox_namespace: str
+) -> None:
+    """What a Flagger user types: the events appear under the Deployment, counted."""
+    ns = sandbox_namespace
+    kubectl.apply(
+        f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: podinfo, namespace: {ns}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: podinfo}}}}
+  template:
+    metadata: {{labels: {{app: podinfo}}}}
+    spec:
+      containers: [{{name: podinfod, image: quay.io/stefanprodan/podinfo:1.4.1}}]
+"""
+    )
+    from activities.kubernetes import build_api_client
+
+    activities = AnalysisActivities(
+        api_client=build_api_client(kubeconfig=str(sandbox_cluster.kubeconfig)),
+        settings=AnalysisSettings(),
+    )
+    message = f"Advance podinfo.{ns} canary weight 10"
+    for _ in range(2):
+        activities.record_event(_event(namespace=ns, message=message))
+    activities.record_event(
+        _event(namespace=ns, type="Warning", message=f"Halt podinfo.{ns} advancement")
+    )
+    described = kubectl.run("-n", ns, "describe", "deployment", "podinfo").stdout
+    lines = described[described.index("Events:") :].splitlines()
+    (advance,) = [line for line in lines if message in line]
+    assert advance.split()[:2] == ["Normal", "Synced"]
+    assert "(x2 over" in advance
+    assert "coalmine" in advance
+    (halt,) = [line for line in lines if "advancement" in line]
+    assert halt.split()[:2] == ["Warning", "Synced"]
