@@ -12,6 +12,7 @@ clusters share one Temporal namespace).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -116,6 +117,12 @@ def start(
     identity: IdentityOpt = None,
     reason: ReasonOpt = None,
     output: common.OutputOpt = common.Output.TEXT,
+    start_timeout: Annotated[
+        float,
+        typer.Option(
+            "--start-timeout", help="Seconds to wait for a worker to take the rollout (exit 3)."
+        ),
+    ] = 60,
 ) -> None:
     """Start a rollout (or hand the new revision to the running one); --wait follows it.
 
@@ -131,6 +138,7 @@ def start(
         reason=reason,
         wait=wait,
         json_output=output == common.Output.JSON,
+        start_timeout=timedelta(seconds=start_timeout),
     )
     common.run(start_command(request, _settings(ctx), common.stdout()))
 

@@ -76,6 +76,7 @@ async def start_rollout(
     summary: str,
     details: str,
     revision_request: OperatorRequest,
+    accept_timeout: timedelta = ACCEPT_TIMEOUT,
 ) -> Started:
     """Start the rollout, or hand the new revision to the running one (update-with-start).
 
@@ -114,14 +115,15 @@ async def start_rollout(
             revision_request,
             start_workflow_operation=start,
             wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-            rpc_timeout=ACCEPT_TIMEOUT,
+            rpc_timeout=accept_timeout,
         )
     except WorkflowUpdateFailedError as err:
         raise RequestRefusedError(f"the rollout refused the new revision: {_cause(err)}") from err
     except WorkflowUpdateRPCTimeoutOrCancelledError as err:
         raise UnreachableError(
-            f"no worker took the rollout within {ACCEPT_TIMEOUT.seconds}s: is `coalmine worker` "
-            f"running on task queue {task_queue!r}?"
+            f"rollout {workflow_id} is waiting for a worker: none took it within "
+            f"{accept_timeout.total_seconds():g}s. Is `coalmine worker` running on task queue "
+            f"{task_queue!r} of this namespace?"
         ) from err
     except RPCError as err:
         raise _rpc_error(err, workflow_id) from err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,13 @@ from temporalio.client import Client
 
 from worker.errors import EXIT_OK, RequestRefusedError
 from worker.follow import follow
-from worker.rollout_ops import Started, fetch_status, last_input, start_rollout
+from worker.rollout_ops import (
+    ACCEPT_TIMEOUT,
+    Started,
+    fetch_status,
+    last_input,
+    start_rollout,
+)
 from worker.rollout_view import RolloutFollower
 from worker.settings import KubernetesSettings, TemporalSettings
 from worker.target import Target, load_canary, parse_images, prepare_target, short_image
@@ -37,6 +44,7 @@ class StartRequest:
     reason: str | None
     wait: bool
     json_output: bool
+    start_timeout: timedelta = ACCEPT_TIMEOUT
 
 
 def summary_of(canary: Canary, image: str | None) -> str:
@@ -91,6 +99,8 @@ async def _start(
     rollout: RolloutInput,
     summary: str,
     images: dict[str, str],
+    *,
+    accept_timeout: timedelta = ACCEPT_TIMEOUT,
 ) -> Started:
     revision = rollout.revision or ""
     wid = workflow_id(
@@ -106,6 +116,7 @@ async def _start(
         revision_request=NewRevisionRequest(
             revision=revision, identity=rollout.requested_by or "unknown", reason=rollout.reason
         ),
+        accept_timeout=accept_timeout,
     )
 
 
@@ -170,7 +181,14 @@ async def start_command(request: StartRequest, temporal: TemporalSettings, conso
         reason=request.reason,
     )
     shown = next(iter(images.values()), None) or next(iter(target.images.values()), None)
-    started = await _start(client, temporal, rollout, summary_of(canary, shown), target.images)
+    started = await _start(
+        client,
+        temporal,
+        rollout,
+        summary_of(canary, shown),
+        target.images,
+        accept_timeout=request.start_timeout,
+    )
     return await _report_and_wait(
         client,
         temporal,

@@ -184,6 +184,14 @@ def test_bad_input_exits_2_and_changes_nothing(
     proc = coalmine.run("rollout", "--address", "127.0.0.1:1", "start", "-f", str(app.canary))
     assert proc.returncode == 3, _out(proc)
 
+    # No worker polls the task queue: exit 3 naming it, not a silent hang in CI.
+    proc = coalmine.run(
+        "rollout", "--task-queue", "nobody-polls", "start", "-f", str(app.canary),
+        "--start-timeout", "2",
+    )  # fmt: skip
+    assert proc.returncode == 3, _out(proc)
+    assert "'nobody-polls'" in proc.stderr
+
 
 def test_operators_steer_a_running_rollout(coalmine: Coalmine, kube: Any, tmp_path: Path) -> None:
     app = make_app(kube, tmp_path, step=5)  # ten steps: time to act while it runs
