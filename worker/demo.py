@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+import httpx
 import yaml
 
 from worker.stack import Stack
@@ -40,6 +41,24 @@ def _run(argv: Sequence[str], env: dict[str, str]) -> int:
 def _coalmine() -> str:
     local = Path(sys.executable).parent / "coalmine"
     return str(local) if local.exists() else (shutil.which("coalmine") or "coalmine")
+
+
+def users_traffic(stack: Stack, *, seconds: int = 240) -> None:
+    """Production traffic to podinfo for the demo's duration, as its users would send it.
+
+    It goes through the sandbox's load tester (flagger-loadtester's API) and the mesh, so the
+    canary receives its weight's share from its first step, as in a real cluster.
+    """
+    cmd = f"hey -z {seconds}s -q 10 -c 2 http://podinfo.test:9898/"
+    payload = {
+        "name": "users",
+        "namespace": "test",
+        "phase": "Progressing",
+        "metadata": {"cmd": cmd},
+    }
+    print(f"$ load tester: {cmd}", flush=True)
+    with httpx.Client(proxy=stack.sandbox.mesh_url, timeout=10) as http:
+        http.post(stack.sandbox.loadtester_url, json=payload).raise_for_status()
 
 
 def write_canary(path: Path, *, interval: str) -> Path:
@@ -67,6 +86,8 @@ def run(stack: Stack, *, interval: str = "3s") -> int:
     if _run([*start, "--reason", "demo: initialize"], env) != 0:
         return 1
 
+    _say("Users' traffic to podinfo.test (through the mesh, as in production)")
+    users_traffic(stack)
     _say(f"Roll out a new version ({GOOD_IMAGE}): expect Succeeded")
     good = _run([*start, "--image", f"podinfod={GOOD_IMAGE}", "--reason", "demo: good"], env)
 
