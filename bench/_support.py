@@ -313,6 +313,8 @@ class History:
     events: list[HistoryEvent]
     activities: list[Activity] = field(default_factory=list)
     timers: list[Timer] = field(default_factory=list)
+    tasks: list[list[float]] = field(default_factory=list)
+    """Workflow tasks as [scheduled, started, completed] (missing times left out)."""
 
     @property
     def count(self) -> int:
@@ -352,6 +354,10 @@ def parse_history(events: list[HistoryEvent]) -> History:
             attrs = getattr(event, _ACTIVITY_CLOSED[kind])
             act = activities[attrs.scheduled_event_id]
             act.closed, act.outcome = when, _ACTIVITY_CLOSED[kind].split("_")[2]
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            history.tasks.append([when])
+        elif kind in _TASK_PROGRESS and history.tasks:
+            history.tasks[-1].append(when)
         elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
             timeout = event.timer_started_event_attributes.start_to_fire_timeout
             timer = Timer(timeout.seconds + timeout.nanos / 1e9, when)
@@ -363,6 +369,11 @@ def parse_history(events: list[HistoryEvent]) -> History:
             timers[event.timer_canceled_event_attributes.started_event_id].cancelled = True
     return history
 
+
+_TASK_PROGRESS = (
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+)
 
 _ACTIVITY_CLOSED = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
@@ -414,6 +425,17 @@ def steps(history: History) -> list[Step]:
             weight = canary
             timer, checks = None, []
     return out
+
+
+def task_times(history: History, start: float, stop: float) -> tuple[int, float, float]:
+    """Workflow tasks scheduled in [start, stop]: count, seconds queued, seconds in the worker."""
+    count, queued, working = 0, 0.0, 0.0
+    for task in history.tasks:
+        if len(task) == 3 and start <= task[0] <= stop:
+            count += 1
+            queued += task[1] - task[0]
+            working += task[2] - task[1]
+    return count, queued, working
 
 
 def union_seconds(spans: list[tuple[float, float]]) -> float:
