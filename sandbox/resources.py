@@ -126,7 +126,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     _apps("ReplicaSet", "replicasets", "rs"),
     ResourceType(
         "autoscaling",
-        ("v2",),
+        ("v2", "v1"),  # v1 converted (sandbox.apiserver.conversion)
         "HorizontalPodAutoscaler",
         "horizontalpodautoscalers",
         "horizontalpodautoscaler",

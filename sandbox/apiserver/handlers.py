@@ -22,6 +22,7 @@ from aiohttp import web
 from sandbox import strategies
 from sandbox.apiserver import tables
 from sandbox.apiserver.apply import server_side_apply
+from sandbox.apiserver.conversion import from_storage, to_storage
 from sandbox.apiserver.fields import field_predicate, single_name
 from sandbox.apiserver.jsonpatch import json_patch, merge_patch
 from sandbox.apiserver.patch import strategic_merge
@@ -64,7 +65,12 @@ class Call:
 
     def present(self, obj: Obj) -> Obj:
         """The stored object as the requested version shows it (a shallow copy)."""
-        return {**obj, "apiVersion": self.rt.api_version(self.target.version)}
+        shown = from_storage(self.rt.group, self.rt.plural, self.target.version, obj)
+        return {**shown, "apiVersion": self.rt.api_version(self.target.version)}
+
+    def to_storage(self, obj: Obj) -> Obj:
+        """A request body in the requested version, as storage keeps it."""
+        return to_storage(self.rt.group, self.rt.plural, self.target.version, obj)
 
     def answer(self, obj: Obj, status: int = 200) -> web.Response:
         if tables.wants_table(self.request.headers.get("Accept", "")):
@@ -200,6 +206,7 @@ def _dry_create(call: Call, obj: Obj) -> Obj:
 
 
 def create_object(call: Call, obj: Obj) -> web.Response:
+    obj = call.to_storage(obj)
     if call.target.namespace is None and call.rt.namespaced:
         raise BadRequest("a namespaced object must be created in a namespace")
     _check_identity(call, obj)
@@ -236,7 +243,7 @@ def write_update(call: Call, obj: Obj, *, status: bool = False) -> Obj:
 
 
 async def handle_update(call: Call) -> web.Response:
-    obj = _check_identity(call, await read_object(call.request))
+    obj = _check_identity(call, call.to_storage(await read_object(call.request)))
     call.require()
     return call.answer(write_update(call, obj))
 
@@ -248,10 +255,8 @@ def editable(call: Call, stored: Obj) -> Obj:
     the stored object's subtrees (the store copies whatever it keeps); server-side apply prunes in
     place and JSON patch copies anyway, so those get a deep copy.
     """
-    version = call.rt.api_version(call.target.version)
-    if media_type(call.request) in (STRATEGIC, MERGE):
-        return {**stored, "apiVersion": version}
-    return {**clone(stored), "apiVersion": version}
+    shown = call.present(stored)
+    return shown if media_type(call.request) in (STRATEGIC, MERGE) else clone(shown)
 
 
 def patched(call: Call, current: Obj, body: Any, kind: str) -> Obj:
@@ -295,7 +300,7 @@ async def handle_patch(call: Call) -> web.Response:
         if not isinstance(body, dict):
             raise BadRequest("an applied configuration must be an object")
         return create_object(call, patched(call, {}, body, call.rt.kind))
-    result = patched(call, editable(call, found), body, call.rt.kind)
+    result = call.to_storage(patched(call, editable(call, found), body, call.rt.kind))
     _check_identity(call, result)
     return call.answer(write_update(call, result))
 

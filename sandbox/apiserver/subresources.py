@@ -78,15 +78,18 @@ def _write_scale(call: Call, current: Obj, scale: Obj) -> web.Response:
 
 
 async def handle_scale(call: Call) -> web.Response:
-    current = call.require()
+    # The body is read before the object: no await may fall between reading and writing it, or a
+    # concurrent write would turn this request into a spurious Conflict.
     method = call.request.method
     if method == "GET":
-        return respond(scale_of(call, current))
+        return respond(scale_of(call, call.require()))
     if method == "PUT":
-        return _write_scale(call, current, await read_object(call.request))
+        body = await read_object(call.request)
+        return _write_scale(call, call.require(), body)
     if method == "PATCH":
-        body = await read_body(call.request)
-        return _write_scale(call, current, patched(call, scale_of(call, current), body, "Scale"))
+        patch = await read_body(call.request)
+        current = call.require()
+        return _write_scale(call, current, patched(call, scale_of(call, current), patch, "Scale"))
     raise BadRequest(f"{method} is not supported on scale")
 
 
@@ -95,12 +98,12 @@ async def handle_status(call: Call) -> web.Response:
     if method == "GET":
         return call.answer(call.require())
     if method == "PUT":
-        obj = _check_identity(call, await read_object(call.request))
+        obj = _check_identity(call, call.to_storage(await read_object(call.request)))
         call.require()
         return call.answer(write_update(call, obj, status=True))
     if method == "PATCH":
-        current = editable(call, call.require())
-        result = patched(call, current, await read_body(call.request), call.rt.kind)
+        patch = await read_body(call.request)
+        result = call.to_storage(patched(call, editable(call, call.require()), patch, call.rt.kind))
         _check_identity(call, result)
         return call.answer(write_update(call, result, status=True))
     raise BadRequest(f"{method} is not supported on status")

@@ -413,3 +413,37 @@ def test_patch_carrying_a_resource_version_is_optimistic(api: client.ApiClient) 
     )
     assert stale.status == 409
     assert '"reason":"Conflict"' in stale.body
+
+
+def test_autoscaling_v1_is_converted_from_v2_storage(api: client.ApiClient) -> None:
+    v1, v2 = client.AutoscalingV1Api(api), client.AutoscalingV2Api(api)
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}
+    spec = {"scaleTargetRef": target, "minReplicas": 1, "maxReplicas": 3}
+    v1.create_namespaced_horizontal_pod_autoscaler(
+        NS, {"metadata": {"name": "a"}, "spec": {**spec, "targetCPUUtilizationPercentage": 60}}
+    )
+    as_v2 = v2.read_namespaced_horizontal_pod_autoscaler("a", NS)
+    assert as_v2.spec.metrics[0].resource.name == "cpu"
+    assert as_v2.spec.metrics[0].resource.target.average_utilization == 60
+    memory = {
+        "type": "Resource",
+        "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}},
+    }
+    cpu = {
+        "type": "Resource",
+        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+    }
+    v2.create_namespaced_horizontal_pod_autoscaler(
+        NS, {"metadata": {"name": "b"}, "spec": {**spec, "metrics": [cpu, memory]}}
+    )
+    as_v1 = v1.read_namespaced_horizontal_pod_autoscaler("b", NS)
+    assert as_v1.spec.target_cpu_utilization_percentage == 80
+    assert "memory" in as_v1.metadata.annotations["autoscaling.alpha.kubernetes.io/metrics"]
+    as_v1.spec.max_replicas = 7
+    v1.replace_namespaced_horizontal_pod_autoscaler("b", NS, as_v1)
+    again = v2.read_namespaced_horizontal_pod_autoscaler("b", NS)
+    assert again.spec.max_replicas == 7
+    assert [m.resource.name for m in again.spec.metrics] == ["cpu", "memory"], (
+        "a v1 round trip loses nothing"
+    )
+    assert again.metadata.annotations in (None, {})

@@ -413,3 +413,21 @@ def test_imperative_create_commands_send_protobuf(cluster: Cluster) -> None:
         "kind": "Role",
         "name": "r1",
     }
+
+
+def test_autoscale_posts_autoscaling_v1(cluster: Cluster) -> None:
+    deploy(cluster)
+    cluster.kubectl(
+        "autoscale", "-n", "test", "deploy/podinfo", "--min=2", "--max=5", "--cpu-percent=70"
+    )
+    table = cluster.kubectl("get", "-n", "test", "hpa").stdout.splitlines()
+    assert table[0].split()[:6] == [
+        "NAME",
+        "REFERENCE",
+        "TARGETS",
+        "MINPODS",
+        "MAXPODS",
+        "REPLICAS",
+    ]
+    assert "Deployment/podinfo" in table[1]
+    assert "/70%" in table[1]
