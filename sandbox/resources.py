@@ -359,7 +359,8 @@ def default_crds() -> list[Obj]:
             flagger,
             "Canary",
             "canaries",
-            ["v1beta1"],
+            # v1alpha3 (canaryAnalysis) too: Coalmine reads both, so the cluster accepts both.
+            ["v1beta1", "v1alpha3"],
             short_names=["canary"],
             categories=["all"],
             columns=[
