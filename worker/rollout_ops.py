@@ -54,6 +54,7 @@ from workflows.search import (
     CANARY_WEIGHT,
 )
 
+_SETUP_HINT = " (register the rollout search attributes with `coalmine temporal setup`)"
 QUERY_TIMEOUT = timedelta(seconds=5)
 ACCEPT_TIMEOUT = timedelta(seconds=60)
 """How long a start waits for a worker to take the rollout's first task."""
@@ -297,7 +298,7 @@ async def list_rollouts(
                 if run == latest[wid]
             }
     except RPCError as err:
-        raise BadInputError(f"cannot list rollouts ({query}): {err.message}") from err
+        raise BadInputError(f"cannot list rollouts ({query}): {err.message}{_SETUP_HINT}") from err
     return list(rows.values())
 
 

@@ -10,7 +10,7 @@ elsewhere; nothing here is meant to be parsed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 
 from rich.console import Console, Group
@@ -33,7 +33,12 @@ _PHASE_STYLE = {
 
 
 def fmt_time(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else "-"
+    """RFC 3339 in UTC, as kubectl prints Flagger's ``lastTransitionTime``."""
+    if value is None:
+        return "-"
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def fmt_metric(metric: MetricResult) -> str:
@@ -95,7 +100,7 @@ class RolloutFollower:
         line = summary_line(status)
         if line != self._last_line:
             self._last_line = line
-            self._print(f"{fmt_time(datetime.now().astimezone())} {line}")
+            self._print(f"{fmt_time(datetime.now(UTC))} {line}")
 
     def note(self, message: str) -> None:
         self._print(message)

@@ -30,8 +30,12 @@ async def bare_server() -> AsyncIterator[WorkflowEnvironment]:
 
 
 async def _setup(address: str) -> tuple[int, str]:
+    return await _coalmine("temporal", "setup", "--address", address)
+
+
+async def _coalmine(*args: str) -> tuple[int, str]:
     def invoke() -> tuple[int, str]:
-        result = CliRunner().invoke(app, ["temporal", "setup", "--address", address])
+        result = CliRunner().invoke(app, list(args))
         return result.exit_code, result.output
 
     return await asyncio.to_thread(invoke)
@@ -40,6 +44,10 @@ async def _setup(address: str) -> tuple[int, str]:
 async def test_setup_registers_then_finds_them_present(bare_server: WorkflowEnvironment) -> None:
     client = bare_server.client
     address = client.service_client.config.target_host
+    code, output = await _coalmine("rollout", "--address", address, "list", "--phase", "Failed")
+    assert code == 2, output  # the server does not know CanaryPhase yet
+    assert "coalmine temporal setup" in output
+
     code, output = await _setup(address)
     assert code == 0, output
     assert "added search attribute CanaryPhase" in output
