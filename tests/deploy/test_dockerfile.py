@@ -191,6 +191,7 @@ def test_dockerignore_keeps_build_inputs_and_drops_the_rest(tmp_path):
     assert not [p for p in kept if p.startswith("deploy/")]
 
 
+@pytest.mark.slow  # builds in an isolated environment: the build backend comes from the index
 def test_the_build_context_builds_a_wheel_with_the_console_script(tmp_path):
     context = tmp_path / "context"
     build_context(context)
