@@ -69,6 +69,15 @@ class ApiServer:
         return self._openapi[key]
 
 
+_VERBS: dict[str, Callable[[Call], Awaitable[web.StreamResponse]]] = {
+    "get": handle_get,
+    "list": handle_list,
+    "create": handle_create,
+    "update": handle_update,
+    "patch": handle_patch,
+    "delete": handle_delete,
+    "deletecollection": handle_deletecollection,
+}
 _KEY = web.AppKey("api_server", ApiServer)
 _AUDIT = web.RequestKey("audit", AuditEntry)
 _NOT_FOUND = "the server could not find the requested resource"
@@ -158,9 +167,7 @@ async def _resource(request: web.Request, server: ApiServer, target: Target) -> 
     entry.namespace, entry.name = target.namespace or "", target.name or ""
     entry.subresource = target.subresource or ""
     rt = server.store.registry.served(target.group, target.version, target.plural)
-    if rt is None or (target.namespace is not None and not rt.namespaced and target.name):
-        raise NotFound(_NOT_FOUND)
-    if rt.namespaced is False and target.namespace is not None:
+    if rt is None or (target.namespace is not None and not rt.namespaced):
         raise NotFound(_NOT_FOUND)
     delay, error = server.faults.take(entry)
     if delay:
@@ -172,16 +179,7 @@ async def _resource(request: web.Request, server: ApiServer, target: Target) -> 
         return await handle_subresource(call)
     if entry.verb == "watch":
         return await handle_watch(call, server.watch)
-    handlers: dict[str, Callable[[Call], Awaitable[web.StreamResponse]]] = {
-        "get": handle_get,
-        "list": handle_list,
-        "create": handle_create,
-        "update": handle_update,
-        "patch": handle_patch,
-        "delete": handle_delete,
-        "deletecollection": handle_deletecollection,
-    }
-    handler = handlers.get(entry.verb)
+    handler = _VERBS.get(entry.verb)
     if handler is None or (entry.verb in ("update", "patch") and target.name is None):
         raise MethodNotAllowed("the server does not allow this method on the requested resource")
     if entry.verb == "create" and target.name is not None:

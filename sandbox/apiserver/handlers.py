@@ -1,5 +1,4 @@
-"""The resource verbs: get, list, create, update, patch, delete, deletecollection (watch is in
-`watch`).
+"""The resource verbs: get, list, create, update, patch, delete and deletecollection.
 
 Each handler reads the request, runs it against the `Store` (which owns the write semantics:
 resource versions, conflicts, generation, status preservation, cascades) and answers the object in
@@ -7,7 +6,7 @@ the version the request named. What lives here is the HTTP-facing part of the ap
 pipeline: namespace admission (no objects in a missing namespace), name/namespace consistency
 between URL and body, status dropped on create for types with a /status subresource, paging with
 ``limit``/``continue``, dry runs, and the patch media types (strategic merge is refused for custom
-resources with 415, as a real server does).
+resources with 415, as a real server does). Watch is in `sandbox.apiserver.watch`.
 """
 
 from __future__ import annotations
@@ -163,7 +162,7 @@ async def handle_list(call: Call) -> web.Response:
 # --- writes
 
 
-def _check_identity(call: Call, obj: Obj) -> Obj:
+def check_identity(call: Call, obj: Obj) -> Obj:
     """Fill namespace and name from the URL; refuse a body that names another object."""
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
@@ -209,7 +208,7 @@ def create_object(call: Call, obj: Obj) -> web.Response:
     obj = call.to_storage(obj)
     if call.target.namespace is None and call.rt.namespaced:
         raise BadRequest("a namespaced object must be created in a namespace")
-    _check_identity(call, obj)
+    check_identity(call, obj)
     _admit_namespace(call)
     kind = obj.get("kind")
     if kind and kind != call.rt.kind:
@@ -243,7 +242,7 @@ def write_update(call: Call, obj: Obj, *, status: bool = False) -> Obj:
 
 
 async def handle_update(call: Call) -> web.Response:
-    obj = _check_identity(call, call.to_storage(await read_object(call.request)))
+    obj = check_identity(call, call.to_storage(await read_object(call.request)))
     call.require()
     return call.answer(write_update(call, obj))
 
@@ -301,7 +300,7 @@ async def handle_patch(call: Call) -> web.Response:
             raise BadRequest("an applied configuration must be an object")
         return create_object(call, patched(call, {}, body, call.rt.kind))
     result = call.to_storage(patched(call, editable(call, found), body, call.rt.kind))
-    _check_identity(call, result)
+    check_identity(call, result)
     return call.answer(write_update(call, result))
 
 
@@ -347,7 +346,12 @@ async def handle_delete(call: Call) -> web.Response:
 
 async def handle_deletecollection(call: Call) -> web.Response:
     options = await _delete_options(call.request)
-    gone = [call.present(_delete_one(call, obj, options)) for obj in select(call)]
+    gone = []
+    for obj in select(call):
+        try:
+            gone.append(call.present(_delete_one(call, obj, options)))
+        except NotFound:
+            continue  # already taken by an earlier delete's cascade
     return respond(
         {
             "kind": call.rt.list_kind,

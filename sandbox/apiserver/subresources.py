@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.apiserver.handlers import Call, _check_identity, editable, patched, write_update
+from sandbox.apiserver.handlers import Call, check_identity, editable, patched, write_update
 from sandbox.apiserver.responses import read_body, read_object, respond
 from sandbox.errors import BadRequest, Invalid, NotFound
 from sandbox.labels import selector_string
@@ -98,13 +98,13 @@ async def handle_status(call: Call) -> web.Response:
     if method == "GET":
         return call.answer(call.require())
     if method == "PUT":
-        obj = _check_identity(call, call.to_storage(await read_object(call.request)))
+        obj = check_identity(call, call.to_storage(await read_object(call.request)))
         call.require()
         return call.answer(write_update(call, obj, status=True))
     if method == "PATCH":
         patch = await read_body(call.request)
         result = call.to_storage(patched(call, editable(call, call.require()), patch, call.rt.kind))
-        _check_identity(call, result)
+        check_identity(call, result)
         return call.answer(write_update(call, result, status=True))
     raise BadRequest(f"{method} is not supported on status")
 
