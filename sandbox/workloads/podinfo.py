@@ -9,8 +9,9 @@ Fault knobs, read from the serving container's ``env`` on every request (so ``ku
 release):
 
 - ``FAULT_ERROR_RATE`` — fraction 0–1 of requests answered 500. Errors are spread evenly (an
-  error-diffusion accumulator per pod), not drawn at random, so even a short rate window reads the
-  configured fraction.
+  error-diffusion accumulator per pod, rounding to nearest), not drawn at random: after n requests a
+  pod has answered round(rate × n) errors, so even a short rate window reads the configured
+  fraction.
 - ``FAULT_LATENCY_MS`` — milliseconds added to every request.
 - ``PODINFO_UI_MESSAGE`` / ``PODINFO_UI_COLOR`` — echoed like podinfo's UI settings.
 """
@@ -71,7 +72,9 @@ class Podinfo:
         if rate <= 0:
             return False
         uid = str((pod.get("metadata") or {}).get("uid", ""))
-        debt = self._debt.get(uid, 0.0) + min(rate, 1.0)
+        # Starting half-way rounds to nearest: after n requests the errors are within 0.5 of
+        # rate × n, so even the first few requests of a canary show its error rate.
+        debt = self._debt.get(uid, 0.5) + min(rate, 1.0)
         if debt >= 1.0 - 1e-9:
             self._debt[uid] = debt - 1.0
             return True
