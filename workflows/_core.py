@@ -113,22 +113,25 @@ class RolloutCore:
         await self._maybe_continue_as_new()
         summary = f"{what} {format_duration(self._interval)}"
         requests = self._state.requests
-        while True:
-            try:
+        try:
+            while True:
+                try:
+                    await workflow.wait_condition(
+                        lambda: requests.wake or self._state.status.paused,
+                        timeout=timedelta(seconds=self._interval),
+                        timeout_summary=summary,
+                    )
+                except TimeoutError:
+                    return
+                if not self._state.status.paused:
+                    return
                 await workflow.wait_condition(
-                    lambda: requests.interrupts_wait or self._state.status.paused,
-                    timeout=timedelta(seconds=self._interval),
-                    timeout_summary=summary,
+                    lambda: not self._state.status.paused or requests.wake
                 )
-            except TimeoutError:
-                return
-            if not self._state.status.paused:
-                return
-            await workflow.wait_condition(
-                lambda: not self._state.status.paused or requests.interrupts_wait
-            )
-            if requests.interrupts_wait:
-                return
+                if requests.wake:
+                    return
+        finally:
+            requests.wake = False
 
     async def _maybe_continue_as_new(self) -> None:
         """Continue as new with the whole status before the history grows too long."""
@@ -138,6 +141,6 @@ class RolloutCore:
             return
         await self._drain_events()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._state.requests.interrupts_wait:
-            return  # act on the request first; the next wait continues as new
+        if self._state.requests.pending:
+            return  # act on the request first; a later wait continues as new
         workflow.continue_as_new(self._input.model_copy(update={"status": self._state.status}))

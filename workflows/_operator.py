@@ -79,6 +79,7 @@ class OperatorControl(RolloutCore):
         requests = self._state.requests
         requests.promote = True
         requests.promote_full = requests.promote_full or request.full
+        requests.wake = True
         self._state.set(paused=False)  # promoting is a decision to go on
         action: ActionName = "promote-full" if request.full else "promote"
         self._state.add_action(action, identity=request.identity, reason=request.reason)
@@ -176,6 +177,7 @@ class OperatorControl(RolloutCore):
         if request.revision == current:
             return
         self._state.requests.new_revision = request.revision
+        self._state.requests.wake = True
         reason = request.reason or f"revision {request.revision}"
         self._state.add_action("new-revision", identity=request.identity, reason=reason)
 

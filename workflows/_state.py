@@ -37,11 +37,13 @@ class OperatorRequests:
     promote_full: bool = False
     abort_reason: str | None = None
     new_revision: str | None = None
+    wake: bool = False
+    """End the current wait early so the loop acts now; consumed by the wait it ends."""
 
     @property
-    def interrupts_wait(self) -> bool:
-        """Whether the current timer should end early so the loop can act now."""
-        return self.promote or self.promote_full or self.new_revision is not None
+    def pending(self) -> bool:
+        """Whether a request waits for the loop (no continue-as-new before it is acted on)."""
+        return self.wake or self.promote or self.new_revision is not None
 
 
 @dataclass

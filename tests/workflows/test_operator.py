@@ -167,6 +167,10 @@ async def test_promote_skips_the_remaining_steps(rollouts: Rollouts) -> None:
     # weight 0 judges nothing (no traffic yet), so two steps were analysed
     assert weights(cluster) == [(90, 10), (50, 50), (100, 0)]
     assert len(cluster.called(ActivityName.CHECK_METRIC)) == 2 * 2
+    # the promote ends the current wait only: the maximum weight gets a full interval of traffic
+    history = await late.handle.fetch_history()
+    fired = [e for e in history.events if e.HasField("timer_fired_event_attributes")]
+    assert len(fired) == 2  # the interval at weight 0, then the one at the maximum weight
     status = await rollouts.status(late.handle)
     assert [(a.action, a.identity, a.reason) for a in status.actions][-1] == (
         "promote",

@@ -98,8 +98,8 @@ async def test_confirm_promotion_refusal_waits_while_analysis_goes_on(rollouts: 
         Phase.WAITING_PROMOTION,
         Phase.WAITING_PROMOTION,
     ]
-    # analysis at the maximum weight ran on every interval while waiting
-    assert len(cluster.called(ActivityName.CHECK_METRIC)) == 2 * (5 + 3)
+    # analysis at the maximum weight ran on every interval while waiting (weight 0 is not judged)
+    assert len(cluster.called(ActivityName.CHECK_METRIC)) == 2 * (4 + 3)
     assert weights(cluster)[-2:] == [(50, 50), (100, 0)]
 
 

@@ -1,0 +1,114 @@
+"""Record the workflow histories the replay test replays: ``python -m tests.replay.record``.
+
+Runs the rollout workflow on the time-skipping server with the fake activities of the workflow
+tests, in the scenarios that matter for determinism, and stores each history as JSON in
+``tests/replay/histories/``. Re-record only on purpose: a replay failure against the stored
+histories means a change would break running rollouts (put it behind ``workflow.patched``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from tests.conftest import TEMPORAL_TEST_SERVER
+from tests.workflows.conftest import (
+    TASK_QUEUE,
+    Rollouts,
+    hook,
+    make_canary,
+    register_search_attributes,
+)
+from tests.workflows.fakes import ACTIVITIES, FakeCluster, failing, passing
+from workflows.activity_api import ActivityName
+from workflows.model import NewRevisionRequest, OperatorRequest, PromoteRequest
+from workflows.rollout import CanaryRolloutWorkflow
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+
+
+async def _succeeded(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    cluster = FakeCluster(webhooks={"load": [True], "notify": [True]})
+    canary = make_canary(
+        stepWeightPromotion=25,
+        webhooks=[hook("load", "rollout"), hook("notify", "post-rollout")],
+    )
+    handle = await rollouts.start(cluster, canary, requested_by="ci", reason="pipeline 1")
+    await handle.result()
+    return handle
+
+
+async def _rolled_back(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    good, bad = passing("request-success-rate"), failing("request-success-rate")
+    cluster = FakeCluster(metrics={"request-success-rate": [good, good, bad]})
+    handle = await rollouts.start(cluster, make_canary(threshold=3))
+    with contextlib.suppress(WorkflowFailureError):  # rolled back, as intended
+        await handle.result()
+    return handle
+
+
+async def _operated(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """Updates and signals in history: pause/resume, a new revision, promote."""
+    cluster = FakeCluster()
+    handles: list[WorkflowHandle[Any, Any]] = []
+
+    def update(name: str, request: Any) -> Callable[[], Awaitable[Any]]:
+        return lambda: handles[0].execute_update(name, request)
+
+    cluster.on(
+        ActivityName.SET_WEIGHTS, lambda a: a.canary == 10, update("pause", OperatorRequest())
+    )
+    cluster.on(
+        ActivityName.SET_WEIGHTS,
+        lambda a: a.canary == 20,
+        update("new_revision", NewRevisionRequest(revision="rev-3")),
+    )
+    cluster.on(
+        ActivityName.SET_WEIGHTS,
+        lambda a: a.canary == 30,
+        lambda: handles[0].signal("promote", PromoteRequest()),
+    )
+    handles.append(await rollouts.start(cluster))
+    await rollouts.advance_until(handles[0], lambda s: s.paused)
+    await handles[0].execute_update("resume", OperatorRequest(identity="ops"))
+    await handles[0].result()
+    return handles[0]
+
+
+SCENARIOS = {"succeeded": _succeeded, "rolled_back": _rolled_back, "operated": _operated}
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=pydantic_data_converter
+    )
+    try:
+        await register_search_attributes(env.client)
+        async with Worker(
+            env.client,
+            task_queue=TASK_QUEUE,
+            workflows=[CanaryRolloutWorkflow],
+            activities=ACTIVITIES,
+        ):
+            rollouts = Rollouts(env)
+            HISTORIES.mkdir(exist_ok=True)
+            for name, scenario in SCENARIOS.items():
+                handle = await scenario(rollouts)
+                history = await handle.fetch_history()
+                (HISTORIES / f"{name}.json").write_text(history.to_json())
+                print(f"{name}: {len(history.events)} events", file=sys.stderr)
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
