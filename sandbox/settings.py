@@ -23,6 +23,9 @@ class WorldSettings:
     node_name: str = "sandbox-node"
     """The one node every pod is scheduled to."""
 
+    event_ttl: float = 3600.0
+    """Seconds after their last occurrence that Events are deleted (the apiserver's default TTL)."""
+
     kubelet_events: bool = True
     """Record the per-pod Events of the scheduler and kubelet (Scheduled, Pulling, Pulled…)."""
 

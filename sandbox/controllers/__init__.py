@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from sandbox.controllers._index import OwnerIndex
@@ -73,6 +74,8 @@ class ControllerManager:
 
     def _on_event(self, event: Event) -> None:
         kind, obj = (event.group, event.plural), event.obj
+        if event.type == "DELETED":
+            self.events.forget(str(meta(obj).get("uid")))
         if kind == ("apps", "deployments"):
             self.deployments.on_event(event.type, obj)
             self.hpas.on_deployment_event(obj)
@@ -85,8 +88,6 @@ class ControllerManager:
             self.pods.on_event(event.type, obj)
             self.replicasets.on_pod_event(obj)
             self.endpoints.on_pod_event(event.type, obj)
-            if event.type == "DELETED":
-                self.events.forget(str(meta(obj).get("uid")))
         elif kind == ("", "services"):
             self.endpoints.on_service_event(event.type, obj)
         elif kind == ("autoscaling", "horizontalpodautoscalers"):
@@ -95,10 +96,14 @@ class ControllerManager:
     async def run(self) -> None:
         """Drain the queue and tick until cancelled."""
         worker = asyncio.create_task(self.queue.run(), name="controllers-queue")
+        last_prune = time.monotonic()
         try:
             while True:
                 await asyncio.sleep(self.settings.tick_interval)
                 self.deployments.tick()
+                if time.monotonic() - last_prune > 60:
+                    last_prune = time.monotonic()
+                    self.events.prune(self.settings.event_ttl)
                 for hpa in self.store.scan("autoscaling", "horizontalpodautoscalers"):
                     md: Any = hpa["metadata"]
                     self.queue.add(Key(self.hpas.kind, md.get("namespace", ""), md["name"]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sandbox.controllers._meta import Obj, meta, now_iso
+from sandbox.controllers._meta import Obj, meta, now_iso, parse_iso
 from sandbox.errors import ApiError
 
 API_VERSIONS = {
@@ -94,6 +94,19 @@ class EventRecorder:
         except ApiError:
             return False
         return True
+
+    def prune(self, ttl: float) -> int:
+        """Delete Events not seen for ``ttl`` seconds (the event TTL); returns how many."""
+        cutoff = time.time() - ttl
+        doomed = [
+            e
+            for e in self._store.scan("", "events")
+            if (parse_iso(e.get("lastTimestamp")) or cutoff) < cutoff
+        ]
+        for event in doomed:
+            md = event["metadata"]
+            self._store.delete("", "events", md.get("namespace"), md["name"])
+        return len(doomed)
 
     def forget(self, uid: str) -> None:
         """Drop the folding memory for a deleted object (keeps memory flat under churn)."""

@@ -1,4 +1,4 @@
-"""Pure pieces of the mesh and the deployment controller: hosts, route matching, weights, status."""
+"""Pure and in-process pieces of the world: hosts, routes, weights, status, metrics, events."""
 
 from __future__ import annotations
 
@@ -220,3 +220,22 @@ def test_metrics_exposition_is_cumulative_and_lean_mode_drops_labels():
         pair.split("=")[0] for pair in first[first.index("{") + 1 : first.index("}")].split(",")
     ] == list(LEAN_LABELS)
     assert first.endswith(" 3")
+
+
+def test_events_fold_repeats_and_expire():
+    from sandbox.controllers.events import EventRecorder
+    from sandbox.store import Store
+
+    store = Store()
+    recorder = EventRecorder(store, host="node")
+    pod = {"metadata": {"name": "web-1", "namespace": "default", "uid": "u1"}}
+    for _ in range(3):
+        recorder.record(pod, kind="Pod", reason="BackOff", message="Back-off", component="kubelet")
+    recorder.record(pod, kind="Pod", reason="Started", message="Started", component="kubelet")
+    events = {e["reason"]: e for e in store.list("", "events", "default")}
+    assert events["BackOff"]["count"] == 3
+    assert events["BackOff"]["source"] == {"component": "kubelet", "host": "node"}
+    assert events["BackOff"]["involvedObject"]["uid"] == "u1"
+    assert recorder.prune(3600) == 0
+    assert recorder.prune(-1) == 2
+    assert store.list("", "events", "default") == []
