@@ -66,7 +66,8 @@ def metrics_app(metrics: IstioMetrics) -> web.Application:
 
 
 async def _site(app: web.Application, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # Open watches and keep-alive connections must not hold the shutdown for long.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
     return runner
@@ -144,3 +145,4 @@ async def serve(options: RunOptions) -> None:
             await site.cleanup()
         with contextlib.suppress(FileNotFoundError):
             (state_dir / "prometheus.pid").unlink()
+        log.info("sandbox stopped")
