@@ -5,8 +5,8 @@ Clients use it as an HTTP proxy (absolute-form request targets: ``curl -x``, ``H
 
 1. names the caller from the proxy credentials (``http://<workload>:<namespace>@host:port``;
    ``unknown`` otherwise, as Istio labels traffic from outside the mesh);
-2. resolves the host (hosts.py) and applies the VirtualService for it (routes.py), or plain Service
-   selection when there is none;
+2. resolves the host (hosts.py; a Service's ClusterIP works too) and applies the VirtualService for
+   it (routes.py), or plain Service selection when there is none;
 3. picks a ready endpoint of the destination Service (round-robin, filtered by a DestinationRule
    subset), and hands the request to the workload that pod's image selects, in-process;
 4. records Istio's metrics for it (metrics.py).
@@ -150,7 +150,7 @@ class Mesh:
 
     def _plan(self, host: str, port: int | None, facts: RequestFacts, source: Peer) -> RoutePlan:
         home = source.namespace if source.namespace != "unknown" else "default"
-        canonical = self._qualify(host, home)
+        canonical = self._by_cluster_ip(host) or self._qualify(host, home)
         vs = self._vs.find(canonical)
         if vs is None and hosts.service_of_fqdn(canonical):
             canonical = self._fallback_namespace(host, canonical)
@@ -170,6 +170,16 @@ class Mesh:
             )
         del port
         return RoutePlan(key=canonical, destinations=[Destination(canonical, None, None, 100)])
+
+    def _by_cluster_ip(self, host: str) -> str | None:
+        """A Service's ClusterIP (``kubectl get svc`` shows it) names that Service."""
+        if not host.replace(".", "").isdigit():
+            return None
+        for service in self._store.scan("", "services"):
+            if (service.get("spec") or {}).get("clusterIP") == host:
+                md = service["metadata"]
+                return hosts.ServiceRef(md["namespace"], md["name"]).fqdn
+        return None
 
     def _fallback_namespace(self, host: str, canonical: str) -> str:
         """A bare ``<svc>`` not found in the caller's namespace: the one namespace that has it."""
