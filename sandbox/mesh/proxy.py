@@ -1,7 +1,7 @@
 """The mesh entry: an HTTP proxy through which every in-cluster request flows.
 
-Clients use it as an HTTP proxy (absolute-form request targets: ``curl -x``, ``HTTP_PROXY``, ``hey
--x``) or send origin-form requests with a ``Host`` header. For each request the mesh:
+Clients use it as an HTTP proxy (absolute-form request targets: ``curl -x``, ``HTTP_PROXY``,
+``hey -x``) or send origin-form requests with a ``Host`` header. For each request the mesh:
 
 1. names the caller from the proxy credentials (``http://<workload>:<namespace>@host:port``;
    ``unknown`` otherwise, as Istio labels traffic from outside the mesh);
