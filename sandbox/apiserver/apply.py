@@ -1,156 +1,191 @@
-"""Server-side apply: a faithful-enough subset of structured-merge-diff.
+"""Server-side apply and field ownership: a faithful-enough subset of structured-merge-diff.
 
 What it does, as the real apiserver does:
 
-- The applied configuration merges into the live object with the schema's list semantics
+- Every write through the API records who set which fields in ``metadata.managedFields``
+  (`fieldsets` paths, ``fieldsType: FieldsV1``): a create or an update/patch gives its manager
+  (``fieldManager``, or the user agent's first word) an ``operation: Update`` entry for the fields
+  it changed, taking them from the other managers. A request that sets managedFields itself
+  (kubectl's client-side to server-side apply migration does) is trusted as it is.
+- An apply merges the configuration into the live object with the schema's list semantics
   (associative lists by merge key, everything else atomic), creating the object if it does not
-  exist.
-- Each field manager's applied field set is recorded in ``metadata.managedFields`` (``operation:
-  Apply``, ``fieldsType: FieldsV1``, the ``f:``/``k:``/``.`` tree format), and a field the same
-  manager applied last time but omits now is removed from the object — unless another Apply manager
-  still owns it.
+  exist, and records the applied field set as the manager's ``operation: Apply`` entry. A field the
+  manager applied last time but omits now is removed, unless another manager still owns it.
+- Applying a different value to a field another manager owns is a 409 Conflict listing each field
+  (``conflict with "kubectl" with subresource "scale" using apps/v1 at …: .spec.replicas``);
+  ``force=true`` takes the fields over instead. Applying the same value shares ownership.
 
-What it does not do: ownership of fields written by non-apply requests (``operation: Update``
-entries are not recorded), and therefore no conflict detection — ``force`` is accepted and changes
-nothing, and an apply never answers 409 for a field another manager set. Values are not type-checked
-against a schema.
+What it does not do: type-check values against a schema, track ``status`` (subresource) ownership,
+or record writes the controllers make through the store directly (they bypass the API, so their
+fields belong to no manager and never conflict).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from typing import Any
 
-from sandbox.apiserver.patch import _ROOT, ROOTS, STRUCTS, F, strategic_merge, strip
+from sandbox.apiserver.fieldsets import (
+    Path,
+    field_set,
+    from_tree,
+    remove_path,
+    render,
+    to_tree,
+    value_at,
+)
+from sandbox.apiserver.patch import strategic_merge, strip
+from sandbox.errors import Conflict
 from sandbox.store import now
 
 Obj = dict[str, Any]
-Path = tuple[str, ...]
-
-_UNOWNED_TOP = {"apiVersion", "kind", "status"}
-_UNOWNED_META = {"name", "namespace", "uid", "resourceVersion", "managedFields", "generation"}
 
 
-def _fields(value: Obj, schema: dict[str, F], prefix: Path = ()) -> set[Path]:
-    paths: set[Path] = set()
-    for key, child in value.items():
-        if child is None:
+def manager_from_user_agent(user_agent: str) -> str:
+    """The default field manager: the user agent up to its first ``/``, as the apiserver has it."""
+    return user_agent.split("/", 1)[0] or "unknown"
+
+
+def _entries(obj: Obj | None) -> list[Obj]:
+    return list(((obj or {}).get("metadata") or {}).get("managedFields") or [])
+
+
+def _entry(
+    manager: str, operation: str, api_version: str, paths: set[Path], *, stamp: str, sub: str = ""
+) -> Obj:
+    entry: Obj = {
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": api_version,
+        "time": stamp,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": to_tree(paths),
+    }
+    if sub:
+        entry["subresource"] = sub
+    return entry
+
+
+def _owned(entry: Obj) -> set[Path]:
+    return from_tree(entry.get("fieldsV1") or {})
+
+
+def _is(entry: Obj, manager: str, operation: str, sub: str = "") -> bool:
+    same = entry.get("manager") == manager and entry.get("operation") == operation
+    return same and entry.get("subresource", "") == sub
+
+
+def _rebuild(entries: list[Obj], owned: list[set[Path]]) -> list[Obj]:
+    """Entries with their new field sets; an entry left owning nothing is dropped."""
+    out = []
+    for entry, paths in zip(entries, owned, strict=True):
+        if paths:
+            out.append({**entry, "fieldsV1": to_tree(paths)} if paths != _owned(entry) else entry)
+    return out
+
+
+def track_update(
+    old: Obj | None, new: Obj, *, manager: str, kind: str, api_version: str, subresource: str = ""
+) -> None:
+    """Record in ``new`` that ``manager`` set the fields it changed (an ``Update`` operation)."""
+    # A patched object may share its metadata map with the stored one: write to a copy.
+    meta = new["metadata"] = dict(new.get("metadata") or {})
+    old_entries = _entries(old)
+    if "managedFields" in meta and meta["managedFields"] != old_entries:
+        return  # the request manages managedFields itself
+    present = field_set(new, kind)
+    changed = {p for p in present if old is None or value_at(old, p) != value_at(new, p)}
+    if not changed and old is not None:
+        meta["managedFields"] = old_entries
+        return
+    owned = [(_owned(e) & present) - changed for e in old_entries]
+    mine = next(
+        (i for i, e in enumerate(old_entries) if _is(e, manager, "Update", subresource)), None
+    )
+    if mine is None:
+        old_entries.append(
+            _entry(manager, "Update", api_version, changed, stamp=now(), sub=subresource)
+        )
+        owned.append(changed)
+    else:
+        owned[mine] |= changed
+        old_entries[mine] = {**old_entries[mine], "time": now(), "apiVersion": api_version}
+    meta["managedFields"] = _rebuild(old_entries, owned)
+
+
+def _conflicts(
+    current: Obj, config: Obj, entries: list[Obj], applied: set[Path], manager: str
+) -> Iterator[tuple[int, Path]]:
+    """(entry index, path) of each field another manager owns with a different value."""
+    for index, entry in enumerate(entries):
+        if _is(entry, manager, "Apply"):
             continue
-        here = (*prefix, f"f:{key}")
-        field = schema.get(key, F())
-        sub_schema = STRUCTS.get(field.type or "", {})
-        if isinstance(child, dict) and child:
-            paths |= _fields(child, sub_schema, here)
-        elif isinstance(child, list) and field.key is not None:
-            for item in child:
-                if isinstance(item, dict) and field.key in item:
-                    item_path = (
-                        *here,
-                        "k:" + json.dumps({field.key: item[field.key]}, separators=(",", ":")),
-                    )
-                    paths.add((*item_path, "."))
-                    paths |= _fields(item, sub_schema, item_path)
-        else:
-            paths.add(here)
-    return paths
+        for path in sorted(_owned(entry) & applied):
+            if path[-1] != "." and value_at(current, path) != value_at(config, path):
+                yield index, path
 
 
-def field_set(config: Obj, kind: str) -> set[Path]:
-    """The fields an applied configuration sets, as managedFields paths."""
-    owned = {k: v for k, v in config.items() if k not in _UNOWNED_TOP}
-    meta = owned.get("metadata")
-    if isinstance(meta, dict):
-        owned["metadata"] = {k: v for k, v in meta.items() if k not in _UNOWNED_META}
-    return _fields(owned, ROOTS.get(kind, _ROOT))
+def _who(entry: Obj) -> str:
+    """A manager as the apiserver names it in conflicts (printManager)."""
+    who = f'"{entry.get("manager", "")}"'
+    if entry.get("subresource"):
+        who += f' with subresource "{entry["subresource"]}"'
+    if entry.get("operation") == "Update":
+        who += f" using {entry.get('apiVersion', '')}"
+        if entry.get("time"):
+            who += f" at {entry['time']}"
+    return who
 
 
-def to_tree(paths: set[Path]) -> Obj:
-    tree: Obj = {}
-    for path in sorted(paths):
-        node = tree
-        for part in path:
-            node = node.setdefault(part, {})
-    return tree
-
-
-def from_tree(tree: Obj, prefix: Path = ()) -> set[Path]:
-    paths: set[Path] = set()
-    for part, child in tree.items():
-        here = (*prefix, part)
-        if isinstance(child, dict) and child:
-            paths |= from_tree(child, here)
-        else:
-            paths.add(here)
-    return paths
-
-
-def _remove(obj: Obj, path: Path) -> None:
-    """Remove the field (or, for a trailing ``.``, the list item) a managedFields path names.
-
-    Lists and maps the removal leaves empty go too, as structured-merge-diff drops them.
-    """
-    parents: list[tuple[Any, Any]] = []
-    node: Any = obj
-    for part in path:
-        if part == ".":
-            break
-        if part.startswith("f:") and isinstance(node, dict) and part[2:] in node:
-            parents.append((node, part[2:]))
-            node = node[part[2:]]
-        elif part.startswith("k:") and isinstance(node, list):
-            key, value = next(iter(json.loads(part[2:]).items()))
-            index = next((i for i, e in enumerate(node) if e.get(key) == value), None)
-            if index is None:
-                return
-            parents.append((node, index))
-            node = node[index]
-        else:
-            return
-    while parents:
-        container, key = parents.pop()
-        del container[key]
-        if container or not parents:
-            return
-
-
-def _managers(current: Obj | None) -> list[Obj]:
-    return list(((current or {}).get("metadata") or {}).get("managedFields") or [])
+def _refuse(entries: list[Obj], found: list[tuple[int, Path]]) -> Conflict:
+    causes = [
+        {
+            "reason": "FieldManagerConflict",
+            "message": f"conflict with {_who(entries[i])}",
+            "field": render(path),
+        }
+        for i, path in found
+    ]
+    lines = [f"{c['message']}: {c['field']}" for c in causes]
+    plural = "conflict" if len(lines) == 1 else "conflicts"
+    error = Conflict(f"Apply failed with {len(lines)} {plural}: " + "\n".join(lines))
+    error.causes = causes
+    return error
 
 
 def server_side_apply(
-    current: Obj | None, config: Obj, *, manager: str, kind: str, api_version: str
+    current: Obj | None,
+    config: Obj,
+    *,
+    manager: str,
+    kind: str,
+    api_version: str,
+    force: bool = False,
 ) -> Obj:
     """The object after ``manager`` applies ``config`` (current None: the object is created)."""
     config = strip(config)
-    new_fields = field_set(config, kind)
-    entries = _managers(current)
-    previous: set[Path] = set()
-    others: set[Path] = set()
-    stamp = now()
-    for entry in entries:
-        paths = from_tree(entry.get("fieldsV1") or {})
-        if entry.get("manager") == manager and entry.get("operation") == "Apply":
-            previous = paths
-            # An unchanged field set keeps its time, so a repeated apply is a no-op write.
-            stamp = entry.get("time", stamp) if paths == new_fields else stamp
-        elif entry.get("operation") == "Apply":
-            others |= paths
+    applied = field_set(config, kind)
+    entries = _entries(current)
+    found = list(_conflicts(current or {}, config, entries, applied, manager))
+    if found and not force:
+        raise _refuse(entries, found)
+    taken = {(i, path) for i, path in found}
+    owned = [{p for p in _owned(e) if (i, p) not in taken} for i, e in enumerate(entries)]
+    mine = next((i for i, e in enumerate(entries) if _is(e, manager, "Apply")), None)
+    previous = owned[mine] if mine is not None else set()
+    others: set[Path] = set().union(*(p for i, p in enumerate(owned) if i != mine))
     result = strategic_merge(current or {}, config, kind)
     # Whole list items first (their key fields identify them), then single fields.
-    for path in sorted(previous - new_fields - others, key=lambda p: (p[-1] != ".", -len(p))):
-        _remove(result, path)
-    kept = [
-        e for e in entries if not (e.get("manager") == manager and e.get("operation") == "Apply")
-    ]
-    kept.append(
-        {
-            "manager": manager,
-            "operation": "Apply",
-            "apiVersion": api_version,
-            "time": stamp,
-            "fieldsType": "FieldsV1",
-            "fieldsV1": to_tree(new_fields),
-        }
-    )
-    result.setdefault("metadata", {})["managedFields"] = kept
+    for path in sorted(previous - applied - others, key=lambda p: (p[-1] != ".", -len(p))):
+        remove_path(result, path)
+    # An unchanged field set keeps its time, so a repeated apply is a no-op write.
+    unchanged = mine is not None and previous == applied
+    stamp = str(entries[mine].get("time") or now()) if unchanged and mine is not None else now()
+    entry = _entry(manager, "Apply", api_version, applied, stamp=stamp)
+    if mine is None:
+        entries.append(entry)
+        owned.append(applied)
+    else:
+        entries[mine], owned[mine] = entry, applied
+    result.setdefault("metadata", {})["managedFields"] = _rebuild(entries, owned)
     return result

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from sandbox import strategies
 from sandbox.apiserver import tables
-from sandbox.apiserver.apply import server_side_apply
+from sandbox.apiserver.apply import manager_from_user_agent, server_side_apply, track_update
 from sandbox.apiserver.conversion import from_storage, to_storage
 from sandbox.apiserver.fields import field_predicate, single_name
 from sandbox.apiserver.jsonpatch import json_patch, merge_patch
@@ -83,6 +83,14 @@ class Call:
         if found is None:
             raise NotFound.of(self.rt.group, self.rt.plural, self.target.name or "")
         return found
+
+    def manager(self) -> dict[str, str]:
+        """Who this request writes as, for managedFields (`track_update` keyword arguments)."""
+        name = self.request.query.get("fieldManager") or manager_from_user_agent(
+            self.request.headers.get("User-Agent", "")
+        )
+        version = self.rt.api_version(self.target.version)
+        return {"manager": name, "kind": self.rt.kind, "api_version": version}
 
     @property
     def dry_run(self) -> bool:
@@ -164,9 +172,8 @@ async def handle_list(call: Call) -> web.Response:
 
 def check_identity(call: Call, obj: Obj) -> Obj:
     """Fill namespace and name from the URL; refuse a body that names another object."""
-    meta = obj.get("metadata")
-    if not isinstance(meta, dict):
-        meta = obj["metadata"] = {}
+    # A patched object may share its metadata map with the stored one: write to a copy.
+    meta = obj["metadata"] = dict(obj.get("metadata") or {})
     if call.rt.namespaced:
         body_ns = meta.get("namespace")
         if body_ns and call.target.namespace and body_ns != call.target.namespace:
@@ -220,6 +227,7 @@ def create_object(call: Call, obj: Obj) -> web.Response:
             obj["status"] = clone(_EMPTY_STATUS.get(call.rt.key, {}))
     if call.rt.key == ("", "pods"):
         obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+    track_update(None, obj, **call.manager())
     if call.dry_run:
         return call.answer(_dry_create(call, obj), 201)
     return call.answer(call.store.create(call.rt.group, call.rt.plural, obj, copy=False), 201)
@@ -231,6 +239,9 @@ async def handle_create(call: Call) -> web.Response:
 
 def write_update(call: Call, obj: Obj, *, status: bool = False) -> Obj:
     """Store a full object through the main resource or its /status (dry runs store nothing)."""
+    if not status:
+        sub = call.target.subresource or ""
+        track_update(call.require(), obj, subresource=sub, **call.manager())
     if call.dry_run:
         current = call.require()
         rv = obj.get("metadata", {}).get("resourceVersion")
@@ -280,8 +291,9 @@ def patched(call: Call, current: Obj, body: Any, kind: str) -> Obj:
         if not manager:
             raise BadRequest("PATCH, application/apply-patch+yaml requests must set fieldManager")
         version = call.rt.api_version(call.target.version)
+        force = go_bool(call.query, "force")
         return server_side_apply(
-            current or None, body, manager=manager, kind=kind, api_version=version
+            current or None, body, manager=manager, kind=kind, api_version=version, force=force
         )
     raise UnsupportedMediaType(
         f"the body of the request was in an unknown format - accepted media types include: "

@@ -8,6 +8,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ConflictError
 
 from tests.sandbox.test_api_harness import Cluster, cluster
 
@@ -388,11 +389,23 @@ def test_dynamic_client_discovers_and_uses_resources(api: client.ApiClient, tmp_
     assert [i.metadata.name for i in vs.get(namespace=NS).items] == ["podinfo"]
     scale = deployments.subresources["scale"]
     assert scale.get(name="podinfo", namespace=NS).spec.replicas == 3
+    # The client's own patches own spec.replicas (manager "OpenAPI-Generator", from its user agent).
+    with pytest.raises(ConflictError) as caught:
+        deployments.server_side_apply(
+            body=deployment(replicas=4), name="podinfo", namespace=NS, field_manager="coalmine"
+        )
+    assert 'conflict with \\"OpenAPI-Generator\\"' in caught.value.body
+    assert ".spec.replicas" in caught.value.body
     server_side = deployments.server_side_apply(
-        body=deployment(replicas=4), name="podinfo", namespace=NS, field_manager="coalmine"
+        body=deployment(replicas=4),
+        name="podinfo",
+        namespace=NS,
+        field_manager="coalmine",
+        force_conflicts=True,
     )
     assert server_side.spec.replicas == 4
-    assert any(m.manager == "coalmine" for m in server_side.metadata.managedFields)
+    managers = {(m.manager, m.operation) for m in server_side.metadata.managedFields}
+    assert managers == {("OpenAPI-Generator", "Update"), ("coalmine", "Apply")}
 
 
 def test_patch_carrying_a_resource_version_is_optimistic(api: client.ApiClient) -> None:

@@ -431,3 +431,26 @@ def test_autoscale_posts_autoscaling_v1(cluster: Cluster) -> None:
     ]
     assert "Deployment/podinfo" in table[1]
     assert "/70%" in table[1]
+
+
+def test_server_side_apply_conflicts_with_other_managers(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", "-", stdin=MANIFESTS)
+    cluster.kubectl("scale", "-n", "test", "deploy/podinfo", "--replicas=5")
+    dep = get_json(cluster, "-n", "test", "deploy", "podinfo", "--show-managed-fields")
+    fields = dep["metadata"]["managedFields"]
+    owners = {(m["manager"], m["operation"], m.get("subresource")) for m in fields}
+    # kubectl scale names no fieldManager: the manager is its user agent's first word.
+    assert owners == {("kubectl", "Apply", None), ("kubectl", "Update", "scale")}
+    refused = cluster.kubectl("apply", "--server-side", "-f", "-", stdin=MANIFESTS, check=False)
+    assert refused.returncode == 1
+    assert 'conflict with "kubectl" with subresource "scale" using apps/v1' in refused.stderr
+    assert ".spec.replicas" in refused.stderr
+    # Applying without the field leaves it to its owner; forcing takes it back.
+    without = MANIFESTS.replace("  replicas: 2\n", "")
+    cluster.kubectl("apply", "--server-side", "-f", "-", stdin=without)
+    assert get_json(cluster, "-n", "test", "deploy", "podinfo")["spec"]["replicas"] == 5
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=MANIFESTS)
+    dep = get_json(cluster, "-n", "test", "deploy", "podinfo", "--show-managed-fields")
+    assert dep["spec"]["replicas"] == 2
+    owners = {(m["manager"], m["operation"]) for m in dep["metadata"]["managedFields"]}
+    assert owners == {("kubectl", "Apply")}, "the forced field left the scale entry owning nothing"
