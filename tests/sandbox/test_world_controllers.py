@@ -275,3 +275,30 @@ def test_min_ready_seconds_delays_availability(kubectl, sandbox_namespace):
     assert ready.get("availableReplicas", 0) == 0
     kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
     assert get_json(kubectl, "-n", ns, "deployment", "web")["status"]["availableReplicas"] == 1
+
+
+def test_recreate_strategy_replaces_all_pods_at_once(kubectl, sandbox_namespace):
+    ns = sandbox_namespace
+    kubectl.apply(deployment("web", ns, replicas=2, extra="strategy: {type: Recreate}"))
+    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
+    kubectl.run(
+        "-n", ns, "set", "image", "deployment/web", "app=quay.io/stefanprodan/podinfo:1.4.1"
+    )
+    images: set[tuple[str, ...]] = set()
+
+    def finished():
+        pods = get_json(kubectl, "-n", ns, "pods")["items"]
+        images.add(
+            tuple(sorted({p["spec"]["containers"][0]["image"].rsplit(":", 1)[1] for p in pods}))
+        )
+        status = get_json(kubectl, "-n", ns, "deployment", "web")["status"]
+        return (
+            status.get("updatedReplicas") == 2
+            and status.get("availableReplicas") == 2
+            and status["replicas"] == 2
+        )
+
+    wait_for(finished, interval=0.05)
+    # Never old and new pods side by side.
+    assert ("1.4.0", "1.4.1") not in images
+    assert ("1.4.1",) in images
