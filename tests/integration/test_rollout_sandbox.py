@@ -62,7 +62,11 @@ spec:
 
 
 def canary(ns: str, *, threshold: int = 3, max_weight: int = 30) -> Canary:
-    """The article's Canary, scaled down: 2 s steps, 10 s metric windows, the same load test."""
+    """The article's Canary, scaled down, with the same load test.
+
+    4 s steps leave time for two scrapes of the canary's series after each weight change (a
+    rate needs two), even on a busy machine; metric windows are 10 s.
+    """
     return Canary.model_validate(
         {
             "apiVersion": "flagger.app/v1beta1",
@@ -73,7 +77,7 @@ def canary(ns: str, *, threshold: int = 3, max_weight: int = 30) -> Canary:
                 "progressDeadlineSeconds": 30,
                 "service": {"port": 9898},
                 "analysis": {
-                    "interval": "2s",
+                    "interval": "4s",
                     "threshold": threshold,
                     "maxWeight": max_weight,
                     "stepWeight": 10,
@@ -176,7 +180,7 @@ def _image(api_client: Any, ns: str, name: str) -> str:
 
 def _production_traffic(sandbox: SandboxHandle, ns: str) -> None:
     """Users' traffic to the apex Service for the whole test (the canary gets its share)."""
-    cmd = f"hey -z 90s -q 10 -c 2 http://podinfo.{ns}:9898/"
+    cmd = f"hey -z 90s -q 20 -c 2 http://podinfo.{ns}:9898/"
     payload = {"name": "users", "namespace": ns, "phase": "Progressing", "metadata": {"cmd": cmd}}
     with httpx.Client(proxy=sandbox.mesh_url, timeout=10) as http:
         response = http.post("http://flagger-loadtester.test/", json=payload)
