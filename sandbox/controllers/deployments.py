@@ -21,9 +21,17 @@ from typing import Any
 
 from sandbox.controllers import deployment_status as ds
 from sandbox.controllers._index import OwnerIndex
-from sandbox.controllers._meta import Obj, meta, owner_ref, template_hash, uid_of
+from sandbox.controllers._meta import (
+    Obj,
+    controller_of,
+    meta,
+    owner_ref,
+    template_hash,
+    uid_of,
+)
 from sandbox.controllers._queue import Key, WorkQueue
 from sandbox.controllers.events import EventRecorder
+from sandbox.errors import AlreadyExists
 
 COMPONENT = "deployment-controller"
 REVISION = "deployment.kubernetes.io/revision"
@@ -146,13 +154,32 @@ class DeploymentController:
                 "template": template,
             },
         }
-        created: Obj = self._store.create("apps", "replicasets", rs)
+        try:
+            created: Obj = self._store.create("apps", "replicasets", rs)
+        except AlreadyExists:
+            created = self._adopt_orphan(rs)
         self._set_revision(deployment, revision)
         status = deployment.setdefault("status", {})
         conditions = status.setdefault("conditions", [])
         msg = f'Created new replica set "{meta(created)["name"]}"'
         ds._set_condition(conditions, ds.condition(ds.PROGRESSING, True, ds.CREATED, msg))
         return created
+
+    def _adopt_orphan(self, wanted: Obj) -> Obj:
+        """A ReplicaSet of this template left by a Deployment deleted with ``--cascade=orphan``:
+        adopt it, as the deployment controller does, instead of failing on its name."""
+        md = meta(wanted)
+        existing = self._store.get("apps", "replicasets", md["namespace"], md["name"])
+        if existing is None:
+            raise RuntimeError(f"replica set {md['name']} vanished while being created")
+        ref = controller_of(existing) or {}
+        # An owner reference to a Deployment that no longer exists is no owner.
+        owner = self._store.peek("apps", "deployments", md["namespace"], ref.get("name", ""))
+        if owner is not None and uid_of(owner) == ref.get("uid"):
+            raise RuntimeError(f"replica set {md['name']} exists and belongs to another owner")
+        meta(existing)["ownerReferences"] = md["ownerReferences"]
+        adopted: Obj = self._store.update("apps", "replicasets", existing)
+        return adopted
 
     def _adopt_as_newest(self, deployment: Obj, new_rs: Obj, all_rs: list[Obj]) -> None:
         """A template that returns to an older ReplicaSet (``rollout undo``) makes it the newest

@@ -302,3 +302,22 @@ def test_recreate_strategy_replaces_all_pods_at_once(kubectl, sandbox_namespace)
     # Never old and new pods side by side.
     assert ("1.4.0", "1.4.1") not in images
     assert ("1.4.1",) in images
+
+
+def test_a_recreated_deployment_adopts_its_orphaned_replicaset(kubectl, sandbox_namespace):
+    ns = sandbox_namespace
+    kubectl.apply(deployment("web", ns, replicas=1))
+    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
+    (rs,) = get_json(kubectl, "-n", ns, "replicasets")["items"]
+    kubectl.run("-n", ns, "delete", "deployment", "web", "--cascade=orphan")
+    assert [r["metadata"]["name"] for r in get_json(kubectl, "-n", ns, "replicasets")["items"]] == [
+        rs["metadata"]["name"]
+    ]
+
+    kubectl.apply(deployment("web", ns, replicas=1))
+    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
+    (adopted,) = get_json(kubectl, "-n", ns, "replicasets")["items"]
+    assert adopted["metadata"]["uid"] == rs["metadata"]["uid"]
+    owner = get_json(kubectl, "-n", ns, "deployment", "web")["metadata"]["uid"]
+    assert adopted["metadata"]["ownerReferences"][0]["uid"] == owner
+    assert len(get_json(kubectl, "-n", ns, "pods")["items"]) == 1
