@@ -1,0 +1,96 @@
+"""The Kubernetes API misbehaving under a rollout: 500s, 409 Conflicts and slow answers on the
+objects the activities write (Services, VirtualService, the canary's /scale, the primary).
+
+Temporal retries each failed activity (the Kubernetes client's own retries are off); every
+activity reads and converges, so the rollout ends as it would have and each object receives
+the writes of a fault-free run — the refused attempts come on top and change nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from tests.faults.conftest import (
+    FaultStack,
+    canary_doc,
+    closed,
+    initialize,
+    make_app,
+    start,
+    status_of,
+)
+from workflows.model import Phase
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def _refused(stack: FaultStack, namespace: str) -> Counter[str]:
+    ok = stack.writes(namespace, ok_only=False)
+    ok.subtract(stack.writes(namespace))
+    return +ok
+
+
+async def test_injected_errors_and_slow_answers_are_retried_and_converge(
+    stack: FaultStack, temporal: Client, kube: Any
+) -> None:
+    app = make_app(kube)
+    ns = app.namespace
+    doc = canary_doc(ns)
+    # Initialization: the first two Service creations answer 500.
+    stack.add_fault(verb="create", resource="services", namespace=ns, status=500, times=2)
+    await initialize(temporal, stack, doc)
+    init_writes = stack.writes(ns)
+    assert init_writes["services/(create)"] == 3, init_writes  # apex, -canary, -primary
+    assert sum(_refused(stack, ns).values()) == 2
+
+    image = app.release("6.5.1")
+    before = stack.writes(ns)
+    refused_before = _refused(stack, ns)
+    stack.add_fault(verb="patch", resource="virtualservices", namespace=ns, status=500, times=2)
+    stack.add_fault(resource="virtualservices", namespace=ns, delay_seconds=0.3)
+    stack.add_fault(
+        verb="patch", resource="deployments", namespace=ns, name="podinfo",
+        subresource="scale", status=409, times=2,
+    )  # fmt: skip
+    stack.add_fault(
+        verb="update", resource="deployments", namespace=ns, name="podinfo-primary",
+        status=500, times=1,
+    )  # fmt: skip
+    stack.add_fault(
+        verb="update", resource="deployments", namespace=ns, name="podinfo-primary",
+        delay_seconds=1.5,
+    )  # fmt: skip
+    handle = await start(temporal, stack, doc)
+    assert await closed(handle, within=90) == "COMPLETED"
+    status = await status_of(handle)
+    assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
+
+    assert app.image("podinfo-primary") == image
+    assert app.weights() == (100, 0)
+    assert app.replicas() == 0
+    writes = stack.writes(ns)
+    writes.subtract(before)
+    # What a fault-free run writes: three weight changes (25, 50, back to 0), the canary
+    # scaled up and down, the primary replaced once. The refused attempts add nothing.
+    assert +writes == Counter(
+        {
+            "virtualservices/podinfo": 3,
+            "deployments/podinfo/scale": 2,
+            "deployments/podinfo-primary": 1,
+        }
+    ), writes
+    refused = _refused(stack, ns)
+    refused.subtract(refused_before)
+    assert +refused == Counter(
+        {
+            "virtualservices/podinfo": 2,
+            "deployments/podinfo/scale": 2,
+            "deployments/podinfo-primary": 1,
+        }
+    ), refused
+    hits = {(f["resource"], f.get("status")): f["hits"] for f in stack.faults()}
+    assert hits[("deployments", 409)] == 2
