@@ -27,6 +27,7 @@ from typing import Any
 
 from sandbox.apiserver.fieldsets import (
     Path,
+    diff,
     field_set,
     from_tree,
     remove_path,
@@ -75,12 +76,12 @@ def _is(entry: Obj, manager: str, operation: str, sub: str = "") -> bool:
     return same and entry.get("subresource", "") == sub
 
 
-def _rebuild(entries: list[Obj], owned: list[set[Path]]) -> list[Obj]:
+def _rebuild(entries: list[Obj], before: list[set[Path]], after: list[set[Path]]) -> list[Obj]:
     """Entries with their new field sets; an entry left owning nothing is dropped."""
     out = []
-    for entry, paths in zip(entries, owned, strict=True):
-        if paths:
-            out.append({**entry, "fieldsV1": to_tree(paths)} if paths != _owned(entry) else entry)
+    for entry, old, new in zip(entries, before, after, strict=True):
+        if new:
+            out.append(entry if new == old else {**entry, "fieldsV1": to_tree(new)})
     return out
 
 
@@ -93,12 +94,12 @@ def track_update(
     old_entries = _entries(old)
     if "managedFields" in meta and meta["managedFields"] != old_entries:
         return  # the request manages managedFields itself
-    present = field_set(new, kind)
-    changed = {p for p in present if old is None or value_at(old, p) != value_at(new, p)}
+    present, changed = diff(old, new, kind)
     if not changed and old is not None:
         meta["managedFields"] = old_entries
         return
-    owned = [(_owned(e) & present) - changed for e in old_entries]
+    before = [_owned(e) for e in old_entries]
+    owned = [(b & present) - changed for b in before]
     mine = next(
         (i for i, e in enumerate(old_entries) if _is(e, manager, "Update", subresource)), None
     )
@@ -106,21 +107,22 @@ def track_update(
         old_entries.append(
             _entry(manager, "Update", api_version, changed, stamp=now(), sub=subresource)
         )
+        before.append(changed)
         owned.append(changed)
     else:
         owned[mine] |= changed
         old_entries[mine] = {**old_entries[mine], "time": now(), "apiVersion": api_version}
-    meta["managedFields"] = _rebuild(old_entries, owned)
+    meta["managedFields"] = _rebuild(old_entries, before, owned)
 
 
 def _conflicts(
-    current: Obj, config: Obj, entries: list[Obj], applied: set[Path], manager: str
+    current: Obj, config: Obj, owned: list[set[Path]], applied: set[Path], mine: int | None
 ) -> Iterator[tuple[int, Path]]:
     """(entry index, path) of each field another manager owns with a different value."""
-    for index, entry in enumerate(entries):
-        if _is(entry, manager, "Apply"):
+    for index, paths in enumerate(owned):
+        if index == mine:
             continue
-        for path in sorted(_owned(entry) & applied):
+        for path in sorted(paths & applied):
             if path[-1] != "." and value_at(current, path) != value_at(config, path):
                 yield index, path
 
@@ -166,12 +168,13 @@ def server_side_apply(
     config = strip(config)
     applied = field_set(config, kind)
     entries = _entries(current)
-    found = list(_conflicts(current or {}, config, entries, applied, manager))
+    before = [_owned(e) for e in entries]
+    mine = next((i for i, e in enumerate(entries) if _is(e, manager, "Apply")), None)
+    found = list(_conflicts(current or {}, config, before, applied, mine))
     if found and not force:
         raise _refuse(entries, found)
-    taken = {(i, path) for i, path in found}
-    owned = [{p for p in _owned(e) if (i, p) not in taken} for i, e in enumerate(entries)]
-    mine = next((i for i, e in enumerate(entries) if _is(e, manager, "Apply")), None)
+    taken = set(found)
+    owned = [{p for p in b if (i, p) not in taken} for i, b in enumerate(before)]
     previous = owned[mine] if mine is not None else set()
     others: set[Path] = set().union(*(p for i, p in enumerate(owned) if i != mine))
     result = strategic_merge(current or {}, config, kind)
@@ -184,8 +187,9 @@ def server_side_apply(
     entry = _entry(manager, "Apply", api_version, applied, stamp=stamp)
     if mine is None:
         entries.append(entry)
+        before.append(applied)
         owned.append(applied)
     else:
-        entries[mine], owned[mine] = entry, applied
-    result.setdefault("metadata", {})["managedFields"] = _rebuild(entries, owned)
+        entries[mine], before[mine], owned[mine] = entry, applied, applied
+    result.setdefault("metadata", {})["managedFields"] = _rebuild(entries, before, owned)
     return result

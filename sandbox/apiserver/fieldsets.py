@@ -56,6 +56,60 @@ def field_set(obj: Obj, kind: str) -> set[Path]:
     return _fields(owned, ROOTS.get(kind, _ROOT))
 
 
+def _walk_diff(
+    old: Any,
+    new: Obj,
+    schema: dict[str, F],
+    prefix: Path,
+    *,
+    present: set[Path],
+    changed: set[Path],
+) -> None:
+    """One pass over ``new``: every owned path into ``present``, the ones ``old`` lacks or holds
+    with another value into ``changed``."""
+    old_map = old if isinstance(old, dict) else {}
+    for key, child in new.items():
+        if child is None:
+            continue
+        here = (*prefix, f"f:{key}")
+        before = old_map.get(key, _MISSING)
+        field = schema.get(key, F())
+        sub_schema = STRUCTS.get(field.type or "", {})
+        if isinstance(child, dict) and child:
+            _walk_diff(before, child, sub_schema, here, present=present, changed=changed)
+        elif isinstance(child, list) and field.key is not None:
+            key_name = field.key
+            olds = {
+                item.get(key_name): item
+                for item in (before if isinstance(before, list) else [])
+                if isinstance(item, dict)
+            }
+            for item in child:
+                if isinstance(item, dict) and key_name in item:
+                    item_path = (*here, _key_step(key_name, item[key_name]))
+                    was = olds.get(item[key_name], _MISSING)
+                    present.add((*item_path, "."))
+                    if was is _MISSING:
+                        changed.add((*item_path, "."))
+                    _walk_diff(was, item, sub_schema, item_path, present=present, changed=changed)
+        else:
+            present.add(here)
+            if before != child:
+                changed.add(here)
+
+
+def diff(old: Obj | None, new: Obj, kind: str) -> tuple[set[Path], set[Path]]:
+    """(paths ``new`` sets, paths among them that ``old`` did not set to the same value)."""
+    present: set[Path] = set()
+    changed: set[Path] = set()
+    owned = {k: v for k, v in new.items() if k not in _UNOWNED_TOP}
+    meta = owned.get("metadata")
+    if isinstance(meta, dict):
+        owned["metadata"] = {k: v for k, v in meta.items() if k not in _UNOWNED_META}
+    _walk_diff(old, owned, ROOTS.get(kind, _ROOT), (), present=present, changed=changed)
+    return present, changed
+
+
 def to_tree(paths: set[Path]) -> Obj:
     tree: Obj = {}
     for path in sorted(paths):
