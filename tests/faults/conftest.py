@@ -47,6 +47,7 @@ from workflows.spec import Canary
 
 COALMINE = str(Path(sys.executable).parent / "coalmine")
 IMAGE = "ghcr.io/stefanprodan/podinfo"
+OLD_IMAGE = f"{IMAGE}:6.5.0"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
 
@@ -92,6 +93,7 @@ class FaultStack:
     temporal: subprocess.Popen[bytes] | None = None
     worker: subprocess.Popen[bytes] | None = None
     worker_starts: int = 0
+    prometheus: subprocess.Popen[bytes] | None = None
 
     @property
     def temporal_address(self) -> str:
@@ -231,6 +233,53 @@ class FaultStack:
     def prometheus_pid_file(self) -> Path:
         return self.sandbox.state_dir / "prometheus.pid"
 
+    def kill_prometheus(self) -> list[str]:
+        """SIGKILL the sandbox's Prometheus by its pid file; its command line, to start it again."""
+        pid = int(self.prometheus_pid_file.read_text().strip())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        assert b"prometheus" in argv[0], argv
+        if self.prometheus is not None and self.prometheus.pid == pid:
+            _end(self.prometheus, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not _gone(pid):
+            assert time.monotonic() < deadline, f"prometheus {pid} did not die"
+            time.sleep(0.05)
+        return [a.decode() for a in argv]
+
+    def start_prometheus(self, argv: list[str]) -> None:
+        """Start Prometheus again with the same flags and data; wait until it answers."""
+        with (self.sandbox.state_dir / "prometheus.log").open("ab") as log:
+            self.prometheus = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        # The sandbox's `down` stops what this file names: the new process, then.
+        self.prometheus_pid_file.write_text(f"{self.prometheus.pid}\n")
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                reply = httpx.get(
+                    f"{self.sandbox.prometheus_url}/api/v1/query",
+                    params={"query": "vector(1)"},
+                    timeout=2,
+                    trust_env=False,
+                )
+                if reply.status_code == 200:
+                    return
+            assert time.monotonic() < deadline, "prometheus did not come back"
+            time.sleep(0.1)
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
@@ -244,6 +293,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
         finally:
             fault_stack.stop_worker()
             fault_stack.stop_temporal()
+            _end(fault_stack.prometheus, signal.SIGTERM)
             with contextlib.suppress(Exception):
                 fault_stack.clear_faults()
 

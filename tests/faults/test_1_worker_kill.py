@@ -31,6 +31,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 
 from tests.faults.conftest import (
+    OLD_IMAGE,
     App,
     FaultStack,
     HoldingProxy,
@@ -49,7 +50,7 @@ from workflows.model import Phase, RolloutStatus
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-OLD_IMAGE = "ghcr.io/stefanprodan/podinfo:6.5.0"
+
 PARK_SECONDS = 15
 
 
