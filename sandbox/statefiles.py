@@ -4,9 +4,9 @@
 - ``sandbox.pid`` / ``prometheus.pid`` — the processes ``coalmine sandbox down`` stops;
 - ``kubeconfig`` — server ``http://127.0.0.1:<api port>``, context ``sandbox``, namespace
   ``default``;
-- ``env`` — a file a shell sources: ``KUBECONFIG``, ``PROMETHEUS_URL``,
-  ``HTTP_PROXY``/``http_proxy`` (the mesh), ``NO_PROXY``/``no_proxy`` (loopback),
-  ``COALMINE_LOADTESTER_URL``, ``COALMINE_SANDBOX_API``, ``COALMINE_SANDBOX_MESH``,
+- ``env`` — a file a shell sources: ``KUBECONFIG``, ``KUBECACHEDIR`` (kubectl's cache, per sandbox),
+  ``PROMETHEUS_URL``, ``HTTP_PROXY``/``http_proxy`` (the mesh), ``NO_PROXY``/``no_proxy``
+  (loopback), ``COALMINE_LOADTESTER_URL``, ``COALMINE_SANDBOX_API``, ``COALMINE_SANDBOX_MESH``,
   ``COALMINE_SANDBOX_METRICS``;
 - ``sandbox.log``, ``prometheus.log``, ``prometheus.yml``, ``prometheus-data/``.
 """
@@ -115,6 +115,9 @@ def env_vars(state_dir: Path, ports: Ports) -> dict[str, str]:
     links = urls(ports)
     return {
         "KUBECONFIG": str((state_dir / "kubeconfig").resolve()),
+        # kubectl's discovery cache is keyed by host:port only; a later sandbox on the same port
+        # with other resources would read a stale one. Each sandbox keeps its own.
+        "KUBECACHEDIR": str((state_dir / "kube-cache").resolve()),
         "PROMETHEUS_URL": links["prometheus"],
         "HTTP_PROXY": links["mesh"],
         "http_proxy": links["mesh"],

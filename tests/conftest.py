@@ -95,8 +95,10 @@ class Kubectl:
     kubeconfig: Path
 
     def run(self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 60):
+        # The sandbox's own discovery cache: an older sandbox's cache on the same port is stale.
+        cache = self.kubeconfig.parent / "kube-cache"
         proc = subprocess.run(
-            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(cache), *args],
             input=stdin,
             capture_output=True,
             text=True,
