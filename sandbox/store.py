@@ -10,9 +10,9 @@ event loop, so it needs no locks — and must never block. Design:
   them; the public methods hand out copies.
 - One monotonic counter gives every committed write its ``resourceVersion``; an unchanged update
   commits nothing, as the apiserver skips no-op writes.
-- Each (group, plural) keeps a bounded history of its events for watch replay; asking for events
-  older than the history raises `Expired` (HTTP 410), which is what a real server answers after etcd
-  compaction.
+- Each (group, plural) keeps a bounded history of its events for watch replay (`sandbox.history`);
+  asking for events older than the history raises `Expired` (HTTP 410), which is what a real server
+  answers after etcd compaction.
 - Writes run the type's strategy (`sandbox.strategies`): defaults, validation, generation bumps.
 - Deletes cascade as the garbage collector and namespace controller would, but at once: a namespace
   takes its contents with it, and objects whose ``ownerReferences`` name a deleted uid are deleted
@@ -24,42 +24,28 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sandbox import strategies
 from sandbox.errors import AlreadyExists, Conflict, Invalid, NotFound
+from sandbox.history import Event, History, Listener, Listeners
 from sandbox.labels import parse_selector
 from sandbox.resources import Registry, ResourceType, default_crds
 
+__all__ = ["Event", "Listener", "Store", "clone", "copy_obj", "now"]
+
 Obj = dict[str, Any]
 Objs = list[Obj]
-_Events = list["Event"]
+_EventList = list[Event]
 _Buckets = list[tuple[str, dict[str, Obj]]]  # module-level: inside Store, `list` names the method
 Callback = Callable[[str, str, str, Obj], None]
-_ListenKey = tuple[str | None, str | None, str | None]
 
 log = logging.getLogger(__name__)
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-
-
-class Event(NamedTuple):
-    """One committed write, as watches replay it; ``obj`` is the stored dict: never mutate."""
-
-    rv: int
-    type: str  # ADDED | MODIFIED | DELETED
-    group: str
-    plural: str
-    namespace: str
-    obj: Obj
-    previous: Obj | None = None  # the object before a MODIFIED (watches re-filter with it)
-
-
-Listener = Callable[[Event], None]
 
 
 def clone(value: Any) -> Any:
@@ -84,19 +70,6 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class _History:
-    """A bounded event history of one type; `floor` is the newest version it has forgotten."""
-
-    def __init__(self, size: int) -> None:
-        self.events: deque[Event] = deque(maxlen=size)
-        self.floor = 0
-
-    def append(self, event: Event) -> None:
-        if len(self.events) == self.events.maxlen:
-            self.floor = self.events[0].rv
-        self.events.append(event)
-
-
 class Store:
     """A single-process object store with Kubernetes write semantics (see the module docstring)."""
 
@@ -111,12 +84,9 @@ class Store:
         self.registry = registry or Registry()
         self._data: dict[tuple[str, str], dict[str, dict[str, Obj]]] = {}
         self._rv = 0
-        self._history_size = history_size
-        self._histories: dict[tuple[str, str], _History] = {}
+        self._history = History(history_size)
         self._subscribers: list[Callback] = []
-        # (group, plural, namespace) -> listeners; None parts match anything. Keyed so that a write
-        # wakes only the watches of its type and namespace, not every open watch.
-        self._listeners: dict[_ListenKey, list[Listener]] = {}
+        self._listeners = Listeners()
         # owner uid -> keys of its dependents, for cascading deletes without a scan
         self._dependents: dict[str, set[tuple[str, str, str, str]]] = {}
         for name in namespaces:
@@ -179,22 +149,9 @@ class Store:
         """How many objects are stored (for benchmarks and health checks)."""
         return sum(len(b) for by_ns in self._data.values() for b in by_ns.values())
 
-    def history(self, group: str, plural: str, after: int) -> _Events:
+    def history(self, group: str, plural: str, after: int) -> _EventList:
         """Events of a type newer than ``after``; raises `Expired` if some were forgotten."""
-        from sandbox.errors import Expired
-
-        hist = self._histories.get((group, plural))
-        if hist is None:
-            return []
-        if after < hist.floor:
-            raise Expired(f"too old resource version: {after} ({hist.floor + 1})")
-        out: _Events = []
-        for event in reversed(hist.events):
-            if event.rv <= after:
-                break
-            out.append(event)
-        out.reverse()
-        return out
+        return self._history.since(group, plural, after)
 
     # --- writes
 
@@ -303,17 +260,7 @@ class Store:
     ) -> Callable[[], None]:
         """Like `subscribe` but without copies (for watches, which only serialise), optionally only
         for one type (``group`` and ``plural``) and namespace; returns the way to stop listening."""
-        key = (group, plural, namespace) if plural is not None else (None, None, None)
-        self._listeners.setdefault(key, []).append(listener)
-
-        def stop() -> None:
-            bucket = self._listeners.get(key, [])
-            if listener in bucket:
-                bucket.remove(listener)
-            if not bucket:
-                self._listeners.pop(key, None)
-
-        return stop
+        return self._listeners.add(listener, group, plural, namespace)
 
     # --- internals
 
@@ -398,25 +345,14 @@ class Store:
         self._index_owners(rt, namespace, obj, previous, removed=event_type == "DELETED")
         before = previous if event_type == "MODIFIED" else None
         event = Event(self._rv, event_type, rt.group, rt.plural, namespace, obj, before)
-        hist = self._histories.get(rt.key)
-        if hist is None:
-            hist = self._histories[rt.key] = _History(self._history_size)
-        hist.append(event)
+        self._history.record(event)
         if rt.key == CRD_KEY:
             self.registry.on_crd_event(event_type, obj)
         self._notify(event)
         return obj
 
     def _notify(self, event: Event) -> None:
-        keys: list[_ListenKey] = [(None, None, None), (event.group, event.plural, None)]
-        if event.namespace:
-            keys.append((event.group, event.plural, event.namespace))
-        listeners = [f for key in keys for f in self._listeners.get(key, ())]
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:  # one broken watcher must not fail a write
-                log.exception("store listener failed")
+        self._listeners.notify(event)
         for callback in list(self._subscribers):
             try:
                 callback(event.type, event.group, event.plural, clone(event.obj))
