@@ -23,6 +23,7 @@ import binascii
 import contextlib
 import random
 import time
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +37,7 @@ from sandbox.mesh.routes import (
     RoutePlan,
     VirtualServiceIndex,
     WeightedPicker,
+    apply_header_ops,
     match_route,
     plan_route,
 )
@@ -207,9 +209,9 @@ class Mesh:
             raise MeshError(503, "UH", "no healthy upstream")
         if plan.rewrite is not None:
             prefix, replacement = plan.rewrite
-            work = WorkloadRequest(
-                **{**work.__dict__, "path": replacement + work.path[len(prefix) :] or "/"}
-            )
+            work = replace(work, path=replacement + work.path[len(prefix) :] or "/")
+        if plan.request_headers:
+            work = replace(work, headers=apply_header_ops(work.headers, plan.request_headers))
         if plan.mirror is not None and random.uniform(0, 100) < plan.mirror_percent:
             task = asyncio.create_task(
                 self._mirror(plan.mirror, facts, work, source, explicit_port)
@@ -220,9 +222,12 @@ class Mesh:
             return WorkloadResponse(plan.abort[0], b"fault filter abort", "text/plain")
         if plan.delay is not None and random.uniform(0, 100) < plan.delay[1]:
             await asyncio.sleep(plan.delay[0])
-        return await self._dispatch(
+        response = await self._dispatch(
             destination, facts, work, source, explicit_port=explicit_port, limit=plan.timeout
         )
+        if plan.response_headers:
+            response.headers = apply_header_ops(response.headers, plan.response_headers)
+        return response
 
     async def _mirror(
         self,

@@ -4,8 +4,9 @@ Supported from Istio's ``HTTPRoute``: ``match`` (``uri``, ``method``, ``authorit
 exact/prefix/regex; ``headers`` and ``withoutHeaders``; ``queryParams``; ``port``;
 ``sourceNamespace``; several match blocks are OR-ed, fields within one are AND-ed), weighted
 ``route`` destinations (host, subset, port), ``mirror`` with ``mirrorPercentage``, ``timeout``,
-``fault`` (``delay``/``abort`` with a percentage), and ``rewrite.uri``. Not supported: ``retries``
-(accepted, ignored), ``redirect``, ``delegate``, header manipulation, TCP/TLS routes.
+``fault`` (``delay``/``abort`` with a percentage), ``rewrite.uri``, and route-level ``headers``
+(``request``/``response`` ``set``, ``add``, ``remove``). Not supported: ``retries`` (accepted,
+ignored), ``redirect``, ``delegate``, per-destination headers, TCP/TLS routes.
 
 Weighted choice is a smooth weighted round-robin per route (nginx's algorithm), not a random draw:
 with weights 90/10, exactly one request in ten goes to the canary, so short measurement windows read
@@ -58,7 +59,25 @@ class RoutePlan:
     delay: tuple[float, float] | None = None  # (seconds, percent)
     abort: tuple[int, float] | None = None  # (http status, percent)
     rewrite: tuple[str, str] | None = None  # (matched prefix, replacement)
-    extras: dict[str, Any] = field(default_factory=dict)
+    request_headers: Obj = field(default_factory=dict)  # Istio's HeaderOperations
+    response_headers: Obj = field(default_factory=dict)
+
+
+def apply_header_ops(headers: dict[str, str], ops: Obj) -> dict[str, str]:
+    """Istio's ``HeaderOperations`` on a header map: remove, then set, then add (appended)."""
+    if not ops:
+        return headers
+    removed = {name.lower() for name in ops.get("remove") or []}
+    setting = {str(k).lower(): str(v) for k, v in (ops.get("set") or {}).items()}
+    out = {k: v for k, v in headers.items() if k.lower() not in removed | set(setting)}
+    out.update(setting)
+    for name, value in (ops.get("add") or {}).items():
+        existing = next((k for k in out if k.lower() == str(name).lower()), None)
+        if existing is None:
+            out[str(name).lower()] = str(value)
+        else:
+            out[existing] = f"{out[existing]},{value}"
+    return out
 
 
 def parse_duration(value: object) -> float | None:
@@ -160,6 +179,9 @@ def plan_route(
         plan.delay = (seconds, _percent(delay.get("percentage", delay.get("percent"))))
     if abort := fault.get("abort"):
         plan.abort = (int(abort.get("httpStatus", 503)), _percent(abort.get("percentage")))
+    header_ops = route.get("headers") or {}
+    plan.request_headers = dict(header_ops.get("request") or {})
+    plan.response_headers = dict(header_ops.get("response") or {})
     rewrite = (route.get("rewrite") or {}).get("uri")
     prefix = ((block or {}).get("uri") or {}).get("prefix")
     if rewrite is not None and prefix:

@@ -207,3 +207,31 @@ spec:
         line.startswith("istio_request_duration_milliseconds_bucket{") and 'le="0.5"' in line
         for line in text.splitlines()
     )
+
+
+def test_route_header_operations_and_rewrite(kubectl, sandbox_namespace, mesh):
+    ns = sandbox_namespace
+    kubectl.apply(app_manifest("web", ns))
+    kubectl.apply(f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  hosts: [web.example.com]
+  http:
+  - match: [{{uri: {{prefix: /api/}}}}]
+    rewrite: {{uri: /}}
+    headers:
+      request: {{set: {{x-canary: "yes"}}, remove: [x-secret]}}
+      response: {{add: {{x-route: api}}}}
+    route: [{{destination: {{host: web.{ns}.svc.cluster.local, port: {{number: 9898}}}}}}]
+""")
+    deploy(kubectl, ns, "web")
+    response = mesh.get("http://web.example.com/api/headers", headers={"x-secret": "s3"})
+    assert response.status_code == 200
+    assert response.headers["x-route"] == "api"
+    echoed = {k.lower(): v for k, v in response.json().items()}
+    assert echoed["x-canary"] == "yes"
+    assert "x-secret" not in echoed
+    # Outside the matched prefix there is no route: Envoy's 404.
+    assert mesh.get("http://web.example.com/other").status_code == 404
