@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -513,11 +513,20 @@ class Peer:
     """A local HTTP server a test can slow down, make fail, stop and start on the same port.
 
     ``status``: the answer; ``delay``: seconds before it; ``received``: every request.
+    ``script``: answers for the first requests, each built from the request (status, body);
+    ``status`` with an empty body afterwards.
     """
 
-    def __init__(self, *, status: int = 200, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        status: int = 200,
+        delay: float = 0.0,
+        script: list[Callable[[Received], tuple[int, bytes]]] | None = None,
+    ) -> None:
         self.status = status
         self.delay = delay
+        self.script = list(script or [])
         self.port = free_port()
         self.received: list[Received] = []
         self._server: ThreadingHTTPServer | None = None
@@ -534,13 +543,16 @@ class Peer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                peer.received.append(Received(self.path, dict(self.headers), body))
+                request = Received(self.path, dict(self.headers), body)
+                peer.received.append(request)
                 if peer.delay:
                     time.sleep(peer.delay)
+                status, text = peer.script.pop(0)(request) if peer.script else (peer.status, b"")
                 with contextlib.suppress(OSError):  # the caller may have given up
-                    self.send_response(peer.status)
-                    self.send_header("Content-Length", "0")
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(text)))
                     self.end_headers()
+                    self.wfile.write(text)
 
             do_GET = do_POST
 
