@@ -151,6 +151,24 @@ BUILTINS: tuple[ResourceType, ...] = (
     _rbac("ClusterRole", "clusterroles", namespaced=False),
     _rbac("RoleBinding", "rolebindings", namespaced=True),
     _rbac("ClusterRoleBinding", "clusterrolebindings", namespaced=False),
+    # Reviews are answered, never stored (`sandbox.apiserver.reviews`): create is their one verb.
+    *(
+        ResourceType(
+            "authorization.k8s.io",
+            ("v1",),
+            kind,
+            plural,
+            kind.lower(),
+            namespaced,
+            verbs=("create",),
+        )
+        for kind, plural, namespaced in (
+            ("SelfSubjectAccessReview", "selfsubjectaccessreviews", False),
+            ("SelfSubjectRulesReview", "selfsubjectrulesreviews", False),
+            ("SubjectAccessReview", "subjectaccessreviews", False),
+            ("LocalSubjectAccessReview", "localsubjectaccessreviews", True),
+        )
+    ),
 )
 
 

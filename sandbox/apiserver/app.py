@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.apiserver import openapi
+from sandbox.apiserver import openapi, reviews
 from sandbox.apiserver.audit import AuditEntry, AuditLog, Faults, new_entry, parse_rule
 from sandbox.apiserver.discovery import (
     AGGREGATED_CONTENT_TYPE,
@@ -175,6 +175,12 @@ async def _resource(request: web.Request, server: ApiServer, target: Target) -> 
     if error is not None:
         raise error
     call = Call(request, target, rt, server.store)
+    if rt.group == reviews.GROUP:
+        if entry.verb != "create":
+            raise MethodNotAllowed(
+                "the server does not allow this method on the requested resource"
+            )
+        return await reviews.handle_review(call)
     if target.subresource:
         return await handle_subresource(call)
     if entry.verb == "watch":

@@ -454,3 +454,12 @@ def test_server_side_apply_conflicts_with_other_managers(cluster: Cluster) -> No
     assert dep["spec"]["replicas"] == 2
     owners = {(m["manager"], m["operation"]) for m in dep["metadata"]["managedFields"]}
     assert owners == {("kubectl", "Apply")}, "the forced field left the scale entry owning nothing"
+
+
+def test_auth_can_i_is_truthful_about_an_open_sandbox(cluster: Cluster) -> None:
+    allowed = cluster.kubectl("auth", "can-i", "patch", "deployments", "-n", "default")
+    assert allowed.stdout.strip() == "yes"
+    rules = cluster.kubectl("auth", "can-i", "--list", "-n", "default").stdout.splitlines()
+    assert rules[1].split() == ["*.*", "[]", "[]", "[*]"]
+    status, _, _ = cluster.http("GET", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+    assert status == 405, "reviews are answered, never stored or listed"
