@@ -17,12 +17,10 @@ import httpx
 
 from activities.analysis.errors import InvalidSpec
 from activities.analysis.notifiers._base import Field, Notifier
-from activities.analysis.notifiers.discord import DiscordNotifier
 from activities.analysis.notifiers.gchat import GChatNotifier
 from activities.analysis.notifiers.generic import GenericNotifier
 from activities.analysis.notifiers.msteams import MSTeamsNotifier
-from activities.analysis.notifiers.rocket import RocketNotifier
-from activities.analysis.notifiers.slack import SlackNotifier
+from activities.analysis.notifiers.slack import DiscordNotifier, RocketNotifier, SlackNotifier
 
 _Factory = Callable[[str, str, str, httpx.Client], Notifier]
 
