@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 from workflows import policies
 from workflows._base import duration_seconds
@@ -66,16 +67,22 @@ class Activities:
         options: policies.ActivityOptions,
         summary: str,
     ) -> R:
-        result = await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=options.start_to_close,
-            heartbeat_timeout=options.heartbeat,
-            retry_policy=options.retry,
-            cancellation_type=_WAIT,
-            summary=summary,
-        )
+        try:
+            result = await workflow.execute_activity(
+                name,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=options.start_to_close,
+                heartbeat_timeout=options.heartbeat,
+                retry_policy=options.retry,
+                cancellation_type=_WAIT,
+                summary=summary,
+            )
+        except ActivityError:
+            if self._interrupted():
+                # Cancelled with the rollout: not a failed webhook or a provider error.
+                raise asyncio.CancelledError from None
+            raise
         if self._interrupted():
             # The SDK hands back the result of an activity that completed although its
             # cancellation was requested, and the task's cancellation is consumed with it: honour

@@ -48,6 +48,7 @@ class RolloutCore:
     _undo: Compensations
     _events: list[asyncio.Task[None]]
     _task: asyncio.Task[object] | None
+    _rolling_back: bool
 
     @property
     def _display(self) -> str:

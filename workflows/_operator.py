@@ -73,7 +73,7 @@ class OperatorControl(RolloutCore):
             self._apply_promote(request)
 
     def _promote_refusal(self) -> str | None:
-        return decisions.operator_refusal("promote", self._state.status)
+        return self._refusal("promote")
 
     def _apply_promote(self, request: PromoteRequest) -> None:
         requests = self._state.requests
@@ -103,7 +103,7 @@ class OperatorControl(RolloutCore):
     def _abort_refusal(self) -> str | None:
         if self._state.requests.abort_reason is not None:
             return "the rollout is already being aborted"
-        return decisions.operator_refusal("abort", self._state.status)
+        return self._refusal("abort")
 
     def _apply_abort(self, request: AbortRequest) -> None:
         self._state.requests.abort_reason = (
@@ -123,11 +123,11 @@ class OperatorControl(RolloutCore):
 
     @pause.validator
     def _validate_pause(self, request: OperatorRequest) -> None:
-        _refuse(decisions.operator_refusal("pause", self._state.status))
+        _refuse(self._refusal("pause"))
 
     @workflow.signal(name="pause", description=_PAUSE)
     def pause_signal(self, request: OperatorRequest) -> None:
-        if self._accepted_signal("pause", decisions.operator_refusal("pause", self._state.status)):
+        if self._accepted_signal("pause", self._refusal("pause")):
             self._apply_pause(request, paused=True)
 
     @workflow.update(description=_RESUME)
@@ -137,11 +137,11 @@ class OperatorControl(RolloutCore):
 
     @resume.validator
     def _validate_resume(self, request: OperatorRequest) -> None:
-        _refuse(decisions.operator_refusal("resume", self._state.status))
+        _refuse(self._refusal("resume"))
 
     @workflow.signal(name="resume", description=_RESUME)
     def resume_signal(self, request: OperatorRequest) -> None:
-        refusal = decisions.operator_refusal("resume", self._state.status)
+        refusal = self._refusal("resume")
         if self._accepted_signal("resume", refusal):
             self._apply_pause(request, paused=False)
 
@@ -167,9 +167,7 @@ class OperatorControl(RolloutCore):
             self._apply_new_revision(request)
 
     def _new_revision_refusal(self, request: NewRevisionRequest) -> str | None:
-        return decisions.operator_refusal(
-            "new-revision", self._state.status, revision=request.revision
-        )
+        return self._refusal("new-revision", revision=request.revision)
 
     def _apply_new_revision(self, request: NewRevisionRequest) -> None:
         # The same revision as the one under analysis (or already queued) is a no-op.
@@ -180,6 +178,13 @@ class OperatorControl(RolloutCore):
         self._state.requests.wake = True
         reason = request.reason or f"revision {request.revision}"
         self._state.add_action("new-revision", identity=request.identity, reason=reason)
+
+    def _refusal(
+        self, action: decisions.OperatorActionName, *, revision: str | None = None
+    ) -> str | None:
+        if self._rolling_back:
+            return f"the rollout is rolling back: nothing to {action}"
+        return decisions.operator_refusal(action, self._state.status, revision=revision)
 
     def _accepted_signal(self, name: str, refusal: str | None) -> bool:
         if refusal is None:

@@ -93,6 +93,26 @@ async def test_abort_while_waiting_for_confirm_rollout(rollouts: Rollouts) -> No
     canary = make_canary(webhooks=[hook("gate", "confirm-rollout")])
     await _abort_during(rollouts, cluster, ActivityName.CALL_WEBHOOK, nth(2), canary)
     assert cluster.mutations() == []
+    assert len(cluster.called(ActivityName.CALL_WEBHOOK)) == 2  # the cancelled call was the last
+
+
+async def test_abort_during_metric_checks_counts_no_failed_check(rollouts: Rollouts) -> None:
+    cluster = FakeCluster()
+
+    async def nothing() -> None:
+        pass
+
+    def second(metric: str) -> Any:
+        return nth(2, lambda a: a.metric.name == metric)
+
+    # Both checks of the step stay in flight (the test server cannot cancel one that just ended).
+    cluster.on(ActivityName.CHECK_METRIC, second("request-duration"), nothing, block=True)
+    status = await _abort_during(
+        rollouts, cluster, ActivityName.CHECK_METRIC, second("request-success-rate")
+    )
+    assert status.failed_checks == 0
+    assert status.failed_check_history == []
+    assert weights(cluster) == [(90, 10), (80, 20), (100, 0)]
 
 
 async def test_abort_while_progressing(rollouts: Rollouts) -> None:
