@@ -141,11 +141,11 @@ def test_unpullable_image_exceeds_the_progress_deadline(kubectl, sandbox_namespa
 
 def test_endpoints_follow_ready_pods(kubectl, sandbox_namespace):
     ns = sandbox_namespace
-    # A 1.5 s ready delay on this Deployment's pods makes the not-ready phase observable.
+    # A 3 s ready delay on this Deployment's pods makes the not-ready phase observable.
     manifest = deployment("web", ns, replicas=2).replace(
         "metadata: {labels: {app: web}}",
         "metadata: {labels: {app: web}, annotations: {"
-        '"sandbox.coalmine.dev/ready-delay-seconds": "1.5"}}',
+        '"sandbox.coalmine.dev/ready-delay-seconds": "3"}}',
     )
     kubectl.apply(manifest)
     kubectl.apply(f"""
@@ -161,9 +161,13 @@ spec:
         subsets = get_json(kubectl, "-n", ns, "endpoints", "web").get("subsets") or [{}]
         return subsets[0]
 
-    not_ready = wait_for(lambda: len(subset().get("notReadyAddresses", [])) == 2 and subset())
+    def subset_with(field: str):
+        current = subset()  # one read: the check and the value must be the same snapshot
+        return len(current.get(field, [])) == 2 and current
+
+    not_ready = wait_for(lambda: subset_with("notReadyAddresses"))
     assert "addresses" not in not_ready
-    ready = wait_for(lambda: len(subset().get("addresses", [])) == 2 and subset())
+    ready = wait_for(lambda: subset_with("addresses"))
     assert "notReadyAddresses" not in ready
     assert ready["ports"] == [{"name": "http", "port": 9898, "protocol": "TCP"}]
     assert {a["targetRef"]["kind"] for a in ready["addresses"]} == {"Pod"}
@@ -263,7 +267,7 @@ def test_rollout_undo_returns_to_the_previous_replicaset(kubectl, sandbox_namesp
 
 def test_min_ready_seconds_delays_availability(kubectl, sandbox_namespace):
     ns = sandbox_namespace
-    kubectl.apply(deployment("web", ns, replicas=1, extra="minReadySeconds: 2"))
+    kubectl.apply(deployment("web", ns, replicas=1, extra="minReadySeconds: 4"))
     ready = wait_for(
         lambda: (
             (s := get_json(kubectl, "-n", ns, "deployment", "web").get("status", {})).get(
