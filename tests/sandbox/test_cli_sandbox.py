@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 COALMINE = str(Path(sys.executable).parent / "coalmine")
 
 PODINFO = """
@@ -52,6 +54,8 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+# Five `coalmine` processes (each imports the whole CLI) and a sandbox start: slow when busy.
+@pytest.mark.timeout(240)
 def test_up_env_curl_down(tmp_path):
     state = tmp_path / "sandbox"
     first = coalmine("sandbox", "up", "--state-dir", str(state), "--pod-ready-delay", "0.2")
