@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sandbox import statefiles
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 60.0  # ~6 s normally; generous for a machine busy with other suites
 PORT_ATTEMPTS = 3
 PID_FILES = ("sandbox.pid", "prometheus.pid")
 

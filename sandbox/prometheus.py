@@ -116,7 +116,7 @@ class PrometheusServer:
         logfile.close()
         (self.state_dir / "prometheus.pid").write_text(f"{self.process.pid}\n")
 
-    async def wait_ready(self, *, deadline: float = 20.0) -> float:
+    async def wait_ready(self, *, deadline: float = 45.0) -> float:
         """Wait until Prometheus has scraped the mesh (a real query answers); seconds waited."""
         started = time.monotonic()
         promql = 'up{job="istio-mesh"} == 1'
