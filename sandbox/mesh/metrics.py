@@ -1,10 +1,11 @@
 """Istio's standard request metrics, with Istio's names, labels and default buckets.
 
-Every request that reaches a pod is recorded twice, as Istio's sidecars do: once by the
-destination's proxy (``reporter="destination"``, the series Flagger's builtin queries read) and once
-by the caller's (``reporter="source"``), unless the source reporter is turned off to halve the
-series at scale. ``lean`` keeps only the labels Flagger and the usual dashboards read
-(``LEAN_LABELS``), which halves the bytes of every line.
+Every request that reaches a pod is recorded as Istio's sidecars record it: by the destination's
+proxy (``reporter="destination"``, the series Flagger's builtin queries read) and, when the caller
+is in the mesh (it named itself in the proxy credentials), by the caller's too
+(``reporter="source"``), unless the source reporter is turned off to halve the series at scale.
+``lean`` keeps only the labels Flagger and the usual dashboards read (``LEAN_LABELS``), which halves
+the bytes of every line.
 
 The series are kept and exposed here rather than through prometheus_client's ``generate_latest``:
 that validates and escapes every label of every sample (~150 µs a sample), and with Istio's 25
@@ -145,7 +146,9 @@ class IstioMetrics:
         service_name = parts[0] if len(parts) > 1 else service_fqdn
         service_ns = parts[1] if len(parts) > 2 else "unknown"
         mtls = "mutual_tls" if source.workload != "unknown" else "none"
-        for reporter in self.reporters:
+        # A caller outside the mesh has no sidecar to report from: only the destination reports.
+        reporters = self.reporters if source.workload != "unknown" else ("destination",)
+        for reporter in reporters:
             # In LABELS order. Only the destination knows whether mTLS was used.
             values: tuple[str, ...] = (
                 reporter,

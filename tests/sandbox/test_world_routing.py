@@ -184,7 +184,7 @@ def test_metrics_exposition_is_cumulative_and_lean_mode_drops_labels():
     for metrics in (full, lean):
         for ms in (0.4, 3.0, 300.0):
             metrics.record(
-                source=Peer(),
+                source=Peer("tester", "test"),
                 destination=Peer("web", "test", "web"),
                 service_fqdn="web.test.svc.cluster.local",
                 code=200,
