@@ -23,6 +23,7 @@ event loop, so it needs no locks — and must never block. Design:
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -66,8 +67,16 @@ def _out(obj: Obj, copy: bool) -> Obj:
     return copy_obj(obj) if copy else obj
 
 
+_clock: list[Any] = [-1, ""]  # (whole second, its RFC 3339 form): formatted once per second
+
+
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time as Kubernetes writes timestamps (RFC 3339, whole seconds, UTC)."""
+    second = int(time.time())
+    if second != _clock[0]:
+        _clock[0] = second
+        _clock[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(_clock[1])
 
 
 class Store:
@@ -159,10 +168,12 @@ class Store:
         """Store a new object; raises `AlreadyExists` (a `Conflict`) if the name is taken.
 
         ``copy=False`` (here and in the other writes) returns the stored object itself, read-only:
-        the API server only serialises it, and a copy per write is its largest avoidable cost.
+        the API server only serialises it, and a copy per write is its largest avoidable cost. On
+        create it also adopts ``obj`` instead of copying it: the caller hands over an object it
+        will not touch again (the API server's freshly decoded request body).
         """
         rt = self._type(group, plural)
-        new = self._typed(rt, obj)
+        new = self._typed(rt, obj, deep=copy)
         meta = new.setdefault("metadata", {})
         strategies.prepare_create(rt, new)
         namespace = self._namespace_of(rt, meta)
@@ -271,9 +282,11 @@ class Store:
         return rt
 
     @staticmethod
-    def _typed(rt: ResourceType, obj: Obj) -> Obj:
+    def _typed(rt: ResourceType, obj: Obj, *, deep: bool = True) -> Obj:
         """A copy stamped with the preferred apiVersion and kind (storage is version-free)."""
-        rest = {k: clone(v) for k, v in obj.items() if k not in ("apiVersion", "kind")}
+        rest = {
+            k: clone(v) if deep else v for k, v in obj.items() if k not in ("apiVersion", "kind")
+        }
         return {"apiVersion": rt.api_version(), "kind": rt.kind, **rest}
 
     def _namespace_of(self, rt: ResourceType, meta: Obj) -> str:
