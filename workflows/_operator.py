@@ -170,6 +170,10 @@ class OperatorControl(RolloutCore):
         return self._refusal("new-revision", revision=request.revision)
 
     def _apply_new_revision(self, request: NewRevisionRequest) -> None:
+        if self._state.status.revision is None:
+            # Update-with-start of a rollout whose input named no revision: this is the one.
+            self._state.set(revision=request.revision)
+            return
         # The same revision as the one under analysis (or already queued) is a no-op.
         current = self._state.requests.new_revision or self._state.status.revision
         if request.revision == current:

@@ -128,7 +128,9 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
         """Primary, Services and routes (idempotent), then wait for the primary to be ready."""
         if self._state.status.revision is None:
             info = await self._calls.read_revision()
-            self._state.set(revision=info.revision, last_promoted_revision=info.promoted_revision)
+            # A revision handed over meanwhile (update-with-start) wins over the one read.
+            revision = self._state.status.revision or info.revision
+            self._state.set(revision=revision, last_promoted_revision=info.promoted_revision)
         result = await self._calls.initialize()
         await self._calls.reconcile_routes()
         await self._wait_ready(self._calls.ref.primary, primary=True)

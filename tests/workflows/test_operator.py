@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
 
 from tests.workflows.conftest import (
+    TASK_QUEUE,
     Rollouts,
     event_messages,
     expect_rollback,
@@ -23,6 +25,7 @@ from workflows.model import (
     OperatorRequest,
     Phase,
     PromoteRequest,
+    RolloutInput,
     RolloutStatus,
 )
 from workflows.rollout import CanaryRolloutWorkflow
@@ -342,3 +345,54 @@ async def test_handlers_have_descriptions() -> None:
     assert set(defn.signals) == {"promote", "abort", "pause", "resume", "new_revision"}
     handlers = [*defn.updates.values(), *defn.signals.values(), *defn.queries.values()]
     assert all(h.description for h in handlers)
+
+
+def _with_start(
+    rollouts: Rollouts, workflow_id: str, **fields: Any
+) -> WithStartWorkflowOperation[Any, Any]:
+    fields.setdefault("revision", "rev-2")
+    return WithStartWorkflowOperation(
+        CanaryRolloutWorkflow.run,
+        RolloutInput(canary=make_canary(), **fields),
+        id=workflow_id,
+        task_queue=TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+async def test_update_with_start_hands_a_new_revision_to_the_running_rollout(
+    rollouts: Rollouts,
+) -> None:
+    cluster = FakeCluster()
+    late = Late()
+
+    async def ci_pushes_rev_3() -> None:
+        start = _with_start(rollouts, late.handle.id, revision="rev-3")
+        await rollouts.client.execute_update_with_start_workflow(
+            CanaryRolloutWorkflow.new_revision,
+            NewRevisionRequest(revision="rev-3", identity="ci"),
+            start_workflow_operation=start,
+        )
+        assert (await start.workflow_handle()).result_run_id == late.handle.result_run_id
+
+    cluster.on(ActivityName.SET_WEIGHTS, lambda a: a.canary == 20, ci_pushes_rev_3)
+    late.handle = await rollouts.start(cluster)
+    assert (await late.handle.result()).revision == "rev-3"
+    assert [c for _, c in weights(cluster)] == [10, 20, 0, 10, 20, 30, 40, 50, 0]
+
+
+async def test_a_revision_handed_over_at_start_is_the_one_rolled_out(rollouts: Rollouts) -> None:
+    # What update-with-start does when no rollout runs: the update reaches the new workflow
+    # before it has read the target's revision, and its revision wins.
+    cluster = FakeCluster(revision="rev-9")
+    late = Late()
+    request = NewRevisionRequest(revision="rev-4")
+    cluster.on(
+        ActivityName.READ_REVISION, lambda _: True, lambda: late.update("new_revision", request)
+    )
+    late.handle = await rollouts.start(cluster, revision=None)
+    result = await late.handle.result()
+    assert result.revision == "rev-4"
+    assert cluster.primary_revision == "rev-4"
+    assert [c for _, c in weights(cluster)] == [10, 20, 30, 40, 50, 0]
+    assert [a.action for a in (await rollouts.status(late.handle)).actions] == ["start"]
