@@ -514,7 +514,7 @@ class Peer:
 
     ``status``: the answer; ``delay``: seconds before it; ``received``: every request.
     ``script``: answers for the first requests, each built from the request (status, body);
-    ``status`` with an empty body afterwards.
+    ``status`` with an empty body afterwards. ``location``: a Location header on every answer.
     """
 
     def __init__(
@@ -523,8 +523,10 @@ class Peer:
         status: int = 200,
         delay: float = 0.0,
         script: list[Callable[[Received], tuple[int, bytes]]] | None = None,
+        location: str | None = None,
     ) -> None:
         self.status = status
+        self.location = location
         self.delay = delay
         self.script = list(script or [])
         self.port = free_port()
@@ -551,6 +553,8 @@ class Peer:
                 with contextlib.suppress(OSError):  # the caller may have given up
                     self.send_response(status)
                     self.send_header("Content-Length", str(len(text)))
+                    if peer.location:
+                        self.send_header("Location", peer.location)
                     self.end_headers()
                     self.wfile.write(text)
 

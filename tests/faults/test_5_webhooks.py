@@ -148,3 +148,25 @@ async def test_post_rollout_failure_and_dead_receivers_leave_the_outcome(
     assert status.failed_checks == 0
     # Dead receivers cost no interval: two steps, promotion, finalisation in a few seconds.
     assert took < 20, took
+
+
+async def test_a_redirecting_webhook_is_a_failed_call_not_followed(
+    stack: FaultStack, temporal: Client, kube: Any, peers: list[Peer]
+) -> None:
+    """The documented rule (activities/analysis/webhooks.py): redirects are not followed, a 3xx
+    is a failed call — even to a peer that would say yes."""
+    yes = Peer().start()
+    redirect = Peer(status=307, location=yes.url + "/").start()
+    peers += [yes, redirect]
+    app = make_app(kube, prefix="redirect")
+    hook = {"name": "moved", "type": "rollout", "url": redirect.url + "/"}
+    doc = canary_doc(app.namespace, threshold=1, webhooks=[hook])
+    await initialize(temporal, stack, doc)
+    app.release("6.5.1")
+    handle = await start(temporal, stack, doc)
+    assert await closed(handle, within=60) == "FAILED"
+    status = await status_of(handle)
+    assert [(c.source, c.outcome) for c in status.failed_check_history] == [("moved", "webhook")]
+    assert redirect.received
+    assert not yes.received  # the POST was not re-sent to the Location
+    assert app.weights() == (100, 0)
