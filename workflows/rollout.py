@@ -11,6 +11,17 @@ the workflow with ``ApplicationError(type="RolloutFailed")`` so CI sees a non-ze
 
 Everything here is deterministic: time from ``workflow.now()``, no I/O, no randomness; concurrency
 only through the SDK's event loop (``asyncio.create_task``/``gather``), which replays in order.
+
+Started without the ``coalmine`` command (input: ``RolloutInput`` as JSON, camelCase or snake_case;
+the ID from ``model.workflow_id``)::
+
+    temporal workflow execute --type CanaryRollout --task-queue coalmine \
+        --workflow-id canary/default/test/podinfo \
+        --input '{"canary": <the Canary as JSON>, "revision": "<pod template hash>"}'
+
+Operator control: updates ``promote`` (``{"full": true}`` skips the remaining analysis),
+``abort`` (``{"reason": "..."}``), ``pause``, ``resume``, ``new_revision``
+(``{"revision": "..."}``), each also a signal of the same name; query ``status``.
 """
 
 from __future__ import annotations
