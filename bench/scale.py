@@ -139,6 +139,10 @@ class Processes:
         return out
 
 
+def load_average() -> list[str]:
+    return Path("/proc/loadavg").read_text().split()[:3]
+
+
 def machine_busy_seconds() -> float:
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]
@@ -276,13 +280,16 @@ ACTIONS = (
 )
 
 
-def add_history(figures: Figures, history: History, interval: float, steps: int) -> None:
+def add_history(
+    figures: Figures, history: History, interval: float, steps: int, until: float
+) -> None:
+    """Add one rollout's figures; tasks and activities only up to ``until`` (the cancellations)."""
     for task in history.tasks:
-        if len(task) == 3:
+        if len(task) == 3 and task[0] < until:
             figures.task_queued.append(task[1] - task[0])
             figures.task_work.append(task[2] - task[1])
     for act in history.activities:
-        if act.started is not None:
+        if act.started is not None and act.scheduled < until:
             figures.activity_queued.append(act.started - act.scheduled)
             if act.closed is not None:
                 figures.run[act.name].append(act.closed - act.started)
@@ -365,11 +372,15 @@ class Result:
         f = self.figures
         lag = f"lag p50 {ms(f.lag, 0.5)} ms p99 {ms(f.lag, 0.99)} ms" if f.lag else "no steps"
         cores = ", ".join(f"{k} {v / self.wall:.2f}" for k, v in self.cpu.items())
+        per = ", ".join(
+            f"{k} {self.cpu[k] / self.size * 1000:.0f} ms"
+            for k in ("worker", "temporal", "sandbox")
+        )
         return (
             f"{self.size} rollouts at {self.interval}s: {lag} ({f.steps} steps; "
             f"{self.reached}/{self.size} reached the last step); worker "
             f"{self.rss_base_kb / 1024:.0f} → {self.rss_peak_kb / 1024:.0f} MB = "
-            f"{self.kb_per_rollout:.0f} KB/rollout; CPU cores: {cores}"
+            f"{self.kb_per_rollout:.0f} KB/rollout; CPU cores: {cores}; CPU per rollout: {per}"
         )
 
 
@@ -416,13 +427,14 @@ async def run_config(
         cpu1 = processes.cpu()
         stop.set()
         await sampler
+        load = load_average()
         print(
             f"  {reached}/{len(handles)} at weight {10 * steps} or done after {wall:.0f}s; "
-            f"worker RSS peak {peak[0] / 1024:.0f} MB",
+            f"worker RSS peak {peak[0] / 1024:.0f} MB; machine load average {' '.join(load)}",
             flush=True,
         )
         # Roll every rollout back (the product's cancel path), then read the histories.
-        cancel_began = time.monotonic()
+        cancel_began, cancel_at = time.monotonic(), time.time()
         await bounded([h.cancel() for h in handles])
         outcomes = collections.Counter(await bounded([outcome(h) for h in handles], 200))
         print(
@@ -433,7 +445,7 @@ async def run_config(
     histories = await bounded([history_of(h) for h in handles], 16)
     figures = Figures()
     for history in histories:
-        add_history(figures, history, interval, steps)
+        add_history(figures, history, interval, steps, cancel_at)
     reached = sum(
         any(int((a.input or {}).get("canary", 0)) == 10 * steps for a in h.set_weights())
         for h in histories
