@@ -13,6 +13,7 @@ from tests.workflows.conftest import (
 from tests.workflows.fakes import FakeCluster, failing, passing
 from workflows.activity_api import ActivityName
 from workflows.model import Phase
+from workflows.search import CANARY_PHASE, CANARY_WEIGHT
 
 
 def compensated(cluster: FakeCluster) -> bool:
@@ -59,6 +60,9 @@ async def test_rollback_at_the_failed_check_threshold(rollouts: Rollouts) -> Non
     assert severities["Canary failed! Scaling down podinfo.test"] == "error"
     (post,) = [c for c in cluster.called(ActivityName.CALL_WEBHOOK) if c.webhook.name == "notify"]
     assert post.phase == Phase.FAILED
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(CANARY_PHASE) == "Failed"
+    assert attributes.get(CANARY_WEIGHT) == 0
 
 
 async def test_all_failing_metrics_of_a_step_count_once(rollouts: Rollouts) -> None:
