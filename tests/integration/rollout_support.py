@@ -1,0 +1,201 @@
+"""Support for whole-rollout tests: a worker with the real activities on the sandbox cluster, its
+Prometheus and load tester, and a Temporal dev server; helpers that read the cluster.
+
+The worker runs in the test process (``build_worker`` with the product's activity classes) so a
+test can read the workflow's status while it runs; it talks to the sandbox only through its
+kubeconfig, Prometheus URL and mesh proxy, as a worker in a cluster would. Test modules import
+the fixtures ``api_client`` and ``rollout_worker`` from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client as k8s
+from temporalio.client import WorkflowHandle, WorkflowQueryFailedError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.analysis import AnalysisActivities, AnalysisSettings
+from activities.kubernetes import KubernetesActivities, build_api_client
+from activities.router import RouterActivities
+from sandbox.runner import SandboxHandle
+from tests.conftest import Kubectl
+from worker.app import activity_methods, build_worker
+from worker.settings import Settings, TemporalSettings
+from workflows.model import (
+    WORKFLOW_NAME,
+    Phase,
+    RolloutInput,
+    RolloutResult,
+    RolloutStatus,
+    workflow_id,
+)
+from workflows.spec import Canary
+
+GOOD = "quay.io/stefanprodan/podinfo:1.4.1"
+BAD = "quay.io/stefanprodan/podinfo:1.4.2"
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: podinfo, namespace: {ns}, labels: {{app: podinfo}}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: podinfo}}}}
+  template:
+    metadata: {{labels: {{app: podinfo}}}}
+    spec:
+      containers:
+      - name: podinfod
+        image: quay.io/stefanprodan/podinfo:1.4.0
+        ports: [{{name: http, containerPort: 9898}}]
+"""
+
+
+def canary(
+    ns: str,
+    *,
+    threshold: int = 3,
+    max_weight: int = 30,
+    metrics: list[dict[str, Any]] | None = None,
+    extra_webhooks: list[dict[str, Any]] | None = None,
+) -> Canary:
+    """The article's Canary, scaled down, with the same load test.
+
+    4 s steps leave time for two scrapes of the canary's series after each weight change (a
+    rate needs two), even on a busy machine; metric windows are 10 s.
+    """
+    builtin = [
+        {"name": "request-success-rate", "interval": "10s", "thresholdRange": {"min": 99}},
+        {"name": "request-duration", "interval": "10s", "thresholdRange": {"max": 500}},
+    ]
+    load_test = {
+        "name": "load-test",
+        "url": "http://flagger-loadtester.test/",
+        "timeout": "5s",
+        "metadata": {"cmd": f"hey -z 1m -q 20 -c 2 http://podinfo.{ns}:9898/"},
+    }
+    return Canary.model_validate(
+        {
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": ns},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "progressDeadlineSeconds": 30,
+                "service": {"port": 9898},
+                "analysis": {
+                    "interval": "4s",
+                    "threshold": threshold,
+                    "maxWeight": max_weight,
+                    "stepWeight": 10,
+                    "metrics": builtin if metrics is None else metrics,
+                    "webhooks": [load_test, *(extra_webhooks or [])],
+                },
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def api_client(sandbox_cluster: SandboxHandle) -> Any:
+    return build_api_client(kubeconfig=str(sandbox_cluster.kubeconfig))
+
+
+@pytest.fixture(scope="module")
+async def rollout_worker(
+    dev_server_env: WorkflowEnvironment, sandbox_cluster: SandboxHandle, api_client: Any
+) -> AsyncIterator[Worker]:
+    queue = f"rollouts-{uuid.uuid4().hex[:6]}"
+    settings = Settings(temporal=TemporalSettings(task_queue=queue))
+    analysis = AnalysisSettings(
+        prometheus_url=sandbox_cluster.prometheus_url, http_proxy=sandbox_cluster.mesh_url
+    )
+    activities = activity_methods(
+        KubernetesActivities(api_client),
+        RouterActivities(api_client),
+        AnalysisActivities(api_client=api_client, settings=analysis),
+    )
+    worker = build_worker(
+        dev_server_env.client, settings, api_client=api_client, activities=activities
+    )
+    async with worker:
+        yield worker
+
+
+async def start(env: WorkflowEnvironment, worker: Worker, spec: Canary) -> WorkflowHandle[Any, Any]:
+    return await env.client.start_workflow(
+        WORKFLOW_NAME,
+        RolloutInput(canary=spec, requested_by="integration test"),
+        id=workflow_id(cluster="default", namespace=spec.namespace, name=spec.name),
+        task_queue=worker.task_queue,
+        result_type=RolloutResult,
+    )
+
+
+async def read_status(handle: WorkflowHandle[Any, Any]) -> RolloutStatus:
+    return await handle.query("status", result_type=RolloutStatus)
+
+
+async def watch(handle: WorkflowHandle[Any, Any], seen: Callable[[RolloutStatus], None]) -> None:
+    """Query the status every 0.2 s until the workflow closes, handing each to ``seen``."""
+    while True:
+        # The query can race the run's first task; the next poll answers.
+        with contextlib.suppress(WorkflowQueryFailedError, RPCError):
+            seen(await read_status(handle))
+        description = await handle.describe()
+        if description.status is not None and description.status.name != "RUNNING":
+            return
+        await asyncio.sleep(0.2)
+
+
+def weights(api_client: Any, ns: str) -> dict[str, int]:
+    vs = k8s.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        "networking.istio.io", "v1beta1", ns, "virtualservices", "podinfo"
+    )
+    route = vs["spec"]["http"][0]["route"]
+    return {r["destination"]["host"]: r.get("weight", 0) for r in route}
+
+
+def replicas(api_client: Any, ns: str, name: str) -> int:
+    return k8s.AppsV1Api(api_client).read_namespaced_deployment(name, ns).spec.replicas
+
+
+def image(api_client: Any, ns: str, name: str) -> str:
+    dep = k8s.AppsV1Api(api_client).read_namespaced_deployment(name, ns)
+    return dep.spec.template.spec.containers[0].image
+
+
+def production_traffic(sandbox: SandboxHandle, ns: str) -> None:
+    """Users' traffic to the apex Service for the whole test (the canary gets its share)."""
+    cmd = f"hey -z 90s -q 20 -c 2 http://podinfo.{ns}:9898/"
+    payload = {"name": "users", "namespace": ns, "phase": "Progressing", "metadata": {"cmd": cmd}}
+    with httpx.Client(proxy=sandbox.mesh_url, timeout=10) as http:
+        response = http.post("http://flagger-loadtester.test/", json=payload)
+    assert response.status_code in (200, 202), response.text
+
+
+async def initialize(
+    env: WorkflowEnvironment, worker: Worker, kubectl: Kubectl, spec: Canary, api_client: Any
+) -> None:
+    """Apply podinfo and run the first rollout: initialization only, as Flagger does."""
+    kubectl.apply(DEPLOYMENT.format(ns=spec.namespace))
+    handle = await start(env, worker, spec)
+    await watch(handle, lambda _: None)
+    status = await read_status(handle)
+    assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
+    ns = spec.namespace
+    assert image(api_client, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
+    assert replicas(api_client, ns, "podinfo") == 0
+    assert weights(api_client, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
+    core = k8s.CoreV1Api(api_client)
+    services = {s.metadata.name for s in core.list_namespaced_service(ns).items}
+    assert {"podinfo", "podinfo-primary", "podinfo-canary"} <= services
