@@ -79,20 +79,23 @@ def _succeeded_writes(steps: int) -> Counter[str]:
     )
 
 
-async def _observe(stack: FaultStack, rollouts: list[Rollout]) -> dict[str, str]:
-    """Each rollout's phase and pending activities, for the record and the park predicates."""
-    seen: dict[str, str] = {}
-    for r in rollouts:
+async def _observe(rollouts: list[Rollout]) -> dict[str, str]:
+    """Each rollout's phase and pending activities, for the record and the park predicates
+    (asked concurrently: the metric rollout's query is held for at most 5 s)."""
+
+    async def one(r: Rollout) -> str:
         assert r.handle is not None
         try:
-            status = await status_of(r.handle)
-            pending = await pending_activities(r.handle)
-        except Exception as exc:
-            seen[r.name] = f"? {exc}"
-            continue
+            status, pending = await asyncio.gather(
+                status_of(r.handle), pending_activities(r.handle)
+            )
+        except Exception as exc:  # a query racing a workflow task: ask again
+            return f"? {exc}"
         mark = "parked" if r.parked(status, pending) else "moving"
-        seen[r.name] = f"{mark} {status.phase} w={status.canary_weight} pending={pending}"
-    return seen
+        return f"{mark} {status.phase} w={status.canary_weight} pending={pending}"
+
+    seen = await asyncio.gather(*(one(r) for r in rollouts))
+    return {r.name: state for r, state in zip(rollouts, seen, strict=True)}
 
 
 async def test_worker_killed_in_every_phase_finishes_each_rollout_once(
@@ -201,7 +204,7 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
     seen: dict[str, str] = {}
     deadline = time.monotonic() + 20
     while True:
-        seen = await _observe(stack, rollouts)
+        seen = await _observe(rollouts)
         if all(v.startswith("parked") for v in seen.values()):
             break
         assert time.monotonic() < deadline, f"not all parked: {seen}"

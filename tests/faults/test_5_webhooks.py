@@ -146,8 +146,9 @@ async def test_post_rollout_failure_and_dead_receivers_leave_the_outcome(
     assert any(e.message.startswith("Post-rollout hook notify-cmdb failed") for e in status.events)
     assert failing.received  # it was called, and failed
     assert status.failed_checks == 0
-    # Dead receivers cost no interval: two steps, promotion, finalisation in a few seconds.
-    assert took < 20, took
+    # Dead receivers hold nothing: events are sent without waiting, refused connections fail
+    # at once. Two 1 s steps, promotion and finalisation (generous bound for a loaded machine).
+    assert took < 30, took
 
 
 async def test_a_redirecting_webhook_is_a_failed_call_not_followed(
