@@ -10,6 +10,7 @@ image on an existing target (``--image``), which a wrongly accepted document wou
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from kubernetes import client as k8s
 from typer.testing import CliRunner
 
 from tests.faults.conftest import (
+    COALMINE,
     IMAGE,
     WRITE_VERBS,
     FaultStack,
@@ -90,6 +92,25 @@ def test_every_bad_canary_exits_2_naming_the_field_and_writes_nothing(
         .image
         == f"{IMAGE}:6.5.0"
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["invalid-yaml-unclosed-quote.yaml", "interval-zero.yaml", "max-weight-over-100.yaml"],
+)
+def test_a_sample_as_processes_exits_2_on_stderr(stack: FaultStack, name: str) -> None:
+    """The same through the installed ``coalmine`` command, as CI runs it."""
+    path = CORPUS / name
+    found = _HEADER.search(path.read_text())
+    assert found
+    writes_before = _write_count(stack)
+    proc = subprocess.run(
+        [COALMINE, "rollout", "start", "-f", str(path), "--image", f"podinfod={IMAGE}:9.9.9"],
+        env=stack.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert found.group(2).strip() in proc.stderr
+    assert _write_count(stack) == writes_before
 
 
 def test_a_missing_target_exits_2_naming_it_and_writes_nothing(
