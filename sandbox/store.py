@@ -173,6 +173,7 @@ class Store:
         will not touch again (the API server's freshly decoded request body).
         """
         rt = self._type(group, plural)
+        strategies.check_shape(rt, obj)
         new = self._typed(rt, obj, deep=copy)
         meta = new.setdefault("metadata", {})
         strategies.prepare_create(rt, new)
@@ -315,6 +316,7 @@ class Store:
 
     def _replacing(self, rt: ResourceType, obj: Obj) -> tuple[Obj, Obj]:
         """The stored object an update replaces (resourceVersion checked) and the update."""
+        strategies.check_shape(rt, obj)
         new = self._typed(rt, obj)
         meta = new.setdefault("metadata", {})
         namespace = self._namespace_of(rt, meta) if rt.namespaced else ""

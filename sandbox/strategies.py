@@ -16,7 +16,7 @@ import itertools
 import re
 from typing import Any
 
-from sandbox.errors import Invalid
+from sandbox.errors import BadRequest, Invalid
 from sandbox.resources import ResourceType
 
 Obj = dict[str, Any]
@@ -131,12 +131,49 @@ def _crd(obj: Obj) -> None:
     }
 
 
+def _malformed(rt: ResourceType, obj: Obj, exc: Exception) -> BadRequest:
+    # What the apiserver's decoder answers for a field of the wrong JSON type, more or less.
+    name = obj.get("metadata", {}).get("name", "") if isinstance(obj.get("metadata"), dict) else ""
+    return BadRequest(f'{rt.kind} "{name}" is malformed: a field has the wrong type ({exc})')
+
+
+def _string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def check_shape(rt: ResourceType, obj: Obj) -> None:
+    """The metadata every write relies on is well-typed (labels and annotations map strings)."""
+    for part in ("spec", "status"):
+        if obj.get(part) is not None and not isinstance(obj[part], dict):
+            raise _malformed(rt, obj, TypeError(f"{part} is not an object"))
+    if rt.key in (("", "configmaps"), ("", "secrets")):
+        for part in ("data", "stringData", "binaryData"):
+            value = obj.get(part)
+            if value is not None and not _string_map(value):
+                raise _malformed(rt, obj, TypeError(f"{part} does not map strings to strings"))
+    meta = obj.get("metadata")
+    if meta is None:
+        return
+    if not isinstance(meta, dict):
+        raise _malformed(rt, obj, TypeError("metadata is not an object"))
+    for field in ("labels", "annotations"):
+        value = meta.get(field)
+        if value is not None and not _string_map(value):
+            raise _invalid(rt, obj, f"metadata.{field}", "Invalid value: must map strings")
+
+
 def prepare_create(rt: ResourceType, obj: Obj) -> None:
-    _defaults(rt, obj, None)
+    try:
+        _defaults(rt, obj, None)
+    except (TypeError, AttributeError) as exc:
+        raise _malformed(rt, obj, exc) from exc
 
 
 def prepare_update(rt: ResourceType, new: Obj, old: Obj) -> None:
-    _defaults(rt, new, old)
+    try:
+        _defaults(rt, new, old)
+    except (TypeError, AttributeError) as exc:
+        raise _malformed(rt, new, exc) from exc
     _immutable(rt, new, old)
 
 
@@ -192,11 +229,17 @@ def validate(rt: ResourceType, obj: Obj) -> None:
         )
         raise _invalid(rt, obj, "metadata.name", detail)
     if rt.group == "apps":
-        _validate_workload(rt, obj)
+        try:
+            _validate_workload(rt, obj)
+        except (TypeError, AttributeError) as exc:
+            raise _malformed(rt, obj, exc) from exc
 
 
 def _validate_workload(rt: ResourceType, obj: Obj) -> None:
     spec = obj.get("spec") or {}
+    replicas = spec.get("replicas")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise _invalid(rt, obj, "spec.replicas", f"Invalid value: {replicas!r}: must be >= 0")
     selector = spec.get("selector")
     if not isinstance(selector, dict) or not (
         selector.get("matchLabels") or selector.get("matchExpressions")

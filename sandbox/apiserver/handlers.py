@@ -172,8 +172,11 @@ async def handle_list(call: Call) -> web.Response:
 
 def check_identity(call: Call, obj: Obj) -> Obj:
     """Fill namespace and name from the URL; refuse a body that names another object."""
+    found = obj.get("metadata")
+    if found is not None and not isinstance(found, dict):
+        raise BadRequest("the object's metadata must be a JSON object")
     # A patched object may share its metadata map with the stored one: write to a copy.
-    meta = obj["metadata"] = dict(obj.get("metadata") or {})
+    meta = obj["metadata"] = dict(found or {})
     if call.rt.namespaced:
         body_ns = meta.get("namespace")
         if body_ns and call.target.namespace and body_ns != call.target.namespace:
@@ -272,6 +275,8 @@ def editable(call: Call, stored: Obj) -> Obj:
 def patched(call: Call, current: Obj, body: Any, kind: str) -> Obj:
     """``current`` with the request's patch applied, by the request's patch media type."""
     content = media_type(call.request)
+    if content != JSON_PATCH and not isinstance(body, dict):
+        raise BadRequest(f"a {content} body must be a JSON object")
     if content == STRATEGIC:
         if call.rt.custom and kind == call.rt.kind:
             raise UnsupportedMediaType(
@@ -280,13 +285,16 @@ def patched(call: Call, current: Obj, body: Any, kind: str) -> Obj:
             )
         return strategic_merge(current, body, kind)
     if content == MERGE:
-        return merge_patch(current, body)  # type: ignore[no-any-return]
+        merged: Obj = merge_patch(current, body)
+        return merged
     if content == JSON_PATCH:
         result = json_patch(current, body)
         if not isinstance(result, dict):
             raise BadRequest("json patch must produce an object")
         return result
     if content in APPLY:
+        if not isinstance(body.get("metadata", {}), dict):
+            raise BadRequest("the applied configuration's metadata must be a JSON object")
         manager = call.query.get("fieldManager")
         if not manager:
             raise BadRequest("PATCH, application/apply-patch+yaml requests must set fieldManager")

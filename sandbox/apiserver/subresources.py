@@ -40,6 +40,10 @@ def write_path(obj: Obj, path: str, value: Any) -> None:
     obj[parts[-1]] = value
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def scale_of(call: Call, obj: Obj) -> Obj:
     spec = call.rt.scale
     assert spec is not None
@@ -48,7 +52,7 @@ def scale_of(call: Call, obj: Obj) -> Obj:
         selector = selector_string((obj.get("spec") or {}).get("selector"))
     else:
         selector = str(read_path(obj, spec.label_selector or "") or "")
-    status: Obj = {"replicas": int(read_path(obj, spec.status_replicas) or 0)}
+    status: Obj = {"replicas": _count(read_path(obj, spec.status_replicas))}
     if selector:
         status["selector"] = selector
     keep = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
@@ -56,7 +60,7 @@ def scale_of(call: Call, obj: Obj) -> Obj:
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": {k: meta[k] for k in keep if k in meta},
-        "spec": {"replicas": int(read_path(obj, spec.spec_replicas) or 0)},
+        "spec": {"replicas": _count(read_path(obj, spec.spec_replicas))},
         "status": status,
     }
 
@@ -64,6 +68,9 @@ def scale_of(call: Call, obj: Obj) -> Obj:
 def _write_scale(call: Call, current: Obj, scale: Obj) -> web.Response:
     spec = call.rt.scale
     assert spec is not None
+    for part in ("metadata", "spec"):
+        if not isinstance(scale.get(part) or {}, dict):
+            raise BadRequest(f"the Scale's {part} must be a JSON object")
     replicas = (scale.get("spec") or {}).get("replicas")
     if not isinstance(replicas, int) or replicas < 0:
         name = current["metadata"]["name"]
