@@ -88,20 +88,20 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     server = request.app[_KEY]
     entry = new_entry(request.method, request.path, request.headers.get("User-Agent", ""))
     request[_AUDIT] = entry
+    if not request.path.startswith("/sandbox/"):
+        # Recorded on arrival (code 0 until answered), so an open watch shows in the log.
+        server.audit.add(entry)
     try:
         response = await handler(request)
     except ApiError as error:
         response = respond_error(error)
     except web.HTTPException:
         raise
-    except (
-        Exception
-    ) as exc:  # a bug must still answer a Status, as the apiserver's panic filter does
+    except Exception as exc:
+        # A bug must still answer a Status, as the apiserver's panic filter does.
         log.exception("sandbox apiserver: %s %s failed", request.method, request.path_qs)
         response = respond_error(ApiError(f"Internal error occurred: {exc!r}"))
     entry.code = response.status
-    if not request.path.startswith("/sandbox/"):
-        server.audit.add(entry)
     return response
 
 

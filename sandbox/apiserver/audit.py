@@ -49,7 +49,7 @@ class AuditEntry:
     name: str
     subresource: str
     user_agent: str
-    code: int = 0
+    code: int = 0  # 0 while the request is in flight (an open watch)
     fault: int | None = None  # id of the fault rule that affected the request
 
 

@@ -95,6 +95,18 @@ class Cluster:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=10)
 
+    def wait_for_watch(self, resource: str, timeout: float = 30) -> None:
+        """Block until a watch on ``resource`` is open (in flight in the audit log)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _, log, _ = self.http("GET", f"/sandbox/audit?verb=watch&resource={resource}&code=0")
+            if log["items"]:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"no watch on {resource} opened within {timeout}s")
+
     def http(
         self,
         method: str,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import yaml
 
@@ -194,14 +193,14 @@ def test_get_watch_streams_changes(cluster: Cluster) -> None:
         "deploy",
         "podinfo",
         "-w",
-        "--request-timeout=4s",
+        "--request-timeout=6s",
     ]
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:
-        time.sleep(1.5)
+        cluster.wait_for_watch("deployments")
         cluster.kubectl("scale", "-n", "test", "deploy/podinfo", "--replicas=5")
-        out, _ = proc.communicate(timeout=20)
+        out, _ = proc.communicate(timeout=30)
     lines = out.strip().splitlines()
     assert lines[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert lines[1].split()[:2] == ["podinfo", "0/2"]
