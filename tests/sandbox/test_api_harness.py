@@ -241,15 +241,16 @@ def test_fault_rules_fail_a_number_of_matching_requests(cluster: Cluster) -> Non
 def test_fault_delay_slows_matching_requests(cluster: Cluster) -> None:
     import time
 
-    cluster.http(
-        "POST", "/sandbox/faults", {"resource": "namespaces", "delay_seconds": 0.3, "times": 1}
-    )
+    rule = {"resource": "namespaces", "delay_seconds": 0.3, "times": 1}
+    cluster.http("POST", "/sandbox/faults", rule)
     started = time.monotonic()
     assert cluster.http("GET", "/api/v1/namespaces")[0] == 200
     assert time.monotonic() - started >= 0.3
-    started = time.monotonic()
     cluster.http("GET", "/api/v1/namespaces")
-    assert time.monotonic() - started < 0.3
+    _, listed, _ = cluster.http("GET", "/sandbox/faults")
+    assert [(r["hits"], r["remaining"]) for r in listed["items"]] == [(1, 0)], "only the first"
+    _, audit, _ = cluster.http("GET", "/sandbox/audit?resource=namespaces&verb=list")
+    assert [e["fault"] is not None for e in audit["items"]] == [True, False]
 
 
 def test_bad_fault_rule_is_refused(cluster: Cluster) -> None:
