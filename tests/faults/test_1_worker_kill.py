@@ -1,7 +1,7 @@
 """The worker SIGKILLed in every phase of a rollout, then restarted: each rollout ends as it
 would have, and no write is repeated.
 
-Five rollouts run at once, each parked in one phase when the worker dies:
+Six rollouts run at once, each parked in one phase when the worker dies:
 
 - scaling: in ``wait_ready`` of the canary — its pods take 15 s to become ready;
 - steps: in the timer between two weight steps — sixteen 1 s steps;
@@ -9,9 +9,11 @@ Five rollouts run at once, each parked in one phase when the worker dies:
   query;
 - promote: in ``promote``, after the primary's update landed and before the activity completed
   — the API server delays the activity's next read (the primary's HPA) by 15 s;
-- rollback: in the rollback's ``scale_canary`` — the API server delays the canary's /scale.
+- rollback: in the rollback's ``scale_canary`` — the API server delays the canary's /scale;
+- initialize: a target's first rollout, in ``initialize`` after the primary was created and
+  before the target was scaled to zero and the primary marked — a Service read is delayed.
 
-The worker is killed once all five are parked, and started again a second later. Temporal
+The worker is killed once all six are parked, and started again a second later. Temporal
 retries the lost activities after their timeouts (heartbeat 30 s for ``wait_ready``,
 start-to-close 60 s for the others); each retry reads the object, finds it converged where the
 dead attempt got that far, and writes nothing more. So every object receives exactly the writes
@@ -155,6 +157,27 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
         lambda s, p: s.failed_checks == 1 and "scale_canary" in p,
     )
     rollouts = [scaling, steps, metric, promote, rollback]
+    # A sixth, the target's very first rollout, parked inside ``initialize`` after the primary
+    # was created and before the target is scaled to zero and the primary marked initialized.
+    first = Rollout(
+        "initialize",
+        make_app(kube, prefix="kill-init"),
+        {},
+        Phase.SUCCEEDED,
+        Counter(
+            {
+                "deployments/(create)": 1,  # the primary
+                "services/(create)": 3,
+                "destinationrules/(create)": 2,
+                "virtualservices/(create)": 1,
+                "deployments/podinfo/scale": 1,  # the target to zero
+                "deployments/podinfo-primary": 1,  # the "initialized" mark
+            }
+        ),
+        lambda s, p: "initialize" in p,
+    )
+    first.doc = canary_doc(first.app.namespace)
+    first.image = OLD_IMAGE
     metric.app.apply(
         "flagger.app", "metrictemplates", metric_template("held", proxy.url, "vector(100)")
     )
@@ -172,8 +195,13 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
         r.image = r.app.release("6.5.1")
     for r in rollouts:
         r.before = stack.writes(r.app.namespace)
+    first.before = stack.writes(first.app.namespace)
+    stack.add_fault(
+        verb="get", resource="services", namespace=first.app.namespace,
+        name="podinfo-primary", delay_seconds=PARK_SECONDS, times=1,
+    )  # fmt: skip
     proxy.hold()
-    for r in (scaling, steps, promote, rollback):
+    for r in (first, scaling, steps, promote, rollback):
         r.handle = await start(temporal, stack, r.doc)
 
     # The promotion replaces the primary, then converges the primary's HPA: the read of that
@@ -204,12 +232,14 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
     seen: dict[str, str] = {}
     deadline = time.monotonic() + 20
     while True:
-        seen = await _observe(rollouts)
+        seen = await _observe([*rollouts, first])
         if all(v.startswith("parked") for v in seen.values()):
             break
         assert time.monotonic() < deadline, f"not all parked: {seen}"
         await asyncio.sleep(0.1)
     promote_landed = promote.app.image("podinfo-primary") == promote.image
+    # The first rollout dies half-initialized: primary created, target not yet scaled down.
+    first_half_done = (first.app.image("podinfo-primary"), first.app.replicas())
     stack.kill_worker()
     proxy.release()  # the dead worker's query is gone; the retry's answers at once
     await asyncio.sleep(1)
@@ -217,10 +247,12 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
 
     # The promotion's write had landed before the worker died: its retry must not repeat it.
     assert promote_landed, "the primary was not replaced before the kill"
+    assert first_half_done == (OLD_IMAGE, 1), first_half_done
 
-    ends = await asyncio.gather(*(closed(r.handle, within=150) for r in rollouts))  # type: ignore[arg-type]
-    report = {r.name: end for r, end in zip(rollouts, ends, strict=True)}
-    for r in rollouts:
+    watched = [*rollouts, first]
+    ends = await asyncio.gather(*(closed(r.handle, within=150) for r in watched))  # type: ignore[arg-type]
+    report = {r.name: end for r, end in zip(watched, ends, strict=True)}
+    for r in watched:
         assert r.handle is not None
         status = await status_of(r.handle)
         where = f"{r.name} (parked as {seen[r.name]}): {status.model_dump_json(indent=1)}"
@@ -228,6 +260,8 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
         assert report[r.name] == ("COMPLETED" if r.outcome == Phase.SUCCEEDED else "FAILED")
         assert r.app.weights() == (100, 0), where
         assert r.app.replicas() == 0, where
+        if r is first:
+            assert status.message.startswith("Initialization done"), where
         if r.outcome == Phase.SUCCEEDED:
             assert r.app.image("podinfo-primary") == r.image, where
             assert status.failed_checks == 0, where
