@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.apiserver import openapi, reviews
-from sandbox.apiserver.audit import AuditEntry, AuditLog, Faults, new_entry, parse_rule
+from sandbox.apiserver.audit import AUDIT_ENTRY, AuditLog, Faults, new_entry, parse_rule
 from sandbox.apiserver.discovery import (
     AGGREGATED_CONTENT_TYPE,
     VERSION_INFO,
@@ -79,7 +79,6 @@ _VERBS: dict[str, Callable[[Call], Awaitable[web.StreamResponse]]] = {
     "deletecollection": handle_deletecollection,
 }
 _KEY = web.AppKey("api_server", ApiServer)
-_AUDIT = web.RequestKey("audit", AuditEntry)
 _NOT_FOUND = "the server could not find the requested resource"
 
 
@@ -87,7 +86,7 @@ _NOT_FOUND = "the server could not find the requested resource"
 async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     server = request.app[_KEY]
     entry = new_entry(request.method, request.path, request.headers.get("User-Agent", ""))
-    request[_AUDIT] = entry
+    request[AUDIT_ENTRY] = entry
     if not request.path.startswith("/sandbox/"):
         # Recorded on arrival (code 0 until answered), so an open watch shows in the log.
         server.audit.add(entry)
@@ -161,10 +160,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 
 async def _resource(request: web.Request, server: ApiServer, target: Target) -> web.StreamResponse:
     watch = go_bool(request.query, "watch")
-    entry = request[_AUDIT]
+    entry = request[AUDIT_ENTRY]
     entry.verb = k8s_verb(request.method, target, watch)
     entry.group, entry.version, entry.resource = target.group, target.version, target.plural
     entry.namespace, entry.name = target.namespace or "", target.name or ""
+    entry.object_name = entry.name
     entry.subresource = target.subresource or ""
     rt = server.store.registry.served(target.group, target.version, target.plural)
     if rt is None or (target.namespace is not None and not rt.namespaced):

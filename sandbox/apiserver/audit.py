@@ -28,6 +28,8 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from aiohttp import web
+
 from sandbox.errors import ApiError, BadRequest, for_code
 
 Obj = dict[str, Any]
@@ -51,6 +53,12 @@ class AuditEntry:
     user_agent: str
     code: int = 0  # 0 while the request is in flight (an open watch)
     fault: int | None = None  # id of the fault rule that affected the request
+    # The object written: the URL's name, or for a create the created object's (as a real audit
+    # event's objectRef has it; ``name`` stays the URL's, empty for a create).
+    object_name: str = ""
+
+
+AUDIT_ENTRY = web.RequestKey("audit", AuditEntry)
 
 
 class AuditLog:

@@ -21,6 +21,7 @@ from aiohttp import web
 from sandbox import strategies
 from sandbox.apiserver import tables
 from sandbox.apiserver.apply import manager_from_user_agent, server_side_apply, track_update
+from sandbox.apiserver.audit import AUDIT_ENTRY
 from sandbox.apiserver.conversion import from_storage, to_storage
 from sandbox.apiserver.fields import field_predicate, single_name
 from sandbox.apiserver.jsonpatch import json_patch, merge_patch
@@ -233,7 +234,11 @@ def create_object(call: Call, obj: Obj) -> web.Response:
     track_update(None, obj, **call.manager())
     if call.dry_run:
         return call.answer(_dry_create(call, obj), 201)
-    return call.answer(call.store.create(call.rt.group, call.rt.plural, obj, copy=False), 201)
+    created = call.store.create(call.rt.group, call.rt.plural, obj, copy=False)
+    entry = call.request.get(AUDIT_ENTRY)
+    if entry is not None:
+        entry.object_name = created["metadata"]["name"]
+    return call.answer(created, 201)
 
 
 async def handle_create(call: Call) -> web.Response:

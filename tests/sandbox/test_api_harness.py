@@ -211,6 +211,7 @@ def test_audit_log_records_requests_and_clears(cluster: Cluster) -> None:
         ("get", "audited", "missing", 404),
     ]
     assert all(e["user_agent"] for e in audit["items"])
+    assert [e["object_name"] for e in audit["items"]] == ["c1", "c1", "missing"]
     cluster.http("DELETE", "/sandbox/audit")
     assert cluster.http("GET", "/sandbox/audit")[1]["items"] == []
 
