@@ -479,7 +479,8 @@ async def initialize(client: Client, stack: FaultStack, doc: dict[str, Any]) -> 
 
 
 async def status_of(handle: WorkflowHandle[Any, Any]) -> RolloutStatus:
-    return await handle.query("status", result_type=RolloutStatus)
+    status: RolloutStatus = await handle.query("status", result_type=RolloutStatus)
+    return status
 
 
 async def pending_activities(handle: WorkflowHandle[Any, Any]) -> list[str]:
