@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--scrape-interval", type=float, default=1.0, metavar="SECONDS")
     run.add_argument("--no-source-reporter", action="store_true")
     run.add_argument("--lean-metrics", action="store_true")
+    run.add_argument("--watch-pid", type=int, default=None, help="stop when this process is gone")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         scrape_interval=args.scrape_interval,
         source_reporter=not args.no_source_reporter,
         lean_metrics=args.lean_metrics,
+        watch_pid=args.watch_pid,
     )
     asyncio.run(serve(options))
     return 0

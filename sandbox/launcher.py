@@ -117,6 +117,7 @@ def up(
     scrape_interval: float = 1.0,
     source_reporter: bool = True,
     lean_metrics: bool = False,
+    watch_pid: int | None = None,
     timeout: float = READY_TIMEOUT,
 ) -> SandboxHandle:
     """Start the sandbox in the background (or find it running); wait until ready."""
@@ -138,6 +139,8 @@ def up(
         argv.append("--no-source-reporter")
     if lean_metrics:
         argv.append("--lean-metrics")
+    if watch_pid is not None:
+        argv += ["--watch-pid", str(watch_pid)]
     for attempt in range(PORT_ATTEMPTS):
         process = _spawn(argv, state_dir)
         try:
@@ -253,6 +256,8 @@ def start_sandbox(
         scrape_interval=scrape_interval,
         source_reporter=source_reporter,
         lean_metrics=lean_metrics,
+        # Tied to this process: a test run killed before its teardown leaves no sandbox behind.
+        watch_pid=os.getpid(),
     )
     try:
         yield handle

@@ -53,6 +53,8 @@ class RunOptions:
     scrape_interval: float = 1.0
     source_reporter: bool = True
     lean_metrics: bool = False
+    watch_pid: int | None = None
+    """Stop when this process is gone (tests: a killed test run must not leave its sandbox)."""
 
 
 def metrics_app(metrics: IstioMetrics) -> web.Application:
@@ -79,6 +81,21 @@ def _signalled() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once ``pid`` is gone. A pid check, not PR_SET_PDEATHSIG, because that fires
+    when the starting *thread* ends, and callers may start the sandbox from a worker thread."""
+    while not stop.is_set():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            log.info("process %d is gone: stopping", pid)
+            stop.set()
+            return
+        except PermissionError:
+            pass  # exists, owned by someone else
+        await asyncio.sleep(1.0)
 
 
 def _mark_ready(state_dir: Path, ports: statefiles.Ports, options: RunOptions) -> None:
@@ -119,6 +136,9 @@ async def serve(options: RunOptions) -> None:
         interval=options.scrape_interval,
     )
     stop = _signalled()
+    watcher = None
+    if options.watch_pid is not None:
+        watcher = asyncio.create_task(_watch_parent(options.watch_pid, stop), name="watch-parent")
     try:
         seeding.seed(store, loadtester=options.loadtester)
         await prometheus.start()
@@ -133,6 +153,8 @@ async def serve(options: RunOptions) -> None:
         await stop.wait()
     finally:
         log.info("sandbox stopping")
+        if watcher is not None:
+            watcher.cancel()
         statefiles.write_state(state_dir, ready=False)
         # Reverse order of start: nothing is served by a part that is already gone.
         await prometheus.stop()

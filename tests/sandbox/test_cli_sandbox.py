@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,32 @@ def test_up_env_curl_down(tmp_path):
     assert not alive(prometheus_pid)
     assert not (state / "sandbox.pid").exists()
     assert coalmine("sandbox", "status", "--state-dir", str(state)).returncode != 0
+
+
+def test_a_killed_owner_takes_its_sandbox_along(tmp_path):
+    state = tmp_path / "owned"
+    script = (
+        "import time\n"
+        "from pathlib import Path\n"
+        "from sandbox.runner import start_sandbox\n"
+        f"with start_sandbox(Path({str(state)!r})) as handle:\n"
+        "    print(handle.pid, flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        pid = int(owner.stdout.readline())
+        prometheus_pid = int((state / "prometheus.pid").read_text())
+        assert alive(pid)
+    finally:
+        owner.kill()  # no teardown runs: the sandbox must notice on its own
+        owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
+    deadline = time.monotonic() + 20
+    while (alive(pid) or alive(prometheus_pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(pid)
+    assert not alive(prometheus_pid)
+    assert "is gone: stopping" in (state / "sandbox.log").read_text()
