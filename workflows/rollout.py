@@ -54,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 _RESUMABLE_IN_ANALYSIS = (Phase.PROGRESSING, Phase.WAITING_PROMOTION)
+REVISION_MISMATCH_ERROR = "RevisionMismatch"
+"""Type of the promote activity's refusal when the target no longer runs the analysed revision."""
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -129,9 +131,12 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
                 )
             await self._wait_for_confirm_rollout()
             await self._scale_up()
-        await self._analyse()
-        await self._promote()
-        return await self._finalise()
+        while True:
+            await self._analyse()
+            if await self._promote():
+                return await self._finalise()
+            # The target moved on under the promotion: analyse what it runs now.
+            await self._restart()
 
     # --- phases ------------------------------------------------------------------------------
 
@@ -212,6 +217,10 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
                 await self._restart()
 
     async def _restart(self) -> None:
+        # The target is the source of truth: whichever revision was announced, the one its pod
+        # template has now is what gets analysed (two CI jobs can announce theirs out of order).
+        info = await self._calls.read_revision()
+        self._state.set(revision=info.revision)
         self._event(
             f"New revision detected! Restarting analysis for {self._display}",
             reason="NewRevision",
@@ -222,8 +231,12 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
         self._state.set_phase(Phase.PROGRESSING)
         await self._wait_ready(self._calls.ref.target, primary=False)
 
-    async def _promote(self) -> None:
-        """Copy the canary's spec to the primary and wait for the primary to be ready."""
+    async def _promote(self) -> bool:
+        """Copy the canary's spec to the primary and wait for it to be ready.
+
+        False when the target no longer runs the analysed revision (the promote activity checks
+        it before writing anything): that spec was never analysed, so it is not promoted.
+        """
         self._state.set_phase(Phase.PROMOTING)
         ref = self._calls.ref
         self._event(
@@ -231,8 +244,15 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
             reason="Promoting",
         )
         revision = self._state.status.revision or ""
-        await self._calls.promote(revision)
+        try:
+            await self._calls.promote(revision)
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == REVISION_MISMATCH_ERROR:
+                return False
+            raise
         await self._wait_ready(ref.primary, primary=True)
+        return True
 
     async def _finalise(self) -> RolloutResult:
         """Route all traffic to the primary, scale the canary to zero, post-rollout hooks."""

@@ -101,25 +101,11 @@ async def test_two_jobs_at_once_give_one_rollout_and_the_later_image_wins(
     status = await status_of(handle)
     later = app.image()  # the image the target ended with: the last job's write
     assert later in images
-    if status.phase == Phase.FAILED and "RevisionMismatch" in status.message:
-        # The jobs interleaved as the next test forces: the known bug, not a new one.
-        pytest.xfail(f"hit the stale-revision bug of the next test: {status.message}")
     assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
     assert app.image("podinfo-primary") == later
     assert status.revision == read_revision(Resources(kube), app.namespace, "podinfo")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A revision computed before another job's image change and delivered after it (a CI "
-        "job whose update-with-start arrives late) is adopted as the newest: the workflow "
-        "restarts analysis on the stale revision, promote refuses it (RevisionMismatch, "
-        "non-retryable) and the rollout rolls back and FAILS, so the later image is never "
-        "promoted. workflows/_operator.py _apply_new_revision takes any revision that differs; "
-        "nothing orders revisions or re-reads the target's current one."
-    ),
-)
 async def test_a_stale_revision_arriving_late_does_not_undo_the_later_image(
     stack: FaultStack, temporal: Client, kube: Any, tmp_path: Path
 ) -> None:

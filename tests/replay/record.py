@@ -67,11 +67,12 @@ async def _operated(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
     cluster.on(
         ActivityName.SET_WEIGHTS, lambda a: a.canary == 10, update("pause", OperatorRequest())
     )
-    cluster.on(
-        ActivityName.SET_WEIGHTS,
-        lambda a: a.canary == 20,
-        update("new_revision", NewRevisionRequest(revision="rev-3")),
-    )
+
+    async def ci_sets_the_image_then_tells() -> None:
+        cluster.revision = "rev-3"
+        await handles[0].execute_update("new_revision", NewRevisionRequest(revision="rev-3"))
+
+    cluster.on(ActivityName.SET_WEIGHTS, lambda a: a.canary == 20, ci_sets_the_image_then_tells)
     cluster.on(
         ActivityName.SET_WEIGHTS,
         lambda a: a.canary == 30,

@@ -194,6 +194,13 @@ async def scale_canary(arg: ScaleCanaryInput) -> ScaleResult:
 async def promote(arg: PromoteInput) -> None:
     c = _cluster()
     await c.record(ActivityName.PROMOTE, arg)
+    if arg.revision != c.revision:
+        # As the real activity: a target that moved on is never promoted unanalysed.
+        raise ApplicationError(
+            f"target is at {c.revision}, not {arg.revision}",
+            type="RevisionMismatch",
+            non_retryable=True,
+        )
     c.primary_revision = arg.revision
 
 

@@ -304,11 +304,12 @@ async def test_new_revision_restarts_the_analysis(rollouts: Rollouts) -> None:
     cluster = FakeCluster()
     late = Late()
     request = NewRevisionRequest(revision="rev-3", identity="ci")
-    cluster.on(
-        ActivityName.SET_WEIGHTS,
-        lambda a: a.canary == 30,
-        lambda: late.update("new_revision", request),
-    )
+
+    async def ci_sets_the_image_then_tells() -> None:
+        cluster.revision = "rev-3"
+        await late.update("new_revision", request)
+
+    cluster.on(ActivityName.SET_WEIGHTS, lambda a: a.canary == 30, ci_sets_the_image_then_tells)
     late.handle = await rollouts.start(cluster)
     result = await late.handle.result()
     assert result.revision == "rev-3"
@@ -367,6 +368,7 @@ async def test_update_with_start_hands_a_new_revision_to_the_running_rollout(
     late = Late()
 
     async def ci_pushes_rev_3() -> None:
+        cluster.revision = "rev-3"  # the CI job sets the image, then hands the revision over
         start = _with_start(rollouts, late.handle.id, revision="rev-3")
         await rollouts.client.execute_update_with_start_workflow(
             CanaryRolloutWorkflow.new_revision,
@@ -384,7 +386,7 @@ async def test_update_with_start_hands_a_new_revision_to_the_running_rollout(
 async def test_a_revision_handed_over_at_start_is_the_one_rolled_out(rollouts: Rollouts) -> None:
     # What update-with-start does when no rollout runs: the update reaches the new workflow
     # before it has read the target's revision, and its revision wins.
-    cluster = FakeCluster(revision="rev-9")
+    cluster = FakeCluster(revision="rev-4")
     late = Late()
     request = NewRevisionRequest(revision="rev-4")
     cluster.on(
@@ -396,3 +398,61 @@ async def test_a_revision_handed_over_at_start_is_the_one_rolled_out(rollouts: R
     assert cluster.primary_revision == "rev-4"
     assert [c for _, c in weights(cluster)] == [10, 20, 30, 40, 50, 0]
     assert [a.action for a in (await rollouts.status(late.handle)).actions] == ["start"]
+
+
+async def test_a_handed_over_revision_the_target_has_left_is_not_promoted(
+    rollouts: Rollouts,
+) -> None:
+    # The revision a CI job computed, then the target changed again before the rollout read it:
+    # the promotion finds the target elsewhere, and what the target runs now is analysed.
+    cluster = FakeCluster(revision="rev-9")
+    late = Late()
+    request = NewRevisionRequest(revision="rev-4")
+    cluster.on(
+        ActivityName.READ_REVISION, lambda _: True, lambda: late.update("new_revision", request)
+    )
+    late.handle = await rollouts.start(cluster, revision=None)
+    result = await late.handle.result()
+    assert result.revision == "rev-9"
+    assert [p.revision for p in cluster.called(ActivityName.PROMOTE)] == ["rev-4", "rev-9"]
+    assert cluster.primary_revision == "rev-9"
+
+
+async def test_a_stale_revision_arriving_late_never_wins_over_the_target(
+    rollouts: Rollouts,
+) -> None:
+    # Two CI jobs: A computed rev-3 before B set the image that made the target rev-4; B's
+    # rollout runs rev-4 and A's announcement arrives afterwards. The target is the truth.
+    cluster = FakeCluster(revision="rev-4")
+    late = Late()
+    stale = NewRevisionRequest(revision="rev-3", identity="ci-job-a")
+    cluster.on(
+        ActivityName.SET_WEIGHTS,
+        lambda a: a.canary == 20,
+        lambda: late.update("new_revision", stale),
+    )
+    late.handle = await rollouts.start(cluster, revision="rev-4")
+    result = await late.handle.result()
+    assert result.phase == Phase.SUCCEEDED
+    assert result.revision == "rev-4"
+    assert cluster.primary_revision == "rev-4"
+
+
+async def test_a_target_changed_under_promotion_is_analysed_before_it_is_promoted(
+    rollouts: Rollouts,
+) -> None:
+    # Someone changed the Deployment by hand during the analysis and nobody told the rollout:
+    # the promotion notices, and the new spec gets its own analysis (Flagger's restart rule).
+    cluster = FakeCluster()
+
+    async def changed_by_hand() -> None:
+        cluster.revision = "rev-5"
+
+    cluster.on(ActivityName.SET_WEIGHTS, lambda a: a.canary == 40, changed_by_hand)
+    handle = await rollouts.start(cluster)
+    result = await handle.result()
+    assert result.revision == "rev-5"
+    assert cluster.primary_revision == "rev-5"
+    promotes = [p.revision for p in cluster.called(ActivityName.PROMOTE)]
+    assert promotes == ["rev-2", "rev-5"]
+    assert [c for _, c in weights(cluster)] == [10, 20, 30, 40, 50, 0, 10, 20, 30, 40, 50, 0]
