@@ -11,6 +11,9 @@ Each group lives in its own module so the pieces can grow independently:
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from sandbox.cli import app as sandbox_app
@@ -30,7 +33,22 @@ stack_cli.register(app)
 
 
 def main() -> None:
-    app()
+    """Run the command, then leave without interpreter finalization.
+
+    The Temporal client's native runtime keeps threads of its own; tearing the interpreter down
+    under them can abort the process (SIGABRT) after the command has already finished and
+    printed its result, turning a clean exit code into -6. Every command has done all its work
+    (and a worker has drained) when ``app()`` returns, so flushing and ``os._exit`` is safe.
+    """
+    code: int = 0
+    try:
+        app()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
