@@ -8,6 +8,7 @@ is raised as a ``CliError`` with its exit code; Temporal's own exception types s
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,6 +61,10 @@ ACCEPT_TIMEOUT = timedelta(seconds=60)
 """How long a start waits for a worker to take the rollout's first task."""
 
 
+START_TOKEN = "coalmine-start-token"
+"""Memo key of the token that tells which start request created a run."""
+
+
 @dataclass(frozen=True)
 class Started:
     """A rollout start: the handle, and whether a running rollout got the new revision."""
@@ -86,12 +91,17 @@ async def start_rollout(
     ``new_revision`` update to whichever run holds the ID.
     """
     canary = rollout.canary
+    # Whether this request started the run or joined a running one is only known afterwards
+    # (two jobs can both see "none running" before either starts): a token in the start's memo
+    # tells, since only the start that created the run leaves its memo there.
+    token = uuid.uuid4().hex
     start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
         WORKFLOW_NAME,
         rollout,
         id=workflow_id,
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        memo={START_TOKEN: token},
         static_summary=summary,
         static_details=details,
         search_attributes=TypedSearchAttributes(
@@ -109,7 +119,6 @@ async def start_rollout(
             ]
         ),
     )
-    existing = await _is_running(client, workflow_id)
     try:
         await client.start_update_with_start_workflow(
             "new_revision",
@@ -128,16 +137,14 @@ async def start_rollout(
         ) from err
     except RPCError as err:
         raise _rpc_error(err, workflow_id) from err
-    handle = await start.workflow_handle()
-    return Started(handle=client.get_workflow_handle(handle.id), existing=existing)
+    handle = client.get_workflow_handle((await start.workflow_handle()).id)
+    description = await handle.describe()
+    started_here = await description.memo_value(START_TOKEN, None) == token
+    return Started(handle=handle, existing=not started_here)
 
 
 def _revision_pair(revision: str | None) -> list[SearchAttributePair[str]]:
     return [SearchAttributePair(CANARY_REVISION, revision)] if revision else []
-
-
-async def _is_running(client: Client, workflow_id: str) -> bool:
-    return await _run_state(client, workflow_id) == WorkflowExecutionStatus.RUNNING
 
 
 async def _run_state(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
