@@ -25,15 +25,14 @@ Doc = dict[str, Any]
 
 
 def kubectl() -> str:
-    """Path of a versioned kubectl binary that runs offline (skips the test when none exists)."""
+    """Path of a versioned kubectl binary that runs offline (fails the test when none exists)."""
     for version in _KUBECTL_VERSIONS:
         for folder in _KUBECTL_DIRS:
             candidate = folder / f"kubectl.{version}"
             if candidate.exists():
                 return str(candidate)
     found = shutil.which("kubectl")
-    if found is None:
-        pytest.skip("no kubectl on this machine")
+    assert found, "kubectl is part of this machine's image; it is missing"
     return found
 
 

@@ -51,10 +51,7 @@ INTERVAL = "5s"
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusProcess]:
     binary = prometheus_binary()
-    if binary is None:
-        pytest.skip(
-            "no prometheus binary: run scripts/fetch-tools.sh or set COALMINE_PROMETHEUS_BIN"
-        )
+    assert binary, "no prometheus binary: run scripts/fetch-tools.sh or set COALMINE_PROMETHEUS_BIN"
     with (
         mesh_exporter(WORKLOADS) as target,
         run_prometheus(binary, [target], tmp_path_factory.mktemp("prom")) as prom,
@@ -188,8 +185,7 @@ def test_provider_is_online(prometheus: PrometheusProcess) -> None:
 
 def test_stopped_prometheus_is_a_provider_error(tmp_path: Path) -> None:
     binary = prometheus_binary()
-    if binary is None:
-        pytest.skip("no prometheus binary")
+    assert binary, "no prometheus binary: run scripts/fetch-tools.sh or set COALMINE_PROMETHEUS_BIN"
     with run_prometheus(binary, [], tmp_path) as prom:
         provider = PrometheusProvider(address=prom.url, credentials=Credentials(token="t0ken"))
         assert provider.is_online()

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from worker.cli import app
 
-EXAMPLE = Path("/work/shared/examples/podinfo-canary-v1alpha3.yaml")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "podinfo-canary-v1alpha3.yaml"
 CANARY = """\
 apiVersion: flagger.app/v1beta1
 kind: Canary
@@ -79,7 +79,6 @@ def test_unreachable_temporal_exits_3(canary_file: Path) -> None:
     assert "cannot reach Temporal at 127.0.0.1:1" in output
 
 
-@pytest.mark.skipif(not EXAMPLE.exists(), reason="shared examples not present")
 def test_the_article_canary_passes_validation() -> None:
     code, output = invoke(*UNREACHABLE, "start", "-f", str(EXAMPLE))
     assert code == 3, output  # valid: it got as far as connecting
