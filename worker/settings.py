@@ -172,7 +172,8 @@ class WorkerSettings:
 
     max_cached_workflows: int = 2000
     """Workflows kept in memory. Keep it at or above the number of open rollouts: a smaller
-    cache replays histories on every task (3.5× the CPU); each cached rollout costs ~270 KB (BENCHMARKS.md)."""
+    cache replays histories on every task (3.5× the CPU); each cached rollout costs ~270 KB
+    (BENCHMARKS.md)."""
 
     metrics_port: int = DEFAULT_METRICS_PORT
     """Port of the worker's Prometheus endpoint (/metrics); 0 turns it off."""
