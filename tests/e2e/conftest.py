@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,26 +28,10 @@ from kubernetes import client as k8s
 from activities.kubernetes import build_api_client
 from sandbox.runner import SandboxHandle, start_sandbox
 from tests.conftest import TEMPORAL_CLI
+from tests.ports import free_port, wait_for_port
 
 COALMINE = str(Path(sys.executable).parent / "coalmine")
 TASK_QUEUE = "coalmine-e2e"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int, *, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
 
 
 def stop_process(proc: subprocess.Popen[Any], *, timeout: float = 30) -> int:
@@ -85,7 +68,7 @@ def e2e_temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalS
             stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        _wait_for_port(port)
+        wait_for_port(port)
         yield TemporalServer(address=f"127.0.0.1:{port}", ui_port=ui_port)
     finally:
         stop_process(proc)

@@ -18,7 +18,6 @@ import contextlib
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,6 +40,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from activities.kubernetes import build_api_client
 from sandbox.runner import SandboxHandle, start_sandbox
 from tests.conftest import TEMPORAL_CLI
+from tests.ports import free_port, wait_for_port
 from workflows.model import WORKFLOW_NAME, RolloutInput, RolloutResult, RolloutStatus, workflow_id
 from workflows.search import SEARCH_ATTRIBUTES
 from workflows.spec import Canary
@@ -49,23 +49,6 @@ COALMINE = str(Path(sys.executable).parent / "coalmine")
 IMAGE = "ghcr.io/stefanprodan/podinfo"
 OLD_IMAGE = f"{IMAGE}:6.5.0"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_port(port: int, *, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 def _end(proc: subprocess.Popen[bytes] | None, sig: int, *, timeout: float = 20) -> None:
@@ -137,7 +120,7 @@ class FaultStack:
             self.temporal = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
-        _wait_port(self.temporal_port)
+        wait_for_port(self.temporal_port)
 
     def stop_temporal(self) -> None:
         """SIGTERM, as an operator restarting the server would; waits for the exit."""
