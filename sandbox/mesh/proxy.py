@@ -7,9 +7,15 @@ Clients use it as an HTTP proxy (absolute-form request targets: ``curl -x``, ``H
    ``unknown`` otherwise, as Istio labels traffic from outside the mesh);
 2. resolves the host (hosts.py; a Service's ClusterIP works too) and applies the VirtualService for
    it (routes.py), or plain Service selection when there is none;
-3. picks a ready endpoint of the destination Service (round-robin, filtered by a DestinationRule
-   subset), and hands the request to the workload that pod's image selects, in-process;
+3. picks a ready endpoint of the destination Service from its EndpointSlices (endpoints.py;
+   round-robin, filtered by a DestinationRule subset), and hands the request to the workload that
+   pod's image selects, in-process;
 4. records Istio's metrics for it (metrics.py).
+
+Everything it knows about the cluster it reads from a `ClusterView`: a `sandbox.kubecache.KubeCache`
+watching namespaces, Services, pods, EndpointSlices, VirtualServices and DestinationRules on the API
+server, as Istio's control plane watches them (or, until the stand-in goes, its `Store`: see
+standin.py). It only reads: the objects are the cache's own.
 
 Errors speak Envoy's language: 404 ``NR`` (no route), 503 ``UH`` (no healthy upstream), 504 ``UT``
 (route timeout); an unknown host is a 502 whose body says what the mesh can resolve.
@@ -24,12 +30,12 @@ import contextlib
 import random
 import time
 from dataclasses import replace
-from typing import Any
 
 from aiohttp import web
 from yarl import URL
 
-from sandbox.mesh import hosts
+from sandbox.kubecache import Change, ClusterView
+from sandbox.mesh import endpoints, hosts, standin
 from sandbox.mesh.metrics import IstioMetrics, Peer
 from sandbox.mesh.routes import (
     Destination,
@@ -41,6 +47,7 @@ from sandbox.mesh.routes import (
     match_route,
     plan_route,
 )
+from sandbox.store import Store
 from sandbox.workloads import WorkloadSet
 from sandbox.workloads.base import (
     Obj,
@@ -84,11 +91,18 @@ def destination_peer(pod: Obj) -> Peer:
 class Mesh:
     """Routes requests to pods and measures them."""
 
-    def __init__(self, store: Any, workloads: WorkloadSet, metrics: IstioMetrics) -> None:
-        self._store = store
+    def __init__(
+        self, view: ClusterView | Store, workloads: WorkloadSet, metrics: IstioMetrics
+    ) -> None:
+        self._view = standin.view_of(view)
         self._workloads = workloads
         self.metrics = metrics
-        self._vs = VirtualServiceIndex(store, self._qualify)
+        self._view.add_index(
+            endpoints.GROUP, endpoints.PLURAL, endpoints.BY_SERVICE, endpoints.slice_services
+        )
+        self._vs = VirtualServiceIndex(self._view, self._qualify)
+        # A deleted pod's per-pod workload state (podinfo's error accumulator) goes with it.
+        self._view.listen(self._pod_changed, group="", plural="pods")
         self._picker = WeightedPicker()
         self._rr: dict[str, int] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -99,8 +113,12 @@ class Mesh:
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
+    def _pod_changed(self, change: Change) -> None:
+        if change.type == "DELETED":
+            self._workloads.forget(change.obj)
+
     def _namespace_exists(self, name: str) -> bool:
-        return self._store.peek("", "namespaces", None, name) is not None
+        return self._view.peek("", "namespaces", None, name) is not None
 
     def _qualify(self, host: str, namespace: str) -> str:
         return hosts.qualify(host, namespace=namespace, namespace_exists=self._namespace_exists)
@@ -177,7 +195,7 @@ class Mesh:
         """A Service's ClusterIP (``kubectl get svc`` shows it) names that Service."""
         if not host.replace(".", "").isdigit():
             return None
-        for service in self._store.scan("", "services"):
+        for service in self._view.scan("", "services"):
             if (service.get("spec") or {}).get("clusterIP") == host:
                 md = service["metadata"]
                 return hosts.ServiceRef(md["namespace"], md["name"]).fqdn
@@ -186,11 +204,11 @@ class Mesh:
     def _fallback_namespace(self, host: str, canonical: str) -> str:
         """A bare ``<svc>`` not found in the caller's namespace: the one namespace that has it."""
         ref = hosts.service_of_fqdn(canonical)
-        if ref is None or "." in host or self._store.peek("", "services", ref.namespace, ref.name):
+        if ref is None or "." in host or self._view.peek("", "services", ref.namespace, ref.name):
             return canonical
         owners = [
             s["metadata"]["namespace"]
-            for s in self._store.scan("", "services")
+            for s in self._view.scan("", "services")
             if s["metadata"]["name"] == ref.name
         ]
         return hosts.ServiceRef(owners[0], ref.name).fqdn if len(owners) == 1 else canonical
@@ -258,13 +276,13 @@ class Mesh:
             raise MeshError(
                 502, "NR", f"sandbox mesh: route destination {destination.host!r} is not a Service"
             )
-        service = self._store.peek("", "services", ref.namespace, ref.name)
+        service = self._view.peek("", "services", ref.namespace, ref.name)
         if service is None:
             raise MeshError(
                 503, "NR", f"sandbox mesh: no Service {ref.name!r} in namespace {ref.namespace!r}"
             )
-        target_port = self._target_port(service, destination.port or explicit_port)
-        pod = self._pick_pod(ref, destination.subset)
+        service_port = self._service_port(service, destination.port or explicit_port)
+        pod, target_port = self._pick_endpoint(ref, destination.subset, service_port)
         peer = destination_peer(pod)
         container = serving_container(pod, target_port)
         handler = self._workloads.for_container(container)
@@ -289,43 +307,51 @@ class Mesh:
         return response
 
     @staticmethod
-    def _target_port(service: Obj, port: int | None) -> int | None:
+    def _service_port(service: Obj, port: int | None) -> Obj:
         ports = (service.get("spec") or {}).get("ports") or []
-        chosen = next((p for p in ports if p.get("port") == port), None)
+        chosen: Obj | None = next((p for p in ports if p.get("port") == port), None)
         if chosen is None and port in (None, 80) and len(ports) == 1:
             chosen = ports[0]  # a port-less URL reaches a one-port Service (lenient, documented)
         if chosen is None:
             known = ", ".join(str(p.get("port")) for p in ports)
             raise MeshError(503, "NR", f"sandbox mesh: Service has no port {port} (ports: {known})")
-        target = chosen.get("targetPort", chosen.get("port"))
-        return int(target) if isinstance(target, int) or str(target).isdigit() else None
+        return chosen
 
-    def _pick_pod(self, ref: hosts.ServiceRef, subset: str | None) -> Obj:
-        endpoints = self._store.peek("", "endpoints", ref.namespace, ref.name) or {}
-        names = [
-            address["targetRef"]["name"]
-            for subset_ in endpoints.get("subsets") or []
-            for address in subset_.get("addresses") or []
-            if (address.get("targetRef") or {}).get("kind") == "Pod"
+    def _pick_endpoint(
+        self, ref: hosts.ServiceRef, subset: str | None, service_port: Obj
+    ) -> tuple[Obj, int | None]:
+        """A ready pod of the Service (round-robin) and the container port it is reached on."""
+        target = service_port.get("targetPort", service_port.get("port"))
+        numeric = int(str(target)) if isinstance(target, int) or str(target).isdigit() else None
+        slices = self._view.by_index(
+            endpoints.GROUP,
+            endpoints.PLURAL,
+            endpoints.BY_SERVICE,
+            endpoints.service_key(ref.namespace, ref.name),
+        )
+        ready = endpoints.ready_endpoints(
+            slices, port_name=service_port.get("name"), fallback_port=numeric
+        )
+        live = [
+            (pod, endpoint.port)
+            for endpoint in ready
+            if (pod := self._view.peek("", "pods", ref.namespace, endpoint.pod)) is not None
         ]
-        pods = [self._store.peek("", "pods", ref.namespace, name) for name in names]
-        live = [p for p in pods if p is not None]
         if subset:
             labels = self._subset_labels(ref, subset)
             live = [
-                p
-                for p in live
-                if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+                (pod, port)
+                for pod, port in live
+                if all((pod["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
             ]
         if not live:
             raise MeshError(503, "UH", "no healthy upstream")
         counter = self._rr.get(ref.fqdn + "/" + (subset or ""), 0)
         self._rr[ref.fqdn + "/" + (subset or "")] = counter + 1
-        chosen: Obj = live[counter % len(live)]
-        return chosen
+        return live[counter % len(live)]
 
     def _subset_labels(self, ref: hosts.ServiceRef, subset: str) -> dict[str, str]:
-        for rule in self._store.scan("networking.istio.io", "destinationrules"):
+        for rule in self._view.scan("networking.istio.io", "destinationrules"):
             namespace = str(rule["metadata"].get("namespace", "default"))
             if self._qualify(str((rule.get("spec") or {}).get("host", "")), namespace) != ref.fqdn:
                 continue

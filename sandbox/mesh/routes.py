@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.kubecache import Change, ClusterView
 from sandbox.mesh.hosts import host_matches
 
 Obj = dict[str, Any]
@@ -211,23 +212,24 @@ class WeightedPicker:
 
 
 class VirtualServiceIndex:
-    """VirtualServices by canonical host, rebuilt lazily after any VirtualService write."""
+    """VirtualServices by canonical host, rebuilt lazily after any VirtualService change (or a
+    re-list of them after a lost watch: the view reports what changed)."""
 
-    def __init__(self, store: Any, qualify: Callable[[str, str], str]) -> None:
-        self._store = store
+    def __init__(self, view: ClusterView, qualify: Callable[[str, str], str]) -> None:
+        self._view = view
         self._qualify = qualify
         self._entries: list[tuple[str, str, str]] | None = None
-        # Only these writes change which host means what.
-        store.listen(self._invalidate, group=GROUP, plural=PLURAL)
-        store.listen(self._invalidate, group="", plural="namespaces")
+        # Only these changes change which host means what.
+        view.listen(self._invalidate, group=GROUP, plural=PLURAL)
+        view.listen(self._invalidate, group="", plural="namespaces")
 
-    def _invalidate(self, event: Any) -> None:
-        del event
+    def _invalidate(self, change: Change) -> None:
+        del change
         self._entries = None
 
     def _build(self) -> list[tuple[str, str, str]]:
         entries = []
-        for vs in self._store.scan(GROUP, PLURAL):
+        for vs in self._view.scan(GROUP, PLURAL):
             md = vs.get("metadata") or {}
             namespace = str(md.get("namespace", "default"))
             for host in (vs.get("spec") or {}).get("hosts") or []:
@@ -243,6 +245,6 @@ class VirtualServiceIndex:
             self._entries = self._build()
         for pattern, namespace, name in self._entries:
             if host_matches(pattern, host):
-                found: Obj | None = self._store.peek(GROUP, PLURAL, namespace, name)
+                found: Obj | None = self._view.peek(GROUP, PLURAL, namespace, name)
                 return found
         return None
