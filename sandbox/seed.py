@@ -4,14 +4,25 @@ As in Flagger's tutorials (``kubectl -n test apply -f artifacts/loadtester/``): 
 ``flagger-loadtester`` Deployment (image ``ghcr.io/fluxcd/flagger-loadtester``, port 8080 named
 ``http``) and a Service on port 80, so webhooks written for Flagger
 (``http://flagger-loadtester.test/``) work unchanged.
+
+`seed_cluster` creates them through the API server (any kube-apiserver, by its kubeconfig), each
+with a POST; an object that already exists (409 AlreadyExists) is left as it is, so seeding again
+is harmless. `seed` writes them into the stand-in's in-process `Store`: it goes with the stand-in.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
+import aiohttp
+
+from activities.errors import AlreadyExists as ApiAlreadyExists
 from sandbox.errors import AlreadyExists
+from sandbox.kubecache import KubeConfig, request_json
+
+log = logging.getLogger("sandbox")
 
 LOADTESTER_IMAGE = "ghcr.io/fluxcd/flagger-loadtester:0.34.0"
 LABELS = {"app": "flagger-loadtester"}
@@ -68,3 +79,33 @@ def seed(store: Any, *, loadtester: bool = True) -> None:
     for group, plural, obj in loadtester_objects():
         with contextlib.suppress(AlreadyExists):
             store.create(group, plural, obj)
+
+
+def collection_path(plural: str, obj: dict[str, Any]) -> str:
+    """Where an object is created: ``/api/v1/namespaces/test/services``, ``/apis/apps/v1/…``."""
+    api_version = str(obj["apiVersion"])
+    root = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+    namespace = (obj.get("metadata") or {}).get("namespace")
+    return f"{root}/namespaces/{namespace}/{plural}" if namespace else f"{root}/{plural}"
+
+
+async def seed_cluster(
+    session: aiohttp.ClientSession, config: KubeConfig, *, loadtester: bool = True
+) -> list[str]:
+    """Create the initial objects through the API; returns the ones created by this call.
+
+    ``session`` is one made by ``config.session()``. Errors other than AlreadyExists are raised
+    (`activities.errors`); the caller runs this once the API server is ready.
+    """
+    created: list[str] = []
+    if not loadtester:
+        return created
+    for _, plural, obj in loadtester_objects():
+        name = f"{plural}/{obj['metadata']['name']}"
+        try:
+            await request_json(session, "POST", config.url(collection_path(plural, obj)), body=obj)
+        except ApiAlreadyExists:
+            log.debug("seed: %s exists already", name)
+            continue
+        created.append(name)
+    return created
