@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the sandbox in the foreground")
     run.add_argument("--state-dir", type=Path, required=True)
     run.add_argument("--pod-ready-delay", type=float, default=WorldSettings.pod_ready_delay)
+    run.add_argument("--nodes", type=int, default=WorldSettings.nodes)
     run.add_argument("--no-loadtester", action="store_true")
     run.add_argument("--scrape-target", action="append", default=[], metavar="HOST:PORT")
     run.add_argument("--scrape-interval", type=float, default=1.0, metavar="SECONDS")
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     options = RunOptions(
         state_dir=args.state_dir,
-        settings=WorldSettings(pod_ready_delay=args.pod_ready_delay),
+        settings=WorldSettings(pod_ready_delay=args.pod_ready_delay, nodes=args.nodes),
         loadtester=not args.no_loadtester,
         extra_scrape_targets=tuple(args.scrape_target),
         scrape_interval=args.scrape_interval,

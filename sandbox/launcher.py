@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sandbox import statefiles
 
-READY_TIMEOUT = 60.0  # ~6 s normally; generous for a machine busy with other suites
+READY_TIMEOUT = 120.0  # ~15 s normally; generous for a machine busy with other suites
 PORT_ATTEMPTS = 3
 PID_FILES = ("sandbox.pid", "prometheus.pid")
 
@@ -46,7 +46,13 @@ class SandboxHandle:
     state_dir: Path
     pid: int
     kubeconfig: Path
+    """The cluster admin, straight to the API server (kubectl, tests, CI's ``rollout start``)."""
+    worker_kubeconfig: Path
+    """The ``coalmine`` ServiceAccount, through the API proxy (the worker)."""
     api_url: str
+    """The kube-apiserver (HTTPS)."""
+    proxy_url: str
+    """The API proxy in front of it: ``/sandbox/faults`` and ``/sandbox/audit``."""
     mesh_url: str
     metrics_url: str
     prometheus_url: str
@@ -61,7 +67,9 @@ class SandboxHandle:
             state_dir=state_dir,
             pid=pid,
             kubeconfig=state_dir / "kubeconfig",
+            worker_kubeconfig=state_dir / "worker.kubeconfig",
             api_url=links["api"],
+            proxy_url=links["proxy"],
             mesh_url=links["mesh"],
             metrics_url=links["metrics"],
             prometheus_url=links["prometheus"],
@@ -72,7 +80,7 @@ class SandboxHandle:
 
 def _saved_ports(state_dir: Path) -> statefiles.Ports:
     saved = statefiles.read_state(state_dir)["ports"]
-    return statefiles.Ports(**{k: int(saved[k]) for k in ("api", "mesh", "metrics", "prometheus")})
+    return statefiles.Ports(**{k: int(saved[k]) for k in statefiles.PORT_NAMES})
 
 
 def _read_pid(path: Path) -> int | None:

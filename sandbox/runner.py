@@ -1,11 +1,13 @@
-"""The sandbox process: one asyncio loop serving the API, the mesh and its metrics, plus the
-controllers.
+"""The sandbox process: the real control plane as its children, and one asyncio loop serving the
+data plane that a mesh would be (the proxy, Istio's metrics) as a plain client of it.
 
-``python -m sandbox run --state-dir DIR`` runs ``serve()``: one `Store`, the Kubernetes API app on
-the API port, the mesh proxy on the mesh port, Istio's metrics on the metrics port, the controllers
-as tasks, and the real Prometheus as a child process. It writes the client files and marks itself
-ready in ``sandbox.json`` only after Prometheus has scraped the mesh, then runs until SIGTERM/SIGINT
-and shuts down in reverse order.
+``python -m sandbox run --state-dir DIR`` runs ``serve()``: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and kwok (sandbox/cluster/), the API proxy in front of the
+API server for the worker (fault rules, the audit log: sandbox/apiproxy/), a watch-backed cache of
+the objects a mesh reads (sandbox/kubecache/), the mesh proxy on the mesh port, Istio's metrics on
+the metrics port, and the real Prometheus as a child process. It writes the client files and marks
+itself ready in ``sandbox.json`` only after Prometheus has scraped the mesh, then runs until
+SIGTERM/SIGINT and shuts down in reverse order.
 
 Tests and commands start that process from outside with `start_sandbox` / ``launcher.up``
 (re-exported here).
@@ -17,7 +19,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import ssl
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,14 +30,15 @@ from aiohttp import web
 
 from sandbox import seed as seeding
 from sandbox import statefiles
-from sandbox.apiserver import build_api_app
-from sandbox.controllers import ControllerManager
+from sandbox.apiproxy import ApiProxy
+from sandbox.cluster import ControlPlane
+from sandbox.cluster import Ports as ClusterPorts
+from sandbox.kubecache import KubeCache, KubeConfig, data_plane_resources
 from sandbox.launcher import SandboxHandle, down, start_sandbox, up
 from sandbox.mesh import IstioMetrics, Mesh
 from sandbox.mesh.metrics import CONTENT_TYPE
 from sandbox.prometheus import PrometheusServer
 from sandbox.settings import WorldSettings
-from sandbox.store import Store
 from sandbox.tools import hey_bin
 from sandbox.workloads import LoadTester, Podinfo, WorkloadSet
 
@@ -111,23 +116,93 @@ def _mark_ready(state_dir: Path, ports: statefiles.Ports, options: RunOptions) -
     )
 
 
+def _control_plane(
+    state_dir: Path, ports: statefiles.Ports, settings: WorldSettings
+) -> ControlPlane:
+    return ControlPlane(
+        state_dir / "cluster",
+        ClusterPorts(etcd=ports.etcd, etcd_peer=ports.etcd_peer, api=ports.api),
+        node_count=settings.nodes,
+        ready_delay=settings.pod_ready_delay,
+    )
+
+
+async def _api_proxy(cluster: ControlPlane, port: int) -> ApiProxy:
+    """The worker's way in: HTTPS with the API server's own certificate (its SANs include
+    127.0.0.1), forwarding the worker's token untouched so the real authorizer judges it."""
+    serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    serving.load_cert_chain(cluster.pki.server_cert, cluster.pki.server_key)
+    upstream = ssl.create_default_context(cafile=str(cluster.pki.ca_cert))
+    proxy = ApiProxy(
+        upstream=cluster.url,
+        upstream_ssl_context=upstream,
+        ssl_context=serving,
+        audit_log=cluster.audit_log,
+        port=port,
+    )
+    await proxy.start()
+    return proxy
+
+
 async def serve(options: RunOptions) -> None:
     """Run the whole sandbox until SIGTERM/SIGINT."""
     started = time.monotonic()
     state_dir = options.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     ports = statefiles.ports_for(state_dir)
-    store = Store()
-    controllers = ControllerManager(store, options.settings)
+    stop = _signalled()
+    watcher = None
+    if options.watch_pid is not None:
+        watcher = asyncio.create_task(_watch_parent(options.watch_pid, stop), name="watch-parent")
+    cluster = _control_plane(state_dir, ports, options.settings)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(cluster.stop)
+        await cluster.start()
+        shutil.copyfile(cluster.admin_kubeconfig, state_dir / "kubeconfig")
+        proxy = await _api_proxy(cluster, ports.proxy)
+        stack.push_async_callback(proxy.close)
+        cluster.write_worker_kubeconfig(proxy.url)
+        shutil.copyfile(cluster.worker_kubeconfig, state_dir / "worker.kubeconfig")
+        await _data_plane(stack, state_dir, ports, options)
+        _mark_ready(state_dir, ports, options)
+        log.info("sandbox ready in %.1f s: %s", time.monotonic() - started, statefiles.urls(ports))
+        stopped = asyncio.create_task(stop.wait())
+        while not stopped.done():
+            # A component that dies takes the sandbox down with it, loudly, not half-working.
+            await asyncio.wait({stopped}, timeout=1.0)
+            cluster.check()
+    log.info("sandbox stopping")
+    if watcher is not None:
+        watcher.cancel()
+    statefiles.write_state(state_dir, ready=False)
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / "prometheus.pid").unlink()
+    log.info("sandbox stopped")
+
+
+async def _data_plane(
+    stack: contextlib.AsyncExitStack,
+    state_dir: Path,
+    ports: statefiles.Ports,
+    options: RunOptions,
+) -> None:
+    """Cache, mesh, metrics, load tester and Prometheus; each one's undo pushed on ``stack`` so
+    they stop in reverse order."""
+    config = KubeConfig.load(state_dir / "kubeconfig")
+    session = await stack.enter_async_context(config.session())
+    if options.loadtester:
+        await seeding.seed_cluster(session, config)
+    cache = KubeCache(config, data_plane_resources(), session=session)
+    await cache.start()
+    stack.push_async_callback(cache.close)
     metrics = IstioMetrics(source_reporter=options.source_reporter, lean=options.lean_metrics)
     loadtester = LoadTester(mesh_port=ports.mesh, hey_bin=hey_bin(), work_dir=state_dir)
-    mesh = Mesh(store, WorkloadSet(podinfo=Podinfo(), loadtester=loadtester), metrics)
-    control = asyncio.create_task(controllers.run(), name="controllers")
-    sites = [
-        await _site(build_api_app(store), ports.api),
-        await _site(mesh.app(), ports.mesh),
-        await _site(metrics_app(metrics), ports.metrics),
-    ]
+    mesh = Mesh(cache, WorkloadSet(podinfo=Podinfo(), loadtester=loadtester), metrics)
+    stack.push_async_callback(loadtester.close)
+    stack.push_async_callback(mesh.close)
+    for app, port in ((mesh.app(), ports.mesh), (metrics_app(metrics), ports.metrics)):
+        site = await _site(app, port)
+        stack.push_async_callback(site.cleanup)
     prometheus = PrometheusServer(
         state_dir=state_dir,
         port=ports.prometheus,
@@ -135,36 +210,7 @@ async def serve(options: RunOptions) -> None:
         extra_targets=list(options.extra_scrape_targets),
         interval=options.scrape_interval,
     )
-    stop = _signalled()
-    watcher = None
-    if options.watch_pid is not None:
-        watcher = asyncio.create_task(_watch_parent(options.watch_pid, stop), name="watch-parent")
-    try:
-        seeding.seed(store, loadtester=options.loadtester)
-        await prometheus.start()
-        scraped = await prometheus.wait_ready()
-        _mark_ready(state_dir, ports, options)
-        log.info(
-            "sandbox ready in %.1f s (prometheus scraped after %.1f s): %s",
-            time.monotonic() - started,
-            scraped,
-            statefiles.urls(ports),
-        )
-        await stop.wait()
-    finally:
-        log.info("sandbox stopping")
-        if watcher is not None:
-            watcher.cancel()
-        statefiles.write_state(state_dir, ready=False)
-        # Reverse order of start: nothing is served by a part that is already gone.
-        await prometheus.stop()
-        await loadtester.close()
-        await mesh.close()
-        control.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await control
-        for site in reversed(sites):
-            await site.cleanup()
-        with contextlib.suppress(FileNotFoundError):
-            (state_dir / "prometheus.pid").unlink()
-        log.info("sandbox stopped")
+    stack.push_async_callback(prometheus.stop)
+    await prometheus.start()
+    scraped = await prometheus.wait_ready()
+    log.info("prometheus scraped the mesh after %.1f s", scraped)

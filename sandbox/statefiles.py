@@ -1,12 +1,18 @@
 """The files a sandbox keeps in its state directory, and what each means.
 
 - ``sandbox.json`` — ports (chosen free at first start, then kept), the runner's pid and ``ready``;
-- ``sandbox.pid`` / ``prometheus.pid`` — the processes ``coalmine sandbox down`` stops;
-- ``kubeconfig`` — server ``http://127.0.0.1:<api port>``, context ``sandbox``, namespace
-  ``default``;
+- ``sandbox.pid`` / ``prometheus.pid`` — the processes ``coalmine sandbox down`` stops (the
+  control plane's processes die with the runner);
+- ``cluster/`` — the control plane's own files (certificates, etcd's data, component logs, the API
+  server's audit log: see sandbox/cluster/controlplane.py);
+- ``kubeconfig`` — the cluster admin (``system:masters``, client certificate), straight to the API
+  server over HTTPS: kubectl, the CLI, tests;
+- ``worker.kubeconfig`` — the ``coalmine`` ServiceAccount's token, through the API proxy (faults,
+  audit): the worker;
 - ``env`` — a file a shell sources: ``KUBECONFIG``, ``KUBECACHEDIR`` (kubectl's cache, per sandbox),
-  ``PROMETHEUS_URL``, ``HTTP_PROXY``/``http_proxy`` (the mesh), ``NO_PROXY``/``no_proxy``
-  (loopback), ``COALMINE_LOADTESTER_URL``, ``COALMINE_SANDBOX_API``, ``COALMINE_SANDBOX_MESH``,
+  ``COALMINE_WORKER_KUBECONFIG``, ``PROMETHEUS_URL``, ``HTTP_PROXY``/``http_proxy`` (the mesh),
+  ``NO_PROXY``/``no_proxy`` (loopback), ``COALMINE_LOADTESTER_URL``, ``COALMINE_SANDBOX_API`` (the
+  proxy: ``/sandbox/faults``, ``/sandbox/audit``), ``COALMINE_SANDBOX_MESH``,
   ``COALMINE_SANDBOX_METRICS``;
 - ``sandbox.log``, ``prometheus.log``, ``prometheus.yml``, ``prometheus-data/``.
 """
@@ -20,8 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 LOADTESTER_URL = "http://flagger-loadtester.test/"
 NO_PROXY = "127.0.0.1,localhost,::1"
 
@@ -29,13 +33,21 @@ NO_PROXY = "127.0.0.1,localhost,::1"
 @dataclass(frozen=True)
 class Ports:
     api: int
+    """The kube-apiserver (HTTPS)."""
+    proxy: int
+    """The API proxy in front of it (HTTPS): fault rules and the audit log."""
+    etcd: int
+    etcd_peer: int
     mesh: int
     metrics: int
     prometheus: int
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(api=free_port(), mesh=free_port(), metrics=free_port(), prometheus=free_port())
+        return cls(**{name: free_port() for name in PORT_NAMES})
+
+
+PORT_NAMES = ("api", "proxy", "etcd", "etcd_peer", "mesh", "metrics", "prometheus")
 
 
 def free_port() -> int:
@@ -56,7 +68,8 @@ def port_is_free(port: int) -> bool:
 
 def urls(ports: Ports) -> dict[str, str]:
     return {
-        "api": f"http://127.0.0.1:{ports.api}",
+        "api": f"https://127.0.0.1:{ports.api}",
+        "proxy": f"https://127.0.0.1:{ports.proxy}",
         "mesh": f"http://127.0.0.1:{ports.mesh}",
         "metrics": f"http://127.0.0.1:{ports.metrics}",
         "prometheus": f"http://127.0.0.1:{ports.prometheus}",
@@ -84,8 +97,8 @@ def write_state(state_dir: Path, **fields: Any) -> None:
 def ports_for(state_dir: Path) -> Ports:
     """The ports kept in sandbox.json; fresh free ones when missing or taken."""
     saved = read_state(state_dir).get("ports")
-    if isinstance(saved, dict):
-        ports = Ports(**{k: int(saved[k]) for k in ("api", "mesh", "metrics", "prometheus")})
+    if isinstance(saved, dict) and all(k in saved for k in PORT_NAMES):
+        ports = Ports(**{k: int(saved[k]) for k in PORT_NAMES})
         if all(port_is_free(p) for p in asdict(ports).values()):
             return ports
     ports = Ports.free()
@@ -93,28 +106,11 @@ def ports_for(state_dir: Path) -> Ports:
     return ports
 
 
-def kubeconfig(ports: Ports) -> str:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "sandbox", "cluster": {"server": f"http://127.0.0.1:{ports.api}"}}],
-        "users": [{"name": "sandbox", "user": {}}],
-        "contexts": [
-            {
-                "name": "sandbox",
-                "context": {"cluster": "sandbox", "user": "sandbox", "namespace": "default"},
-            }
-        ],
-        "current-context": "sandbox",
-        "preferences": {},
-    }
-    return yaml.safe_dump(config, sort_keys=False)
-
-
 def env_vars(state_dir: Path, ports: Ports) -> dict[str, str]:
     links = urls(ports)
     return {
         "KUBECONFIG": str((state_dir / "kubeconfig").resolve()),
+        "COALMINE_WORKER_KUBECONFIG": str((state_dir / "worker.kubeconfig").resolve()),
         # kubectl's discovery cache is keyed by host:port only; a later sandbox on the same port
         # with other resources would read a stale one. Each sandbox keeps its own.
         "KUBECACHEDIR": str((state_dir / "kube-cache").resolve()),
@@ -124,13 +120,13 @@ def env_vars(state_dir: Path, ports: Ports) -> dict[str, str]:
         "NO_PROXY": NO_PROXY,
         "no_proxy": NO_PROXY,
         "COALMINE_LOADTESTER_URL": LOADTESTER_URL,
-        "COALMINE_SANDBOX_API": links["api"],
+        "COALMINE_SANDBOX_API": links["proxy"],
         "COALMINE_SANDBOX_MESH": links["mesh"],
         "COALMINE_SANDBOX_METRICS": links["metrics"],
     }
 
 
 def write_client_files(state_dir: Path, ports: Ports) -> None:
-    (state_dir / "kubeconfig").write_text(kubeconfig(ports))
+    """The env file (the kubeconfigs are the control plane's, copied next to it by the runner)."""
     lines = [f"export {k}={shlex.quote(v)}" for k, v in env_vars(state_dir, ports).items()]
     (state_dir / "env").write_text("\n".join(lines) + "\n")

@@ -159,7 +159,9 @@ def _start_worker(stack: Stack) -> None:
     if localproc.running(pid_file, WORKER_MARKER) is not None:
         return
     log = stack.state_dir / "worker.log"
-    env = {**os.environ, **stack.env}
+    # The worker is the `coalmine` ServiceAccount and nothing more: the real authorizer holds it
+    # to the RBAC deploy/ ships, as in a user's cluster.
+    env = {**os.environ, **stack.env, "KUBECONFIG": str(stack.sandbox.worker_kubeconfig)}
     localproc.spawn([_bin("coalmine"), "worker"], pid_file=pid_file, log_file=log, env=env)
     _wait_http(f"http://127.0.0.1:{stack.ports.worker_metrics}/metrics", "the worker", log)
 

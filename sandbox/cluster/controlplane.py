@@ -122,6 +122,8 @@ class ControlPlane:
     root: Path
     ports: Ports
     node_count: int = 3
+    ready_delay: float = 0.0
+    """Seconds until kwok reports a scheduled pod Ready (the pod's annotation overrides it)."""
     build: Build | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -337,7 +339,7 @@ class ControlPlane:
                 # Ready at once, unless the pod asks for a delay with kwok's annotation: tests use
                 # it to show what a slow-starting primary does to a first initialization.
                 stage["spec"]["delay"] = {
-                    "durationMilliseconds": 0,
+                    "durationMilliseconds": int(self.ready_delay * 1000),
                     "durationFrom": {
                         "expressionFrom": f'.metadata.annotations["{READY_DELAY_ANNOTATION}"]'
                     },
