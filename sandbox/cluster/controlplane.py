@@ -62,6 +62,49 @@ AUDIT_POLICY = {
 }
 
 
+# A pod whose image reference names one of these can never be pulled: kwok leaves it Pending in
+# ImagePullBackOff, as a kubelet would, so a bad release never becomes ready (gojq expression).
+UNPULLABLE = '[.spec.containers[].image | test("unpullable|invalid[.]example")] | any'
+
+
+def _image_pull_backoff_stage() -> dict[str, Any]:
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "pod-image-pull-backoff"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
+                    {"key": ".spec.nodeName", "operator": "Exists"},
+                    {"key": UNPULLABLE, "operator": "In", "values": ["true"]},
+                    {
+                        "key": ".status.containerStatuses.[0].state.waiting.reason",
+                        "operator": "NotIn",
+                        "values": ["ImagePullBackOff"],
+                    },
+                ]
+            },
+            "next": {
+                "statusTemplate": (
+                    "conditions:\n"
+                    '- type: Ready\n  status: "False"\n  reason: ContainersNotReady\n'
+                    "containerStatuses:\n"
+                    "{{ range .spec.containers }}\n"
+                    "- name: {{ .name | Quote }}\n  image: {{ .image | Quote }}\n"
+                    "  ready: false\n  restartCount: 0\n"
+                    "  state:\n    waiting:\n      reason: ImagePullBackOff\n"
+                    '      message: {{ printf "Back-off pulling image %q" .image | Quote }}\n'
+                    "{{ end }}\n"
+                    "phase: Pending\n"
+                )
+            },
+        },
+    }
+
+
 class ControlPlaneError(RuntimeError):
     """A component did not start: the message names it and ends with its log."""
 
@@ -344,7 +387,11 @@ class ControlPlane:
                         "expressionFrom": f'.metadata.annotations["{READY_DELAY_ANNOTATION}"]'
                     },
                 }
+                stage["spec"]["selector"]["matchExpressions"].append(
+                    {"key": UNPULLABLE, "operator": "NotIn", "values": ["true"]}
+                )
             docs.append(stage)
+        docs.append(_image_pull_backoff_stage())
         return yaml.safe_dump_all(docs, sort_keys=False)
 
     def _nodes(self) -> str:
