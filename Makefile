@@ -6,9 +6,9 @@ STATE ?= .state/demo
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: setup tools lint fmt test test-fast demo down bench schema clean
+.PHONY: setup tools k8s lint fmt test test-fast demo down bench schema clean
 
-setup: $(VENV)/.installed tools
+setup: $(VENV)/.installed tools k8s
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 
 tools:
 	scripts/fetch-tools.sh
+
+# The real Kubernetes control plane (kube-apiserver, controller-manager, scheduler, etcd, kwok),
+# built from the Go module proxy once (~7 minutes on two cores) into ~/.cache/coalmine.
+k8s:
+	scripts/build-k8s.sh
 
 lint: setup
 	$(BIN)/ruff check .
@@ -49,4 +54,4 @@ schema: setup
 	$(BIN)/python -m workflows.spec > deploy/schema/canary.schema.json
 
 clean:
-	rm -rf $(VENV) .tools .state .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .state .mypy_cache .ruff_cache .pytest_cache  # the k8s build stays cached in ~/.cache/coalmine

@@ -39,7 +39,13 @@ WORK="$OUT.work"
 rm -rf "$WORK"
 mkdir -p "$WORK" "$BIN"
 start=$(date +%s)
-step() { printf '[build-k8s %4ds] %s\n' "$(( $(date +%s) - start ))" "$*"; }
+# Go's own output (hundreds of "downloading" lines) goes to a log, shown only when a step fails.
+LOG="$OUT.log"
+: >"$LOG"
+exec 3>&1 4>&2 1>>"$LOG" 2>&1
+trap 'rc=$?; exec 1>&3 2>&4; if [[ $rc -ne 0 ]]; then echo "build-k8s: failed; the end of $LOG:" >&2; tail -n 30 "$LOG" >&2; fi' EXIT
+step() { printf '[build-k8s %4ds] %s\n' "$(( $(date +%s) - start ))" "$*" >&3; }
+step "building the control plane into $OUT (once; about 7 minutes on two cores)"
 
 minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 patch=${K8S_VERSION##*.}
@@ -130,6 +136,6 @@ cat "$gw_dir"/config/crd/standard/*.yaml >"$OUT/crds/gateway-api.yaml"
 chmod -R u+w "$OUT/crds" "$OUT/kwok-stages"
 
 rm -rf "$WORK"
-"$BIN/kube-apiserver" --version
+"$BIN/kube-apiserver" --version >&3
 touch "$STAMP"
 step "done: $OUT ($(du -sh "$BIN" | cut -f1) of binaries)"

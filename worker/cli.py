@@ -5,19 +5,22 @@ Each group lives in its own module so the pieces can grow independently:
 - ``coalmine rollout …``  start, watch and steer rollouts (``worker.rollout_cli``)
 - ``coalmine worker``     run the Temporal worker (``worker.worker_cli``)
 - ``coalmine temporal …`` prepare a Temporal namespace (``worker.temporal_cli``)
-- ``coalmine up|down|demo`` the local stack and the demo (``worker.stack_cli``)
-- ``coalmine sandbox …``  the local stand-in cluster (``sandbox.cli``)
+
+The local stack (``coalmine up|down|demo``, ``coalmine sandbox …``) is not part of this
+distribution: the worker image must not ship a test bench. It is the ``coalmine-local``
+distribution (local/), which adds its commands through the ``coalmine.cli`` entry point group;
+where it is installed (``make setup``), the commands appear.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from importlib.metadata import entry_points
 
 import typer
 
-from sandbox.cli import app as sandbox_app
-from worker import rollout_cli, stack_cli, temporal_cli, worker_cli
+from worker import rollout_cli, temporal_cli, worker_cli
 
 app = typer.Typer(
     name="coalmine",
@@ -27,9 +30,9 @@ app = typer.Typer(
 )
 app.add_typer(rollout_cli.app, name="rollout")
 app.add_typer(temporal_cli.app, name="temporal")
-app.add_typer(sandbox_app, name="sandbox")
 worker_cli.register(app)
-stack_cli.register(app)
+for plugin in entry_points(group="coalmine.cli"):
+    plugin.load()(app)
 
 
 def main() -> None:

@@ -162,7 +162,7 @@ def example_files() -> list[Path]:
         [
             *(REPO / "examples").glob("*.yaml"),
             *SHARED_EXAMPLES.glob("*.yaml"),
-            REPO / "worker" / "demo_assets" / "canary.yaml",
+            REPO / "sandbox" / "demo_assets" / "canary.yaml",
             *(DEPLOY / "ci").glob("*"),
             *data,
         ]

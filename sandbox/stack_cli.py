@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from worker import stack
+from sandbox import stack
 
 StateDir = Annotated[
     Path,
@@ -64,7 +64,11 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``up``, ``down`` and ``demo`` to the top-level app."""
+    """Add ``up``, ``down``, ``demo`` and the ``sandbox`` group to the ``coalmine`` command (the
+    ``coalmine.cli`` entry point of the local stack's distribution)."""
+    from sandbox.cli import app as sandbox_app
+
     app.command("up")(up)
     app.command("down")(down)
     app.command("demo")(demo)
+    app.add_typer(sandbox_app, name="sandbox")

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from worker.stack import Stack
+from sandbox.stack import Stack
 
 GOOD_IMAGE = "quay.io/stefanprodan/podinfo:1.4.1"
 BAD_IMAGE = "quay.io/stefanprodan/podinfo:1.4.2"
@@ -63,7 +63,7 @@ def users_traffic(stack: Stack, *, seconds: int = 240) -> None:
 
 def write_canary(path: Path, *, interval: str) -> Path:
     """The article's Canary with the analysis interval shortened for a demo."""
-    text = resources.files("worker.demo_assets").joinpath("canary.yaml").read_text()
+    text = resources.files("sandbox.demo_assets").joinpath("canary.yaml").read_text()
     document = yaml.safe_load(text)
     document["spec"]["canaryAnalysis"]["interval"] = interval
     path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -74,7 +74,7 @@ def run(stack: Stack, *, interval: str = "3s") -> int:
     """Run the demo's rollouts; 0 when the good one was promoted and the bad one rolled back."""
     env = {**os.environ, **stack.env}
     kubectl = ["kubectl", "--kubeconfig", str(stack.sandbox.kubeconfig)]
-    workload = resources.files("worker.demo_assets").joinpath("podinfo.yaml")
+    workload = resources.files("sandbox.demo_assets").joinpath("podinfo.yaml")
     canary = write_canary(stack.state_dir / "podinfo-canary.yaml", interval=interval)
     start = [_coalmine(), "rollout", "start", "-f", str(canary), "--wait"]
 
