@@ -168,6 +168,7 @@ class Informer:
         self.lists = 0
         """LISTs completed (the first one, then one per re-LIST)."""
         self.last_error = ""
+        """Why the latest attempt failed; empty once a LIST succeeds again."""
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -261,12 +262,15 @@ class Informer:
         """LIST and WATCH until cancelled; never returns, never raises (but for cancellation)."""
         settings = self._settings
         delay = settings.backoff_initial
-        must_list = True
+        must_list, failures = True, 0
         while True:
             try:
                 if must_list:
                     await self._list(session)
                     must_list = False
+                    if failures:
+                        log.info("%s: listed again after %d failures", self.resource, failures)
+                    failures, self.last_error = 0, ""
                 must_list, healthy = await self._watch(session)
                 if healthy:
                     delay = settings.backoff_initial
@@ -274,19 +278,24 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # whatever went wrong, the type's view must live on
-                must_list = True
-                self.last_error = f"{type(err).__name__}: {err}"
-                expected = isinstance(err, KubernetesError | aiohttp.ClientError | TimeoutError)
-                log.log(
-                    logging.WARNING if expected else logging.ERROR,
-                    "%s: %s; list again in %.1fs",
-                    self.resource,
-                    self.last_error,
-                    delay,
-                    exc_info=not expected,
-                )
+                must_list, failures = True, failures + 1
+                self._failed(err, delay, first=failures == 1)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, settings.backoff_max)
+
+    def _failed(self, err: Exception, delay: float, *, first: bool) -> None:
+        self.last_error = f"{type(err).__name__}: {err}"
+        expected = isinstance(err, KubernetesError | aiohttp.ClientError | TimeoutError)
+        # A server that is down fails every retry the same way: say so once, loudly.
+        level = logging.WARNING if first else logging.DEBUG
+        log.log(
+            level if expected else logging.ERROR,
+            "%s: %s; list again in %.1fs",
+            self.resource,
+            self.last_error,
+            delay,
+            exc_info=not expected,
+        )
 
     async def _list(self, session: aiohttp.ClientSession) -> None:
         params = {"limit": str(self._settings.page_size)}
