@@ -7,19 +7,17 @@ As in Flagger's tutorials (``kubectl -n test apply -f artifacts/loadtester/``): 
 
 `seed_cluster` creates them through the API server (any kube-apiserver, by its kubeconfig), each
 with a POST; an object that already exists (409 AlreadyExists) is left as it is, so seeding again
-is harmless. `seed` writes them into the stand-in's in-process `Store`: it goes with the stand-in.
+is harmless.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
 import aiohttp
 
-from activities.errors import AlreadyExists as ApiAlreadyExists
-from sandbox.errors import AlreadyExists
+from activities.errors import AlreadyExists
 from sandbox.kubecache import KubeConfig, request_json
 
 log = logging.getLogger("sandbox")
@@ -73,14 +71,6 @@ def loadtester_objects(namespace: str = "test") -> list[tuple[str, str, dict[str
     ]
 
 
-def seed(store: Any, *, loadtester: bool = True) -> None:
-    if not loadtester:
-        return
-    for group, plural, obj in loadtester_objects():
-        with contextlib.suppress(AlreadyExists):
-            store.create(group, plural, obj)
-
-
 def collection_path(plural: str, obj: dict[str, Any]) -> str:
     """Where an object is created: ``/api/v1/namespaces/test/services``, ``/apis/apps/v1/…``."""
     api_version = str(obj["apiVersion"])
@@ -104,7 +94,7 @@ async def seed_cluster(
         name = f"{plural}/{obj['metadata']['name']}"
         try:
             await request_json(session, "POST", config.url(collection_path(plural, obj)), body=obj)
-        except ApiAlreadyExists:
+        except AlreadyExists:
             log.debug("seed: %s exists already", name)
             continue
         created.append(name)

@@ -14,8 +14,7 @@ Clients use it as an HTTP proxy (absolute-form request targets: ``curl -x``, ``H
 
 Everything it knows about the cluster it reads from a `ClusterView`: a `sandbox.kubecache.KubeCache`
 watching namespaces, Services, pods, EndpointSlices, VirtualServices and DestinationRules on the API
-server, as Istio's control plane watches them (or, until the stand-in goes, its `Store`: see
-standin.py). It only reads: the objects are the cache's own.
+server, as Istio's control plane watches them. It only reads: the objects are the cache's own.
 
 Errors speak Envoy's language: 404 ``NR`` (no route), 503 ``UH`` (no healthy upstream), 504 ``UT``
 (route timeout); an unknown host is a 502 whose body says what the mesh can resolve.
@@ -35,7 +34,7 @@ from aiohttp import web
 from yarl import URL
 
 from sandbox.kubecache import Change, ClusterView
-from sandbox.mesh import endpoints, hosts, standin
+from sandbox.mesh import endpoints, hosts
 from sandbox.mesh.metrics import IstioMetrics, Peer
 from sandbox.mesh.routes import (
     Destination,
@@ -47,7 +46,6 @@ from sandbox.mesh.routes import (
     match_route,
     plan_route,
 )
-from sandbox.store import Store
 from sandbox.workloads import WorkloadSet
 from sandbox.workloads.base import (
     Obj,
@@ -91,10 +89,8 @@ def destination_peer(pod: Obj) -> Peer:
 class Mesh:
     """Routes requests to pods and measures them."""
 
-    def __init__(
-        self, view: ClusterView | Store, workloads: WorkloadSet, metrics: IstioMetrics
-    ) -> None:
-        self._view = standin.view_of(view)
+    def __init__(self, view: ClusterView, workloads: WorkloadSet, metrics: IstioMetrics) -> None:
+        self._view = view
         self._workloads = workloads
         self.metrics = metrics
         self._view.add_index(
