@@ -10,10 +10,10 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.tools/bin:$(PATH)
 
 setup: $(VENV)/.installed tools k8s
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml local/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,local]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./local
 	touch $@
 
 tools:

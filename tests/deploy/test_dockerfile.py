@@ -185,7 +185,9 @@ def test_dockerignore_keeps_build_inputs_and_drops_the_rest(tmp_path):
     assert "pyproject.toml" in kept
     assert "README.md" in kept
     assert "worker/cli.py" in kept
-    assert not [p for p in kept if p.split("/")[0] in {".venv", ".git", ".tools", "tests"}]
+    assert not [
+        p for p in kept if p.split("/")[0] in {".venv", ".git", ".tools", "tests", "local"}
+    ]
     assert not [p for p in kept if p.startswith("deploy/")]
 
 
@@ -216,5 +218,9 @@ def test_the_build_context_builds_a_wheel_with_the_console_script(tmp_path):
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         text = archive.read(entry_points).decode()
     assert "coalmine = worker.cli:main" in text
-    for package in ("workflows", "activities", "worker", "sandbox"):
+    for package in ("workflows", "activities", "worker"):
         assert f"{package}/__init__.py" in names
+    # The image is the product only: the local stack (control plane launcher, simulated mesh,
+    # demo) is the separate coalmine-local distribution and no module of it may ship.
+    assert not [n for n in names if n.startswith("sandbox/")]
+    assert "coalmine.cli" not in text

@@ -33,7 +33,8 @@ from typing import Any
 import yaml
 
 from sandbox.cluster import pki as pkimod
-from sandbox.cluster.binaries import REPO, Build, locate
+from sandbox.cluster.binaries import Build, locate
+from sandbox.tools import REPO
 
 log = logging.getLogger("sandbox.cluster")
 

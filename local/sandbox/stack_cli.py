@@ -50,7 +50,7 @@ def demo(
     ] = "3s",
 ) -> None:
     """Bring the stack up; roll out a good release (promoted), then a faulty one (rolled back)."""
-    from worker import demo as demo_module
+    from sandbox import demo as demo_module
 
     try:
         running = stack.up(state_dir)

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # local/sandbox/tools.py → the repository
 TOOLS_BIN = REPO / ".tools" / "bin"
 
 
