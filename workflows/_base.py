@@ -10,9 +10,9 @@ on input so ``temporal workflow start --input`` works with either.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -45,6 +45,24 @@ class SpecModel(ApiModel):
     """
 
     model_config = ConfigDict(strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        return drop_nulls(data)
+
+
+def drop_nulls(data: Any) -> Any:
+    """A mapping without its ``null`` values: ``webhooks:`` left bare by a Helm template means
+    no webhooks, as Go's ``encoding/json`` reads it for Flagger (a nil slice, map or pointer,
+    the zero value otherwise) and as the API server prunes nulls from a custom resource.
+
+    Subclasses' own before-validators run ahead of this one (pydantic runs a subclass's first),
+    so those that look at the raw mapping call it themselves.
+    """
+    if isinstance(data, dict) and any(value is None for value in data.values()):
+        return {key: value for key, value in data.items() if value is not None}
+    return data
 
 
 _GO_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns))+$")

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from workflows._base import SpecModel
+from workflows._base import SpecModel, drop_nulls
 from workflows.spec_analysis import (
     BUILTIN_METRICS,
     REQUEST_DURATION,
@@ -137,6 +137,7 @@ class CanarySpec(SpecModel):
     @classmethod
     def _v1alpha3_canary_analysis(cls, data: Any) -> Any:
         # Flagger's older documents call the analysis block canaryAnalysis.
+        data = drop_nulls(data)
         if isinstance(data, dict) and "canaryAnalysis" in data:
             if "analysis" in data:
                 raise field_error("canaryAnalysis", "give analysis or canaryAnalysis, not both")
@@ -352,7 +353,27 @@ def _too_big(size: int) -> SpecError:
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a Canary document (as written; defaults and aliases included)."""
     schema = Canary.model_json_schema(by_alias=True, mode="validation")
+    for definition in [schema, *schema.get("$defs", {}).values()]:
+        _null_means_unset(definition)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+_ANNOTATIONS = ("description", "default", "title", "examples")
+
+
+def _null_means_unset(definition: dict[str, Any]) -> None:
+    # The models read an optional field given as null as absent (see drop_nulls): say so, so a
+    # linter using the schema accepts the bare `webhooks:` of a Helm template too.
+    required = set(definition.get("required", []))
+    for name, prop in definition.get("properties", {}).items():
+        if name in required or prop.get("type") == "null":
+            continue
+        if any(option.get("type") == "null" for option in prop.get("anyOf", [])):
+            continue
+        core = {k: v for k, v in prop.items() if k not in _ANNOTATIONS}
+        kept = {k: v for k, v in prop.items() if k in _ANNOTATIONS}
+        prop.clear()
+        prop.update(anyOf=[core, {"type": "null"}], **kept)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from workflows._base import Duration, SpecModel, duration_seconds
+from workflows._base import Duration, SpecModel, drop_nulls, duration_seconds
 from workflows.spec_errors import field_error
 from workflows.spec_service import HttpUrl, LocalObjectRef, SecretKeyRef
 
@@ -110,6 +110,7 @@ class MetricSpec(SpecModel):
     @model_validator(mode="before")
     @classmethod
     def _normalize(cls, data: Any) -> Any:
+        data = drop_nulls(data)
         return _normalize_metric(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
