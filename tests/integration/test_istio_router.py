@@ -1,7 +1,9 @@
-"""The Istio router activities against a real sandbox API server (VirtualService, DestinationRule).
+"""The Istio router activities on the real control plane (VirtualService, DestinationRule).
 
-The sandbox serves Istio's CRDs as a cluster with Istio installed does; the activities reach it
-through a kubeconfig and ``CustomObjectsApi``, and the audit log counts their writes.
+The cluster has Istio's CRDs installed, as one running Istio does. The activities run with the
+worker's client (the ``coalmine`` ServiceAccount, held by the real authorizer to the shipped
+ClusterRole); the test reads back and plays the other writers as the cluster admin, and the API
+server's audit log counts the worker's writes.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 
 import pytest
 from kubernetes import client
@@ -16,25 +19,21 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.errors import ConfigurationError, Conflict, RoutesNotFound
 from activities.router import IstioRouter, RouterActivities
-from tests.integration.conftest import ApiSandbox, make_canary
+from tests.integration.conftest import make_canary, verbs
 from workflows.activity_api import CanaryRef, RoutesInput, SetWeightsInput
 
 GROUP, VERSION = "networking.istio.io", "v1beta1"
 
 
 @pytest.fixture
-def api_client(apiserver_client: client.ApiClient) -> client.ApiClient:
-    return apiserver_client
+def namespace(sandbox_namespace: str) -> str:
+    return sandbox_namespace
 
 
 @pytest.fixture
-def namespace(apiserver_namespace: str) -> str:
-    return apiserver_namespace
-
-
-@pytest.fixture
-def router(api_client: client.ApiClient) -> RouterActivities:
-    return RouterActivities(api_client)
+def router(worker_client: client.ApiClient) -> RouterActivities:
+    """The activities as the worker registers them: the ``coalmine`` ServiceAccount's client."""
+    return RouterActivities(worker_client)
 
 
 @pytest.fixture
@@ -42,16 +41,16 @@ def env() -> ActivityEnvironment:
     return ActivityEnvironment()
 
 
-def custom(api_client: client.ApiClient, plural: str, namespace: str, name: str) -> dict:
-    response = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+def custom(admin_client: client.ApiClient, plural: str, namespace: str, name: str) -> dict:
+    response = client.CustomObjectsApi(admin_client).get_namespaced_custom_object(
         GROUP, VERSION, namespace, plural, name, _preload_content=False
     )
     result: dict = json.loads(response.data)
     return result
 
 
-def weights(api_client: client.ApiClient, namespace: str) -> list[tuple[str, int]]:
-    vs = custom(api_client, "virtualservices", namespace, "podinfo")
+def weights(admin_client: client.ApiClient, namespace: str) -> list[tuple[str, int]]:
+    vs = custom(admin_client, "virtualservices", namespace, "podinfo")
     return [(d["destination"]["host"], d["weight"]) for d in vs["spec"]["http"][0]["route"]]
 
 
@@ -62,60 +61,67 @@ def set_weights(env, router, namespace: str, primary: int, canary: int) -> None:
 
 
 def test_reconcile_creates_the_virtual_service_and_destination_rules(
-    env, router, api_client, namespace
+    env, router, admin_client, namespace
 ) -> None:
     policy = {"tls": {"mode": "ISTIO_MUTUAL"}}
     canary = make_canary(namespace, retries={"attempts": 3}, timeout="5s", trafficPolicy=policy)
 
     env.run(router.reconcile_routes, RoutesInput(canary=canary))
 
-    vs = custom(api_client, "virtualservices", namespace, "podinfo")
+    vs = custom(admin_client, "virtualservices", namespace, "podinfo")
     assert vs["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "coalmine"
     assert vs["spec"]["hosts"] == ["podinfo", "app.istio.example.com"]
     assert vs["spec"]["gateways"] == ["public-gateway.istio-system.svc.cluster.local", "mesh"]
     (route,) = vs["spec"]["http"]
     assert route["retries"] == {"attempts": 3}
     assert route["timeout"] == "5s"
-    assert weights(api_client, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
+    assert weights(admin_client, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
     for host in ("podinfo-primary", "podinfo-canary"):
-        rule = custom(api_client, "destinationrules", namespace, host)
+        rule = custom(admin_client, "destinationrules", namespace, host)
         assert rule["spec"] == {"host": host, "trafficPolicy": policy}
 
 
-def test_reconcile_twice_writes_nothing_the_second_time(
-    env, router, api_sandbox: ApiSandbox, namespace
-) -> None:
+def test_reconcile_twice_writes_nothing_the_second_time(env, router, api_proxy, namespace) -> None:
     canary = make_canary(namespace)
     env.run(router.reconcile_routes, RoutesInput(canary=canary))
-    assert len(api_sandbox.writes(namespace)) == 3
+    first = api_proxy.writes(namespace)
+    assert first == Counter(
+        {
+            "virtualservices/podinfo": 1,
+            "destinationrules/podinfo-primary": 1,
+            "destinationrules/podinfo-canary": 1,
+        }
+    )
 
     env.run(router.reconcile_routes, RoutesInput(canary=canary))
 
-    assert len(api_sandbox.writes(namespace)) == 3
+    assert api_proxy.writes(namespace) == first
 
 
 def test_set_weights_converges_and_reads_back(
-    env, router, api_client, api_sandbox: ApiSandbox, namespace
+    env, router, admin_client, api_proxy, namespace
 ) -> None:
     canary = make_canary(namespace)
     env.run(router.reconcile_routes, RoutesInput(canary=canary))
-    before = len(api_sandbox.writes(namespace))
+    before = api_proxy.writes(namespace)
 
     set_weights(env, router, namespace, 80, 20)
     set_weights(env, router, namespace, 80, 20)
 
-    assert api_sandbox.writes(namespace)[before:] == ["patch virtualservices/podinfo"]
-    assert weights(api_client, namespace) == [("podinfo-primary", 80), ("podinfo-canary", 20)]
+    after = api_proxy.writes(namespace)
+    assert after - before == Counter({"virtualservices/podinfo": 1})
+    assert verbs(api_proxy, namespace, "virtualservices/podinfo") == ["create", "patch"]
+    assert weights(admin_client, namespace) == [("podinfo-primary", 80), ("podinfo-canary", 20)]
     read = env.run(router.get_weights, CanaryRef.of(canary))
     assert (read.primary, read.canary) == (80, 20)
     # Reconciling mid-rollout keeps the live weights and, with an unchanged spec, writes nothing.
     env.run(router.reconcile_routes, RoutesInput(canary=canary))
-    assert len(api_sandbox.writes(namespace)) == before + 1
-    assert weights(api_client, namespace) == [("podinfo-primary", 80), ("podinfo-canary", 20)]
+    assert api_proxy.writes(namespace) == after
+    assert weights(admin_client, namespace) == [("podinfo-primary", 80), ("podinfo-canary", 20)]
 
 
 def test_reconcile_applies_a_changed_spec_but_keeps_the_weights(
-    env, router, api_client, namespace
+    env, router, admin_client, namespace
 ) -> None:
     env.run(router.reconcile_routes, RoutesInput(canary=make_canary(namespace, timeout="5s")))
     set_weights(env, router, namespace, 60, 40)
@@ -124,13 +130,13 @@ def test_reconcile_applies_a_changed_spec_but_keeps_the_weights(
     changed = make_canary(namespace, retries={"attempts": 2})
     env.run(router.reconcile_routes, RoutesInput(canary=changed))
 
-    (route,) = custom(api_client, "virtualservices", namespace, "podinfo")["spec"]["http"]
+    (route,) = custom(admin_client, "virtualservices", namespace, "podinfo")["spec"]["http"]
     assert "timeout" not in route
     assert route["retries"] == {"attempts": 2}
-    assert weights(api_client, namespace) == [("podinfo-primary", 60), ("podinfo-canary", 40)]
+    assert weights(admin_client, namespace) == [("podinfo-primary", 60), ("podinfo-canary", 40)]
 
 
-def test_reconcile_removes_a_dropped_traffic_policy(env, router, api_client, namespace) -> None:
+def test_reconcile_removes_a_dropped_traffic_policy(env, router, admin_client, namespace) -> None:
     policy = {"tls": {"mode": "ISTIO_MUTUAL"}}
     env.run(
         router.reconcile_routes, RoutesInput(canary=make_canary(namespace, trafficPolicy=policy))
@@ -139,7 +145,7 @@ def test_reconcile_removes_a_dropped_traffic_policy(env, router, api_client, nam
     env.run(router.reconcile_routes, RoutesInput(canary=make_canary(namespace)))
 
     for host in ("podinfo-primary", "podinfo-canary"):
-        assert custom(api_client, "destinationrules", namespace, host)["spec"] == {"host": host}
+        assert custom(admin_client, "destinationrules", namespace, host)["spec"] == {"host": host}
 
 
 def test_set_weights_without_routes_is_a_non_retryable_error(env, router, namespace) -> None:
@@ -150,25 +156,28 @@ def test_set_weights_without_routes_is_a_non_retryable_error(env, router, namesp
         env.run(router.get_weights, CanaryRef.of(make_canary(namespace)))
 
 
-def test_a_concurrent_write_is_a_retryable_conflict(
-    env, router, api_sandbox: ApiSandbox, namespace
-) -> None:
+def test_a_concurrent_write_is_a_retryable_conflict(env, router, api_proxy, namespace) -> None:
     env.run(router.reconcile_routes, RoutesInput(canary=make_canary(namespace)))
-    api_sandbox.fault(verb="patch", resource="virtualservices", status=409, times=1)
+    api_proxy.add_fault(
+        verb="patch", resource="virtualservices", namespace=namespace, status=409, times=1
+    )
     with pytest.raises(Conflict):
         set_weights(env, router, namespace, 90, 10)
     set_weights(env, router, namespace, 90, 10)  # the retry
 
 
 def test_a_stale_resource_version_is_refused(
-    api_client, api_sandbox: ApiSandbox, namespace
+    worker_client, admin_client, api_proxy, namespace
 ) -> None:
-    router = IstioRouter(api_client)
+    router = IstioRouter(worker_client)
     canary = make_canary(namespace)
     router.reconcile(canary)
     ref = CanaryRef.of(canary)
-    # Our patch is held up in the server; meanwhile someone else rewrites the VirtualService.
-    api_sandbox.fault(verb="patch", resource="virtualservices", delay_seconds=1.0, times=1)
+    # Our patch is held up on its way to the server; meanwhile someone else (the admin, straight
+    # to the API server) rewrites the VirtualService.
+    api_proxy.add_fault(
+        verb="patch", resource="virtualservices", namespace=namespace, delay_seconds=1.0, times=1
+    )
     outcome: list[BaseException | None] = []
 
     def ours() -> None:
@@ -181,8 +190,8 @@ def test_a_stale_resource_version_is_refused(
     thread = threading.Thread(target=ours)
     thread.start()
     time.sleep(0.3)
-    api = client.CustomObjectsApi(api_client)
-    vs = custom(api_client, "virtualservices", namespace, "podinfo")
+    api = client.CustomObjectsApi(admin_client)
+    vs = custom(admin_client, "virtualservices", namespace, "podinfo")
     for destination in vs["spec"]["http"][0]["route"]:
         destination["weight"] = 50
     api.replace_namespaced_custom_object(
@@ -191,16 +200,18 @@ def test_a_stale_resource_version_is_refused(
     thread.join()
 
     assert isinstance(outcome[0], Conflict)  # not a lost update
-    assert weights(api_client, namespace) == [("podinfo-primary", 50), ("podinfo-canary", 50)]
+    assert weights(admin_client, namespace) == [("podinfo-primary", 50), ("podinfo-canary", 50)]
 
 
-def test_finalize_removes_only_what_coalmine_created(api_client, namespace) -> None:
-    router = IstioRouter(api_client)
+def test_finalize_removes_only_what_coalmine_created(admin_client, namespace) -> None:
+    # As the admin: finalize is no activity (no rollout calls it), and the worker's ClusterRole
+    # grants no delete, so as the worker the API server would answer 403.
+    router = IstioRouter(admin_client)
     canary = make_canary(namespace)
     router.reconcile(canary)
     router.finalize(CanaryRef.of(canary))
     router.finalize(CanaryRef.of(canary))  # already gone: a no-op
-    api = client.CustomObjectsApi(api_client)
+    api = client.CustomObjectsApi(admin_client)
     assert (
         api.list_namespaced_custom_object(GROUP, VERSION, namespace, "virtualservices")["items"]
         == []
@@ -211,6 +222,6 @@ def test_finalize_removes_only_what_coalmine_created(api_client, namespace) -> N
     )
 
 
-def test_an_unknown_provider_fails_at_construction(api_client) -> None:
+def test_an_unknown_provider_fails_at_construction(worker_client) -> None:
     with pytest.raises(ConfigurationError, match="'linkerd'"):
-        RouterActivities(api_client, provider="linkerd")
+        RouterActivities(worker_client, provider="linkerd")
