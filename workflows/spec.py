@@ -12,7 +12,11 @@ The public surface, all importable from here:
 
 - ``parse_canary(text_or_mapping) -> Canary``: YAML text (one document, or several of which
   exactly one is a Canary) or an already-loaded mapping; raises ``SpecError`` listing every
-  problem, one per line, each naming the field path as the document spells it.
+  problem, one per line, each naming the field path as the document spells it. Keywords fill a
+  missing namespace and apply Flagger's 10s interval floor (the command line uses both).
+- ``read_canary(...) -> ReadCanary``: the same, with the notes of ``flagger_notes`` (what the
+  document means that it does not say, e.g. a metric without threshold compared with 0).
+- ``load_documents(text) -> list``: the documents of a text, checked for size and shape.
 - ``parse_metric_template(mapping) -> MetricTemplate``: a custom metric's template as read from
   the cluster, validated the same way (provider address http or https only).
 - ``json_schema()``: the JSON Schema of the document (``python -m workflows.spec`` prints it;
@@ -25,12 +29,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from workflows._base import SpecModel, drop_nulls
+from workflows._base import SpecModel, drop_nulls, format_duration
 from workflows.spec_analysis import (
     BUILTIN_METRICS,
     REQUEST_DURATION,
@@ -43,7 +47,14 @@ from workflows.spec_analysis import (
     WebhookSpec,
     WebhookType,
 )
+from workflows.spec_documents import MAX_DOCUMENT_BYTES, check_shape, load_documents
 from workflows.spec_errors import SpecError, SpecProblem, field_error, problems_from, yaml_type
+from workflows.spec_notes import (
+    FLAGGER_MIN_INTERVAL_SECONDS,
+    analysis_block,
+    flagger_notes,
+    interval_seconds,
+)
 from workflows.spec_service import (
     DNS_LABEL,
     AutoscalerRef,
@@ -65,6 +76,7 @@ from workflows.spec_template import (
 
 __all__ = [
     "BUILTIN_METRICS",
+    "FLAGGER_MIN_INTERVAL_SECONDS",
     "MAX_DOCUMENT_BYTES",
     "REQUEST_DURATION",
     "REQUEST_SUCCESS_RATE",
@@ -80,6 +92,7 @@ __all__ = [
     "MetricTemplateProvider",
     "MetricTemplateSpec",
     "ObjectMeta",
+    "ReadCanary",
     "ScalerReplicas",
     "SecretKeyRef",
     "ServiceSpec",
@@ -91,8 +104,10 @@ __all__ = [
     "WebhookType",
     "check_http_url",
     "json_schema",
+    "load_documents",
     "parse_canary",
     "parse_metric_template",
+    "read_canary",
 ]
 
 # --- the document ----------------------------------------------------------------------------
@@ -201,82 +216,6 @@ class Canary(SpecModel):
 
 # --- parsing ---------------------------------------------------------------------------------
 
-MAX_DOCUMENT_BYTES = 1 << 20
-"""Largest document ``parse_canary`` reads (1 MiB, as the Kubernetes API server's limit for an
-object is about that): a Canary is a few kilobytes, anything near this is not one."""
-_MAX_VALUES = 50_000
-_MAX_DEPTH = 64
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing duplicate keys (which it would otherwise silently let the
-    last one win: two ``stepWeight`` lines would mean the author's intent is lost)."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: list[Any] = []
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping",
-                node.start_mark,
-                f"found the key {key!r} twice: keep one",
-                key_node.start_mark,
-            )
-        seen.append(key)
-    return loader.construct_mapping(node)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _load_documents(text: str) -> list[Any]:
-    try:
-        documents = list(yaml.load_all(text, Loader=_Loader))
-    except yaml.MarkedYAMLError as exc:
-        raise SpecError.single(_yaml_message(exc)) from None
-    except RecursionError:
-        raise SpecError.single(f"nested deeper than {_MAX_DEPTH} levels: not a Canary") from None
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-        # ValueError too: PyYAML raises it for values such as the date 2019-13-45.
-        raise SpecError.single(f"invalid YAML: {exc}") from None
-    return [d for d in documents if d is not None]
-
-
-def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
-    """``invalid YAML at line 4, column 4: expected ',' or ']' (while parsing a flow sequence
-    that starts at line 3, column 6)``: where it broke, and where the broken part began."""
-
-    def where(mark: Any) -> str:
-        return f"line {mark.line + 1}, column {mark.column + 1}"
-
-    mark = exc.problem_mark or exc.context_mark
-    message = f"invalid YAML at {where(mark)}" if mark else "invalid YAML"
-    message += f": {exc.problem or exc.context or 'unreadable'}"
-    if exc.problem and exc.context and exc.context_mark:
-        message += f" ({exc.context} that starts at {where(exc.context_mark)})"
-    return message
-
-
-def _check_shape(document: Any) -> None:
-    """Refuse absurd structures before validation walks them (YAML aliases can make a small
-    text expand to millions of values)."""
-    seen = 0
-    stack: list[tuple[Any, int]] = [(document, 0)]
-    while stack:
-        value, depth = stack.pop()
-        seen += 1
-        if seen > _MAX_VALUES:
-            raise SpecError.single(f"more than {_MAX_VALUES} values: not a Canary")
-        if depth > _MAX_DEPTH:
-            raise SpecError.single(f"nested deeper than {_MAX_DEPTH} levels: not a Canary")
-        if isinstance(value, Mapping):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list | tuple):
-            stack.extend((v, depth + 1) for v in value)
-
 
 def _pick_canary(documents: list[Any]) -> Any:
     if not documents:
@@ -312,42 +251,80 @@ def _check_document(document: Any) -> Mapping[Any, Any]:
     return document
 
 
-def parse_canary(source: str | bytes | Mapping[str, Any] | Canary) -> Canary:
+@dataclass(frozen=True)
+class ReadCanary:
+    """A Canary as ``read_canary`` found it: the model, and what it read differently from how
+    it is written (Flagger's rules applied silently), for the author to see."""
+
+    canary: Canary
+    notes: tuple[SpecProblem, ...] = ()
+
+
+def read_canary(
+    source: str | bytes | Mapping[str, Any],
+    *,
+    namespace: str | None = None,
+    min_interval_seconds: float = 0.0,
+) -> ReadCanary:
     """The Canary in ``source`` (YAML or JSON text, or a loaded mapping), validated and
-    normalized; raises ``SpecError`` naming every problem. Reads only what it is given."""
-    if isinstance(source, Canary):
-        return source  # already parsed (and so already valid)
-    if isinstance(source, bytes):
-        if len(source) > MAX_DOCUMENT_BYTES:
-            raise _too_big(len(source))
-        try:
-            source = source.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise SpecError.single(f"the document is not UTF-8 text: {exc.reason}") from None
-    if isinstance(source, str):
-        size = len(source.encode("utf-8", "surrogatepass"))
-        if size > MAX_DOCUMENT_BYTES:
-            raise _too_big(size)
-        document = _pick_canary(_load_documents(source))
+    normalized; raises ``SpecError`` naming every problem. Reads only what it is given.
+
+    ``namespace`` fills ``metadata.namespace`` when the document has none (as ``kubectl apply``
+    takes the context's namespace); a document naming its own keeps it. An analysis interval
+    under ``min_interval_seconds`` is raised to it, as Flagger's ``Canary.GetAnalysisInterval``
+    raises anything under 10s (`FLAGGER_MIN_INTERVAL_SECONDS`).
+    """
+    if isinstance(source, str | bytes):
+        document = _pick_canary(load_documents(source))
     elif isinstance(source, Mapping):
+        check_shape(source)
         document = source
     else:
         raise SpecError.single(f"expected YAML text or a mapping, got {type(source).__name__}")
-    _check_shape(document)
     checked = _check_document(document)
+    notes = flagger_notes(checked, min_interval_seconds=min_interval_seconds)
+    prepared = _with_namespace(_with_interval_floor(checked, min_interval_seconds), namespace)
     try:
-        return Canary.model_validate(dict(checked))
+        canary = Canary.model_validate(prepared)
     except ValidationError as exc:
         raise SpecError(problems_from(exc, root=Canary, document=checked)) from None
     except RecursionError:
         raise SpecError.single("the document refers to itself: not a Canary") from None
+    return ReadCanary(canary=canary, notes=tuple(notes))
 
 
-def _too_big(size: int) -> SpecError:
-    return SpecError.single(
-        f"the document is {size} bytes, over the {MAX_DOCUMENT_BYTES // 1024} KiB limit: a "
-        "Canary is a few kilobytes; pass only the Canary"
-    )
+def parse_canary(
+    source: str | bytes | Mapping[str, Any] | Canary,
+    *,
+    namespace: str | None = None,
+    min_interval_seconds: float = 0.0,
+) -> Canary:
+    """``read_canary``'s Canary, without the notes; a parsed Canary passes through."""
+    if isinstance(source, Canary):
+        return source  # already parsed (and so already valid)
+    return read_canary(
+        source, namespace=namespace, min_interval_seconds=min_interval_seconds
+    ).canary
+
+
+def _with_namespace(document: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+    metadata = document.get("metadata")
+    if namespace is None or not isinstance(metadata, Mapping) or metadata.get("namespace"):
+        return document
+    return {**document, "metadata": {**metadata, "namespace": namespace}}
+
+
+def _with_interval_floor(document: Mapping[Any, Any], floor: float) -> dict[str, Any]:
+    found = analysis_block(document)
+    if floor <= 0 or found is None:
+        return dict(document)
+    key, analysis = found
+    seconds = interval_seconds(analysis.get("interval"))
+    if seconds is None or seconds >= floor:
+        return dict(document)
+    spec = document["spec"]
+    raised = {**analysis, "interval": format_duration(floor)}
+    return {**document, "spec": {**spec, key: raised}}
 
 
 def json_schema() -> dict[str, Any]:

@@ -8,15 +8,22 @@ Normalization happens here, once, so downstream code sees one shape: the v1alpha
 ``istio_requests_total`` and ``istio_request_duration_seconds_bucket`` become the builtin
 ``request-success-rate`` and ``request-duration``, and the deprecated bare ``threshold`` becomes a
 ``thresholdRange`` (a minimum for the success rate, a maximum for everything else, as Flagger
-reads it). After parsing, a metric is either builtin or custom (``templateRef`` or ``query``) and
-always has a ``thresholdRange``; ``threshold`` is always empty.
+reads it; a metric with neither is compared with 0, as Flagger's scheduler does). After parsing,
+a metric is either builtin or custom (``templateRef`` or ``query``) and always has a
+``thresholdRange``; ``threshold`` is always empty.
+
+Flagger's zero values mean "unset" (its fields are plain Go ints): threshold 0 is 1, maxWeight 0
+is 100, stepWeightPromotion 0 is "all at once", stepWeight 0 defers to stepWeights. With
+stepWeights, maxWeight is not read; with stepWeight too, stepWeight sets the step and the last of
+stepWeights the maximum (normalized to stepWeight and maxWeight, the form the workflow reads).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, field_validator, model_validator
+from pydantic.alias_generators import to_snake
 
 from workflows._base import Duration, SpecModel, drop_nulls, duration_seconds
 from workflows.spec_errors import field_error
@@ -57,6 +64,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_zero(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value == 0
+
+
+def _given(data: dict[Any, Any], name: str) -> Any:
+    """A field of a raw mapping, spelt camelCase (as Flagger) or snake_case."""
+    return data.get(name, data.get(to_snake(name)))
+
+
 def _normalize_metric(data: dict[Any, Any]) -> dict[Any, Any]:
     """v1alpha3 names and the bare ``threshold`` → builtin names and ``thresholdRange``."""
     data = dict(data)
@@ -65,12 +81,16 @@ def _normalize_metric(data: dict[Any, Any]) -> dict[Any, Any]:
     if not custom and isinstance(name, str) and name in V1ALPHA3_METRIC_NAMES:
         name = data["name"] = V1ALPHA3_METRIC_NAMES[name]
     threshold = data.get("threshold")
+    has_range = data.get("thresholdRange", data.get("threshold_range")) is not None
+    if threshold is None and not has_range:
+        # Flagger's runBuiltinMetricChecks and runMetricChecks (pkg/controller/
+        # scheduler_metrics.go) compare with the zero Threshold when neither is given.
+        threshold = 0
     if threshold is None:
         data.pop("threshold", None)
     elif _is_number(threshold):
         # Left in place when not a number, so the error names `threshold`.
-        del data["threshold"]
-        has_range = data.get("thresholdRange", data.get("threshold_range")) is not None
+        data.pop("threshold", None)
         if not has_range:  # an explicit thresholdRange wins, as in Flagger
             bound = "min" if not custom and name == REQUEST_SUCCESS_RATE else "max"
             data["thresholdRange"] = {bound: threshold}
@@ -89,7 +109,10 @@ class MetricSpec(SpecModel):
     )
     interval: Duration = Field("1m", description="Window of the query, e.g. '1m'.")
     threshold_range: ThresholdRange | None = Field(
-        None, description="Accepted range; required (or the deprecated threshold)."
+        None,
+        description="Accepted range. Without it (and without threshold) the check compares with "
+        "0 as Flagger does: a minimum of 0 for request-success-rate (always passes), a maximum "
+        "of 0 otherwise (any positive value fails).",
     )
     threshold: float | None = Field(
         None,
@@ -120,12 +143,6 @@ class MetricSpec(SpecModel):
                 "templateRef",
                 f"metric {self.name!r} has no templateRef: add templateRef: {{name: …}} pointing "
                 "at a MetricTemplate, or use request-success-rate / request-duration",
-            )
-        if self.threshold_range is None:
-            raise field_error(
-                "thresholdRange",
-                f"metric {self.name!r} has no thresholdRange: add thresholdRange: {{min: 99}} "
-                "(lowest passing value) or {max: 500} (highest)",
             )
         return self
 
@@ -200,17 +217,28 @@ class AnalysisSpec(SpecModel):
 
     interval: Duration = Field(
         "1m",
-        description="Time between steps, e.g. '30s'. Flagger raises anything under 10s to 10s; "
-        "Coalmine keeps it as written (a short interval makes a local rollout quick).",
+        description="Time between steps, e.g. '30s'. As in Flagger, `coalmine` raises anything "
+        "under 10s to 10s (COALMINE_MIN_ANALYSIS_INTERVAL lowers that floor for local stacks).",
     )
-    threshold: int = Field(1, ge=1, description="Failed checks that trigger a rollback.")
-    max_weight: Weight = Field(100, description="Highest canary weight before promotion.")
-    step_weight: Weight | None = Field(None, description="Weight added per step, e.g. 10.")
+    threshold: int = Field(
+        1, ge=1, description="Failed checks that trigger a rollback; 0 means 1, as in Flagger."
+    )
+    max_weight: Weight = Field(
+        100,
+        description="Highest canary weight before promotion; 0 means 100, and it is ignored "
+        "when stepWeights is set (the last step is the maximum), as in Flagger.",
+    )
+    step_weight: Weight | None = Field(
+        None,
+        description="Weight added per step, e.g. 10. Given with stepWeights, it sets the step "
+        "and the last of stepWeights the maximum, as in Flagger.",
+    )
     step_weights: list[Weight] | None = Field(
         None, min_length=1, description="Explicit increasing weights, e.g. [1, 5, 20, 50]."
     )
     step_weight_promotion: Weight | None = Field(
-        None, description="Primary weight added per step during promotion; all at once if unset."
+        None,
+        description="Primary weight added per step during promotion; all at once if unset or 0.",
     )
     metrics: list[MetricSpec] = Field(default_factory=list, description="Metric checks.")
     webhooks: list[WebhookSpec] = Field(default_factory=list, description="Webhooks.")
@@ -226,6 +254,35 @@ class AnalysisSpec(SpecModel):
     )
     primary_ready_threshold: Percent = Field(100, description="% of primary pods ready.")
     canary_ready_threshold: Percent = Field(100, description="% of canary pods ready.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flagger_zero_values(cls, data: Any) -> Any:
+        data = drop_nulls(data)
+        if not isinstance(data, dict):
+            return data
+        # Flagger's Go fields are plain ints, so 0 is what "unset" looks like in its documents:
+        # Canary.GetAnalysisThreshold reads threshold 0 as 1, Controller.maxWeight maxWeight 0
+        # as 100, runPromotionTrafficShift stepWeightPromotion 0 as "all at once", and
+        # Controller.nextStepWeight stepWeight 0 as "use stepWeights".
+        zero_is_unset = ["threshold", "maxWeight", "stepWeightPromotion"]
+        if isinstance(_given(data, "stepWeights"), list) and _given(data, "stepWeights"):
+            zero_is_unset.append("stepWeight")
+        for name in zero_is_unset:
+            for key in (name, to_snake(name)):
+                if _is_zero(data.get(key)):
+                    data = {k: v for k, v in data.items() if k != key}
+        return data
+
+    @field_validator("step_weight", mode="before")
+    @classmethod
+    def _zero_step(cls, value: Any) -> Any:
+        if _is_zero(value):
+            raise ValueError(
+                "a stepWeight of 0 never moves traffic (Flagger's canary would wait forever): "
+                "set stepWeight (e.g. 10) or stepWeights (e.g. [5, 20, 50])"
+            )
+        return value
 
     @field_validator("iterations", "mirror", "mirror_weight")
     @classmethod
@@ -256,29 +313,45 @@ class AnalysisSpec(SpecModel):
 
     @model_validator(mode="after")
     def _check_steps(self) -> AnalysisSpec:
-        if self.step_weight is not None and self.step_weights is not None:
-            raise field_error("stepWeights", "give stepWeight or stepWeights, not both")
         if self.step_weight is None and self.step_weights is None:
             raise field_error(
                 "stepWeight", "set stepWeight (e.g. 10) or stepWeights (e.g. [5, 20, 50])"
             )
-        explicit_max = "max_weight" in self.model_fields_set
-        if self.step_weight is not None and self.step_weight > self.max_weight:
+        if self.step_weight is not None and self.step_weights:
+            top = self.step_weights[-1]
+            if self.step_weight > top:
+                raise field_error(
+                    "stepWeight",
+                    f"stepWeight ({self.step_weight}) is greater than the last of stepWeights "
+                    f"({top}), the maximum weight when both are given: lower stepWeight, or "
+                    "drop it to step through stepWeights",
+                )
+        elif self.step_weight is not None and self.step_weight > self.max_weight:
             raise field_error(
                 "stepWeight",
                 f"stepWeight ({self.step_weight}) is greater than maxWeight "
                 f"({self.max_weight}): lower stepWeight or raise maxWeight",
             )
-        if self.step_weights and explicit_max and self.step_weights[-1] > self.max_weight:
-            raise field_error(
-                "stepWeights",
-                f"stepWeights go up to {self.step_weights[-1]}, beyond maxWeight "
-                f"({self.max_weight}): drop maxWeight (the last step is the maximum) or lower "
-                "the steps",
-            )
+        # maxWeight is not compared with stepWeights: Flagger ignores it when they are set.
         self._check_unique("webhooks", [w.name for w in self.webhooks])
         self._check_unique("metrics", [m.name for m in self.metrics])
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _step_weight_with_step_weights(
+        cls, data: Any, handler: ModelWrapValidatorHandler[AnalysisSpec]
+    ) -> AnalysisSpec:
+        analysis = handler(data)  # every check above has run on the document as written
+        if analysis.step_weight is None or not analysis.step_weights:
+            return analysis
+        # Both given: Flagger's Controller.nextStepWeight steps by stepWeight whenever it is set,
+        # while Controller.maxWeight stops at the last of stepWeights. Say that in the one form
+        # the workflow reads (stepWeight up to maxWeight); such a document was refused before,
+        # so no running rollout carries one.
+        fields = analysis.model_dump(by_alias=True, exclude_unset=True, exclude={"step_weights"})
+        fields["maxWeight"] = analysis.step_weights[-1]
+        return handler(fields)
 
     @staticmethod
     def _check_unique(field: str, names: list[str]) -> None:

@@ -166,3 +166,120 @@ def test_the_schema_accepts_null_where_the_models_do() -> None:
     assert analysis["webhooks"]["description"]
     # Required fields stay required and non-null.
     assert "anyOf" not in json_schema()["$defs"]["ServiceSpec"]["properties"]["port"]
+
+
+# --- 12. weights, threshold, metrics and interval as Flagger's scheduler reads them ---------
+
+
+def test_step_weights_beyond_max_weight_ignore_it_as_controller_max_weight_does() -> None:
+    # pkg/controller/scheduler.go, Controller.maxWeight: with stepWeights, the last step is the
+    # maximum and maxWeight is not read (Flagger's own scheduler tests set both this way).
+    analysis = _with(stepWeights=[10, 20, 60, 80], maxWeight=50).spec.analysis
+    assert analysis.step_weights == [10, 20, 60, 80]
+    assert analysis.effective_max_weight == 80
+
+
+def test_step_weight_with_step_weights_steps_by_step_weight_up_to_the_last_step() -> None:
+    # Controller.nextStepWeight returns stepWeight whenever it is set, while Controller.maxWeight
+    # still takes the last of stepWeights: steps of stepWeight up to that weight.
+    analysis = _with(stepWeight=10, stepWeights=[5, 30], maxWeight=80).spec.analysis
+    assert (analysis.step_weight, analysis.step_weights) == (10, None)
+    assert analysis.effective_max_weight == 30
+    from workflows.decisions import next_weight
+
+    weights = [0]
+    while weights[-1] < analysis.effective_max_weight:
+        weights.append(next_weight(analysis, weights[-1]))
+    assert weights == [0, 10, 20, 30]
+    too_big = MINIMAL.replace("stepWeight: 5", "stepWeight: 40\n    stepWeights: [5, 30]")
+    assert "last of stepWeights (30)" in _problems(too_big)["spec.analysis.stepWeight"]
+
+
+def test_threshold_zero_is_one_as_get_analysis_threshold_reads_it() -> None:
+    # pkg/apis/flagger/v1beta1/canary.go, Canary.GetAnalysisThreshold: 0 (unset) means 1.
+    assert _with(stepWeight=10, threshold=0).spec.analysis.threshold == 1
+    assert "spec.analysis.threshold" in _problems(
+        MINIMAL.replace("stepWeight: 5", "stepWeight: 5\n    threshold: -1")
+    )
+
+
+def test_max_weight_zero_is_the_total_weight_as_controller_max_weight_reads_it() -> None:
+    # Controller.maxWeight: a maxWeight of 0 (unset) means the total weight, 100.
+    analysis = _with(stepWeight=10, maxWeight=0).spec.analysis
+    assert (analysis.max_weight, analysis.effective_max_weight) == (100, 100)
+
+
+def test_zero_step_weights_mean_unset_as_the_scheduler_reads_them() -> None:
+    # Controller.nextStepWeight: stepWeight 0 defers to stepWeights; runPromotionTrafficShift:
+    # stepWeightPromotion 0 routes everything to the primary at once.
+    analysis = _with(stepWeight=0, stepWeights=[10, 50], stepWeightPromotion=0).spec.analysis
+    assert (analysis.step_weight, analysis.step_weights) == (None, [10, 50])
+    assert analysis.step_weight_promotion is None
+    # With nothing else, a zero step would never move traffic (Flagger's canary just sits).
+    zero = _problems(MINIMAL.replace("stepWeight: 5", "stepWeight: 0"))
+    assert "never moves" in zero["spec.analysis.stepWeight"]
+
+
+@pytest.mark.parametrize(
+    ("metric", "bounds"),
+    [
+        # runBuiltinMetricChecks: `metric.Threshold > val` halts, so 0 is a minimum for the
+        # success rate (it always passes) ...
+        ({"name": "request-success-rate"}, (0, None)),
+        # ... and `val > Threshold` for the duration, so 0 ms is a maximum (any latency fails),
+        ({"name": "request-duration"}, (None, 0)),
+        # runMetricChecks: the same `val > metric.Threshold` for a templateRef metric.
+        ({"name": "errors", "templateRef": {"name": "errors"}}, (None, 0)),
+        ({"name": "istio_requests_total"}, (0, None)),
+    ],
+)
+def test_a_metric_without_threshold_checks_against_zero_as_run_metric_checks_does(
+    metric: dict[str, Any], bounds: tuple[float | None, float | None]
+) -> None:
+    (parsed,) = _with(stepWeight=10, metrics=[metric]).spec.analysis.metrics
+    assert parsed.threshold_range is not None
+    assert (parsed.threshold_range.min, parsed.threshold_range.max) == bounds
+
+
+def test_an_interval_under_10s_is_raised_to_10s_as_get_analysis_interval_does() -> None:
+    # Canary.GetAnalysisInterval: anything under 10s runs every 10s. parse_canary applies the
+    # floor it is given (the command line gives Flagger's); the models keep what they are given,
+    # so a running rollout's input reads the same after an upgrade.
+    from workflows.spec import FLAGGER_MIN_INTERVAL_SECONDS
+
+    assert FLAGGER_MIN_INTERVAL_SECONDS == 10
+    fast = MINIMAL.replace("stepWeight: 5", "stepWeight: 5\n    interval: 3s")
+    assert parse_canary(fast, min_interval_seconds=10).spec.analysis.interval == "10s"
+    zero = fast.replace("3s", "0s")
+    assert parse_canary(zero, min_interval_seconds=10).spec.analysis.interval == "10s"
+    slow = fast.replace("3s", "1m")
+    assert parse_canary(slow, min_interval_seconds=10).spec.analysis.interval == "1m"
+    assert parse_canary(fast).spec.analysis.interval == "3s"
+    old = fast.replace("v1beta1", "v1alpha3").replace("analysis:", "canaryAnalysis:")
+    assert parse_canary(old, min_interval_seconds=10).spec.analysis.interval == "10s"
+    # A malformed interval is still refused, not quietly replaced.
+    with pytest.raises(SpecError):
+        parse_canary(fast.replace("3s", "3"), min_interval_seconds=10)
+
+
+def test_what_flaggers_rules_read_differently_is_noted_for_the_author() -> None:
+    from workflows.spec import read_canary
+
+    text = MINIMAL.replace(
+        "stepWeight: 5",
+        "interval: 5s\n    maxWeight: 50\n    stepWeight: 10\n    stepWeights: [20, 40]\n"
+        "    metrics:\n    - name: request-duration\n    - name: request-success-rate",
+    )
+    read = read_canary(text, min_interval_seconds=10)
+    notes = {note.path: note.message for note in read.notes}
+    assert set(notes) == {
+        "spec.analysis.interval",
+        "spec.analysis.maxWeight",
+        "spec.analysis.stepWeight",
+        "spec.analysis.metrics[0].thresholdRange",
+        "spec.analysis.metrics[1].thresholdRange",
+    }
+    assert "runs every 10s" in notes["spec.analysis.interval"]
+    assert "any positive value fails" in notes["spec.analysis.metrics[0].thresholdRange"]
+    assert "always passes" in notes["spec.analysis.metrics[1].thresholdRange"]
+    assert read_canary(MINIMAL).notes == ()
