@@ -1,28 +1,38 @@
-"""The ClusterRole against the API calls the activities really make.
+"""The ClusterRole against the API calls the activities really make, on the real control plane.
 
-The sandbox's API server records every request in an audit log (verb, group, resource,
-subresource, user agent). The integration test runs the product's activities — the same classes
-the worker registers — through a whole rollout against the sandbox, with a user agent of its own,
-then derives the (group, resource, verb) set from the log and checks each is allowed by the
-ClusterRole in deploy/manifests (and so by the namespaced Role and the chart, which other tests
-hold equal to it). Two rollouts are run — the first creates everything, the second brings a new
-image, changed config, a changed HPA and a changed Canary, so the update paths run too — and the
-check goes both ways: every call is allowed, and every rule was used (the role is exact).
+The session's cluster (tests/conftest.py) runs the real kube-apiserver, whose audit log the API
+proxy serves (verb, group, resource, subresource, user, user agent). A module fixture runs the
+product's activities — the same classes the worker registers, with the worker's credentials: the
+``coalmine`` ServiceAccount through the proxy, bound to deploy/manifests/cluster/clusterrole.yaml,
+so the real RBAC authorizer judges every call — through two rollouts with a user agent of its
+own: the first creates everything, the second brings a new image, changed config, a changed HPA
+and a changed Canary, so the update paths run too. Its tests share that activity:
+
+- the (group, resource, verb) set the worker's audit entries show is exactly what the ClusterRole
+  grants (and so the namespaced Role and the chart, which other tests hold equal to it): every
+  call is allowed and every rule was used;
+- every rule is needed: for each rule in turn, a fresh ServiceAccount bound to all the other
+  rules replays one request per permission of that rule the rollouts used, and the API server
+  answers 403 Forbidden naming the resource — while the same request as ``coalmine`` is not 403.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
+import ssl
 import threading
-import urllib.request
+import time
+import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from kubernetes import client as kube
 
+from tests.conftest import WORKER_USER, ApiProxy, Kubectl
 from tests.deploy._support import MANIFESTS, Doc, normalized_rules
 
 Permission = tuple[str, str, str]
@@ -132,7 +142,7 @@ def test_unused_permissions_are_reported():
     assert ("apps", "deployments", "get") not in unused
 
 
-# --- the real activities against the sandbox ---------------------------------------------------
+# --- the real activities on the real cluster ---------------------------------------------------
 
 USER_AGENT = "coalmine-rbac-test"
 
@@ -162,19 +172,6 @@ def peer() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-def _kubectl_apply(kubeconfig: str, objects: list[Doc]) -> None:
-    body = yaml.safe_dump_all(objects)
-    result = subprocess.run(
-        ["kubectl", "--kubeconfig", kubeconfig, "apply", "--server-side", "-f", "-"],
-        input=body,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 def _podinfo(namespace: str, prometheus: str, peer: str) -> list[Doc]:
@@ -346,29 +343,18 @@ def run_rollout(api_client: Any, canary: Any, prometheus: str) -> None:
     env.run(analysis.record_event, event)
 
 
-def audit(api_url: str) -> list[dict[str, Any]]:
-    url = f"{api_url}/sandbox/audit?user_agent={USER_AGENT}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        items: list[dict[str, Any]] = json.loads(response.read())["items"]
-    return items
-
-
-def _second_revision(kubeconfig: str, namespace: str, canary: Any) -> Any:
+def _second_revision(kubectl: Kubectl, namespace: str, canary: Any) -> Any:
     """A new image, changed config and autoscaler, and a changed Canary (routing and traffic
     policy): what a later rollout of the same target brings. Returns the changed Canary."""
     from workflows.spec import Canary
 
-    kubectl = ["kubectl", "--kubeconfig", kubeconfig, "-n", namespace]
     for change in (
         ["set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.5.1"],
         ["patch", "configmap", "podinfo-env", "--type=merge", "-p", '{"data":{"level":"debug"}}'],
         ["patch", "secret", "podinfo-token", "--type=merge", "-p", '{"stringData":{"TOKEN":"u"}}'],
         ["patch", "hpa", "podinfo", "--type=merge", "-p", '{"spec":{"maxReplicas":3}}'],
     ):
-        result = subprocess.run(
-            [*kubectl, *change], capture_output=True, text=True, check=False, timeout=60
-        )
-        assert result.returncode == 0, result.stderr
+        kubectl.run("-n", namespace, *change)
     doc = canary.model_dump(by_alias=True, mode="json", exclude_none=True)
     doc["spec"]["service"] |= {
         "hosts": ["app.example.com"],
@@ -378,37 +364,48 @@ def _second_revision(kubeconfig: str, namespace: str, canary: Any) -> Any:
     return Canary.model_validate(doc)
 
 
-@pytest.mark.slow
-def test_cluster_role_is_exactly_the_calls_the_activities_make(
-    sandbox_cluster, peer, record_property
-):
+@dataclass(frozen=True)
+class Rollouts:
+    """What the module's two rollouts left: their namespace and the worker's audit entries."""
+
+    namespace: str
+    entries: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def rollouts(
+    sandbox_cluster, kubectl: Kubectl, api_proxy: ApiProxy, peer: str
+) -> Iterator[Rollouts]:
+    """Two rollouts as the worker (its kubeconfig: the ServiceAccount, through the proxy), with
+    this module's user agent so its entries are told apart in the session's shared log."""
     from activities.kubernetes import build_api_client
 
-    namespace = "rbac-rollout"
-    kubeconfig = str(sandbox_cluster.kubeconfig)
+    namespace = f"rbac-{uuid.uuid4().hex[:6]}"
     prometheus = sandbox_cluster.prometheus_url
-    _kubectl_apply(kubeconfig, _podinfo(namespace, prometheus, peer))
-    api_client = build_api_client(kubeconfig=sandbox_cluster.kubeconfig)
-    api_client.user_agent = USER_AGENT  # this test's calls only, in the shared sandbox
+    kubectl.apply(yaml.safe_dump_all(_podinfo(namespace, prometheus, peer)))
     try:
-        canary = _canary(namespace, peer)
-        run_rollout(api_client, canary, prometheus)
-        run_rollout(api_client, _second_revision(kubeconfig, namespace, canary), prometheus)
+        api_client = build_api_client(kubeconfig=sandbox_cluster.worker_kubeconfig)
+        api_client.user_agent = USER_AGENT
+        try:
+            canary = _canary(namespace, peer)
+            run_rollout(api_client, canary, prometheus)
+            run_rollout(api_client, _second_revision(kubectl, namespace, canary), prometheus)
+        finally:
+            api_client.close()
+        yield Rollouts(namespace, api_proxy.audit(user=WORKER_USER, user_agent=USER_AGENT))
     finally:
-        api_client.close()
-        # The sandbox is shared by the whole session: leave it as it was found.
-        subprocess.run(
-            ["kubectl", "--kubeconfig", kubeconfig, "delete", "namespace", namespace,
-             "--ignore-not-found", "--wait=false"],
-            capture_output=True, check=False, timeout=60,
-        )  # fmt: skip
+        # The cluster is shared by the whole session: leave it as it was found.
+        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
 
-    entries = audit(sandbox_cluster.api_url)
+
+@pytest.mark.slow
+def test_cluster_role_is_exactly_the_calls_the_activities_make(rollouts: Rollouts, record_property):
+    entries = rollouts.entries
     needed = required_permissions(entries)
     record_property("permissions_used", sorted(needed))
     # Every call was made in the rollout's namespace: the namespaced Role is enough for a team
     # that confines the worker.
-    assert {e["namespace"] for e in entries if e["resource"]} == {namespace}
+    assert {e["namespace"] for e in entries if e["resource"]} == {rollouts.namespace}
 
     role = cluster_role()
     missing = missing_permissions(role["rules"], needed)
@@ -416,3 +413,146 @@ def test_cluster_role_is_exactly_the_calls_the_activities_make(
     unused = unused_permissions(role, needed)
     record_property("permissions_unused", sorted(unused))
     assert not unused, f"rules no call used in two rollouts (remove them): {sorted(unused)}"
+
+
+# --- every rule is needed: the API server refuses what a missing rule allowed -----------------
+
+
+def _replays(entries: list[dict[str, Any]]) -> dict[Permission, dict[str, Any]]:
+    """One recorded request per permission used, preferring one the server accepted (its object
+    exists, so a replay by an allowed account finds it)."""
+    chosen: dict[Permission, dict[str, Any]] = {}
+    for entry in entries:
+        if not entry["resource"]:
+            continue
+        (permission,) = required_permissions([entry])
+        if permission not in chosen or 200 <= entry["code"] < 300:
+            chosen[permission] = entry
+    return chosen
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The API server as the admin (client certificate) and as ServiceAccounts (tokens)."""
+
+    admin: httpx.Client
+    bearer: httpx.Client
+
+    def replay(self, entry: dict[str, Any], token: str) -> httpx.Response:
+        """The recorded request again, made harmless: a GET; an empty merge patch; an update to
+        the object as it is; a create of the object that already exists (409 when allowed).
+        Authorization comes first, so a refused account gets its 403 whatever the body."""
+        auth = {"Authorization": f"Bearer {token}"}
+        method, path = entry["method"], entry["path"]
+        if method == "GET":
+            return self.bearer.get(path, headers=auth)
+        if method == "PATCH":
+            patch = {"Content-Type": "application/merge-patch+json"}
+            return self.bearer.patch(path, content=b"{}", headers=auth | patch)
+        if method == "POST":
+            path = f"{path}/{entry['object_name']}"
+        live = self.admin.get(path)
+        live.raise_for_status()
+        body = live.json()
+        if method == "POST":
+            body.pop("status", None)
+            for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+                body["metadata"].pop(key, None)
+            return self.bearer.post(entry["path"], json=body, headers=auth)
+        return self.bearer.put(path, json=body, headers=auth)
+
+
+@pytest.fixture(scope="module")
+def cluster(sandbox_cluster) -> Iterator[Cluster]:
+    config = yaml.safe_load(sandbox_cluster.kubeconfig.read_text())
+    user = config["users"][0]["user"]
+    ca = config["clusters"][0]["cluster"]["certificate-authority"]
+    as_admin = ssl.create_default_context(cafile=ca)
+    as_admin.load_cert_chain(user["client-certificate"], user["client-key"])
+    url = sandbox_cluster.api_url
+    with (
+        httpx.Client(base_url=url, verify=as_admin, trust_env=False, timeout=10) as admin,
+        httpx.Client(
+            base_url=url, verify=ssl.create_default_context(cafile=ca), trust_env=False, timeout=10
+        ) as bearer,
+    ):
+        yield Cluster(admin, bearer)
+
+
+def _without_each_rule(namespace: str, rules: list[Doc]) -> list[Doc]:
+    """Per rule i: ServiceAccount rbac-minus-i, bound to a ClusterRole of every rule but i."""
+    objects: list[Doc] = []
+    for index in range(len(rules)):
+        name = f"{namespace}-minus-{index}"
+        meta = {"name": name, "labels": {"coalmine.io/test": namespace}}
+        subject = {"kind": "ServiceAccount", "name": f"rbac-minus-{index}", "namespace": namespace}
+        objects += [
+            {"apiVersion": "v1", "kind": "ServiceAccount",
+             "metadata": {"name": subject["name"], "namespace": namespace}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta,
+             "rules": rules[:index] + rules[index + 1 :]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": meta, "subjects": [subject],
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": name}},
+        ]  # fmt: skip
+    return objects
+
+
+def _token(admin_client: Any, namespace: str, account: str) -> str:
+    """A short-lived token for ``account`` (TokenRequest, as the admin)."""
+    request = {"spec": {"expirationSeconds": 600}}
+    answer = kube.CoreV1Api(admin_client).create_namespaced_service_account_token(
+        account, namespace, request
+    )
+    token: str = answer.status.token
+    return token
+
+
+def _once_authorized(cluster: Cluster, entry: dict[str, Any], token: str) -> None:
+    """Wait until the API server's authorizer has the new binding (its RBAC cache follows the
+    API by watch): until a request the remaining rules allow is no longer refused."""
+    deadline = time.monotonic() + 20
+    while (code := cluster.replay(entry, token).status_code) == 403:
+        assert time.monotonic() < deadline, f"the binding never took effect: {entry['path']}"
+        time.sleep(0.1)
+    assert code != 401, f"the token was not accepted: {entry['path']}"
+
+
+@pytest.mark.slow
+def test_without_any_one_rule_the_api_server_refuses_what_it_allowed(
+    rollouts: Rollouts, cluster: Cluster, kubectl: Kubectl, admin_client, sandbox_cluster
+):
+    rules: list[Doc] = cluster_role()["rules"]
+    replays = _replays(rollouts.entries)
+    used = set(replays)
+    full = yaml.safe_load(sandbox_cluster.worker_kubeconfig.read_text())["users"][0]["user"]
+    namespace = rollouts.namespace
+    kubectl.apply(yaml.safe_dump_all(_without_each_rule(namespace, rules)))
+    try:
+        for index, rule in enumerate(rules):
+            others = rules[:index] + rules[index + 1 :]
+            granted = sorted(p for p in used if allows([rule], p))
+            assert granted, f"rule {index} ({rule}) allows nothing the rollouts did"
+            token = _token(admin_client, namespace, f"rbac-minus-{index}")
+            control = sorted(p for p in used if allows(others, p) and p[2] == "get")[0]
+            _once_authorized(cluster, replays[control], token)
+            for group, resource, verb in granted:
+                entry = replays[(group, resource, verb)]
+                refused = cluster.replay(entry, token)
+                what = f"{verb} {group}/{resource} without rule {index}"
+                assert refused.status_code == 403, (what, refused.status_code, refused.text)
+                status = refused.json()
+                assert status["reason"] == "Forbidden", what
+                assert (
+                    f'cannot {verb} resource "{resource}" in API group "{group}"'
+                    in status["message"]
+                ), (what, status["message"])
+                # The same request as the worker's own account is allowed (whatever else the
+                # server says of it: 200, or 409 for the create of an existing object).
+                allowed = cluster.replay(entry, full["token"])
+                assert allowed.status_code != 403, (what, allowed.text)
+    finally:
+        kubectl.run(
+            "delete", "clusterrolebinding,clusterrole", "-l", f"coalmine.io/test={namespace}"
+        )
