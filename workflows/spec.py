@@ -32,7 +32,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
 
 from workflows._base import SpecModel, drop_nulls, format_duration
 from workflows.spec_analysis import (
@@ -66,6 +74,7 @@ from workflows.spec_service import (
     ServiceSpec,
     TargetRef,
     check_http_url,
+    refuse_other_provider,
 )
 from workflows.spec_template import (
     MetricTemplate,
@@ -139,6 +148,15 @@ class CanarySpec(SpecModel):
     )
     target_ref: TargetRef = Field(description="The Deployment under canary.")
     autoscaler_ref: AutoscalerRef | None = Field(None, description="The target's HPA.")
+    ingress_ref: dict[str, Any] | None = Field(
+        None, description="NGINX and Skipper only: not supported yet (refused)."
+    )
+    route_ref: dict[str, Any] | None = Field(
+        None, description="APISIX only: not supported yet (refused)."
+    )
+    upstream_ref: dict[str, Any] | None = Field(
+        None, description="Gloo only: not supported yet (refused)."
+    )
     progress_deadline_seconds: int = Field(
         600, ge=1, le=2**31 - 1, description="Seconds a Deployment may take to become ready."
     )
@@ -166,6 +184,14 @@ class CanarySpec(SpecModel):
         if value != "istio":
             raise ValueError(f"provider {value!r} is not supported yet: use 'istio' (the default)")
         return value
+
+    @field_validator("ingress_ref", "route_ref", "upstream_ref", mode="before")
+    @classmethod
+    def _other_providers(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        # Any value, even {}: Flagger's routers take a non-nil ref as "this is mine".
+        return refuse_other_provider(to_camel(info.field_name or ""), {"given": value})
 
     @field_validator("suspend")
     @classmethod

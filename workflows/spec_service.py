@@ -16,10 +16,12 @@ from pydantic import (
     AfterValidator,
     Field,
     PlainValidator,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.alias_generators import to_camel
 
 from workflows._base import Duration, SpecModel
 from workflows.spec_errors import field_error
@@ -75,6 +77,35 @@ PortOrName = Annotated[
         {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535}, {"type": "string"}]}
     ),
 ]
+
+
+# --- other providers' fields ------------------------------------------------------------------
+
+OTHER_PROVIDERS_FIELDS: dict[str, str] = {
+    # Fields of Flagger's CanarySpec and CanaryService that only one provider's router reads
+    # (fluxcd/flagger pkg/router/<provider>.go). Coalmine parses them so a document using one is
+    # refused for what it is: a Canary for another router, not a typo to delete.
+    "ingressRef": "the NGINX and Skipper ingress providers (provider: nginx, skipper)",
+    "routeRef": "the APISIX provider (provider: apisix)",
+    "upstreamRef": "the Gloo provider (provider: gloo)",
+    "gatewayRefs": "the Gateway API provider (provider: gatewayapi)",
+    "backendTimeout": "the Gateway API provider (provider: gatewayapi)",
+    "mirror": "the Gateway API provider (provider: gatewayapi)",
+    "meshName": "the App Mesh provider (provider: appmesh)",
+    "backends": "the App Mesh provider (provider: appmesh)",
+}
+"""Field name as written → the Flagger provider it belongs to."""
+
+
+def refuse_other_provider(field: str, value: Any) -> Any:
+    """``value`` when empty (Flagger's zero value); otherwise the "not supported yet" error."""
+    if value is None or value in ("", [], {}):
+        return value
+    raise ValueError(
+        f"{field} belongs to {OTHER_PROVIDERS_FIELDS[field]}, not supported yet by Coalmine, "
+        "which routes with Istio only: keep this Canary on Flagger for now (removing the field "
+        "would not make it an Istio canary)"
+    )
 
 
 # --- references ------------------------------------------------------------------------------
@@ -219,10 +250,20 @@ class ServiceSpec(SpecModel):
         None, description="Istio HTTPMatchRequest list the route applies to (e.g. uri prefix)."
     )
     rewrite: dict[str, Any] | None = Field(None, description="Istio HTTPRewrite of the route.")
-    mesh_name: str | None = Field(None, description="App Mesh only; accepted and unused.")
-    backends: list[str] | None = Field(None, description="App Mesh only; accepted and unused.")
+    mesh_name: str | None = Field(
+        None, description="App Mesh only: not supported yet (refused unless empty)."
+    )
+    backends: list[str] | None = Field(
+        None, description="App Mesh only: not supported yet (refused unless empty)."
+    )
     gateway_refs: list[dict[str, Any]] | None = Field(
-        None, description="Gateway API only; accepted and unused with Istio."
+        None, description="Gateway API only: not supported yet (refused unless empty)."
+    )
+    backend_timeout: str | None = Field(
+        None, description="Gateway API only: not supported yet (refused unless empty)."
+    )
+    mirror: list[dict[str, Any]] | None = Field(
+        None, description="Gateway API request mirroring: not supported yet (refused unless empty)."
     )
     apex: CustomMetadata | None = Field(
         None, description="Labels and annotations of the apex Service."
@@ -234,10 +275,42 @@ class ServiceSpec(SpecModel):
         None, description="Labels and annotations of the -canary Service."
     )
     delegation: bool = Field(False, description="Istio delegate VirtualService: not supported yet.")
+    headless: bool = Field(False, description="Headless Services: not supported yet.")
+    traffic_distribution: str | None = Field(
+        None, description="The Services' trafficDistribution: not supported yet."
+    )
+    unmanaged_metadata: dict[str, Any] | None = Field(
+        None, description="Labels and annotations left alone: not supported yet."
+    )
+
+    @field_validator("mesh_name", "backends", "gateway_refs", "backend_timeout", "mirror")
+    @classmethod
+    def _other_providers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_other_provider(to_camel(info.field_name or ""), value)
 
     @field_validator("delegation")
     @classmethod
     def _no_delegation(cls, value: bool) -> bool:
         if value:
             raise ValueError("delegation is not supported yet: remove it (or set it to false)")
+        return value
+
+    @field_validator("headless")
+    @classmethod
+    def _no_headless(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "headless Services are not supported yet by Coalmine: set headless: false to "
+                "get ClusterIP Services, as Flagger's default"
+            )
+        return value
+
+    @field_validator("traffic_distribution", "unmanaged_metadata")
+    @classmethod
+    def _not_yet(cls, value: Any, info: ValidationInfo) -> Any:
+        if value:
+            raise ValueError(
+                f"{to_camel(info.field_name or '')} is not supported yet by Coalmine: remove it, "
+                "and the generated Services get what Flagger gives them without it"
+            )
         return value

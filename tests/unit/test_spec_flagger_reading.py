@@ -129,6 +129,7 @@ NULL_LIST_CASES = {
     "ServiceSpec.match": "spec.service.match",
     "ServiceSpec.backends": "spec.service.backends",
     "ServiceSpec.gateway_refs": "spec.service.gatewayRefs",
+    "ServiceSpec.mirror": "spec.service.mirror",
     "AnalysisSpec.step_weights": "spec.analysis.stepWeights",
     "AnalysisSpec.match": "spec.analysis.match",
     "AnalysisSpec.metrics": "spec.analysis.metrics",
@@ -283,3 +284,141 @@ def test_what_flaggers_rules_read_differently_is_noted_for_the_author() -> None:
     assert "any positive value fails" in notes["spec.analysis.metrics[0].thresholdRange"]
     assert "always passes" in notes["spec.analysis.metrics[1].thresholdRange"]
     assert read_canary(MINIMAL).notes == ()
+
+
+# --- 13, 14. other providers' fields: refused as not supported, never "remove it" -----------
+
+# Flagger's NGINX tutorial Canary (docs/gitbook/tutorials/nginx-progressive-delivery.md), minus
+# its provider line: the case where "remove the unknown field" silently meant "use Istio".
+NGINX_TUTORIAL = """
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: test
+spec:
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  ingressRef:
+    apiVersion: networking.k8s.io/v1
+    kind: Ingress
+    name: podinfo
+  service:
+    port: 80
+    targetPort: 9898
+  analysis:
+    interval: 10s
+    threshold: 10
+    maxWeight: 50
+    stepWeight: 5
+"""
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "provider"),
+    [
+        # pkg/router/ingress.go (NGINX) and pkg/router/skipper.go read spec.ingressRef,
+        (
+            "ingressRef",
+            {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "a"},
+            "NGINX",
+        ),
+        # pkg/router/apisix.go spec.routeRef, pkg/router/gloo.go spec.upstreamRef.
+        (
+            "routeRef",
+            {"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "name": "a"},
+            "APISIX",
+        ),
+        ("upstreamRef", {"apiVersion": "gloo.solo.io/v1", "kind": "Upstream", "name": "a"}, "Gloo"),
+    ],
+)
+def test_other_providers_refs_name_their_provider(
+    field: str, value: dict[str, str], provider: str
+) -> None:
+    document = yaml.safe_load(MINIMAL)
+    document["spec"][field] = value
+    message = _problems(document)[f"spec.{field}"]
+    assert provider in message
+    assert "not supported yet" in message
+    assert "unknown field" not in message
+    assert "remove it" not in message
+
+
+def test_the_nginx_tutorial_canary_is_refused_as_nginx_not_as_a_typo() -> None:
+    message = _problems(NGINX_TUTORIAL)["spec.ingressRef"]
+    assert "NGINX" in message
+    assert "Skipper" in message
+    assert "Istio" in message  # what Coalmine does support, so the refusal explains itself
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "provider"),
+    [
+        # pkg/router/gateway_api.go: gatewayRefs, backendTimeout, service.mirror.
+        ("gatewayRefs", [{"name": "gateway", "namespace": "istio-ingress"}], "Gateway API"),
+        ("backendTimeout", "5s", "Gateway API"),
+        ("mirror", [{"backendRef": {"name": "podinfo-mirror"}}], "Gateway API"),
+        # pkg/router/appmesh.go: meshName, backends.
+        ("meshName", "global", "App Mesh"),
+        ("backends", ["backend.test"], "App Mesh"),
+    ],
+)
+def test_service_fields_of_other_providers_are_refused_naming_the_field(
+    field: str, value: object, provider: str
+) -> None:
+    document = yaml.safe_load(MINIMAL)
+    document["spec"]["service"][field] = value
+    message = _problems(document)[f"spec.service.{field}"]
+    assert provider in message
+    assert "not supported yet by Coalmine" in message
+
+
+def test_their_zero_values_are_still_read_as_unset() -> None:
+    # Flagger (and Helm charts generated from its CRD) write these for "not used".
+    document = yaml.safe_load(MINIMAL)
+    document["spec"]["service"].update(gatewayRefs=[], backends=[], meshName="", mirror=[])
+    assert parse_canary(document).spec.service.port == 9898
+
+
+# Property names of Flagger's Canary CRD (artifacts/flagger/crd.yaml, v1beta1).
+FLAGGER_CRD_FIELDS = {
+    "CanarySpec": "analysis autoscalerRef ingressRef metricsServer progressDeadlineSeconds "
+    "provider revertOnDeletion routeRef service skipAnalysis suspend targetRef upstreamRef",
+    "ServiceSpec": "apex appProtocol backendTimeout backends canary corsPolicy delegation "
+    "gatewayRefs gateways headers headless hosts match meshName mirror name port portDiscovery "
+    "portName primary retries rewrite targetPort timeout trafficDistribution trafficPolicy "
+    "unmanagedMetadata",
+    "AnalysisSpec": "alerts canaryReadyThreshold interval iterations match maxWeight metrics "
+    "mirror mirrorWeight primaryReadyThreshold sessionAffinity stepWeight stepWeightPromotion "
+    "stepWeights threshold webhooks",
+    "MetricSpec": "interval name query templateRef templateVariables threshold thresholdRange",
+    "WebhookSpec": "disableTLS metadata muteAlert name retries timeout type url",
+    "AlertSpec": "name providerRef severity",
+    "AutoscalerRef": "apiVersion kind name primaryScalerQueries primaryScalerReplicas",
+}
+
+
+@pytest.mark.parametrize("model", sorted(FLAGGER_CRD_FIELDS))
+def test_no_field_of_flaggers_crd_is_an_unknown_field(model: str) -> None:
+    # An unknown-field error tells the author to delete the line; for a field Flagger reads that
+    # is wrong advice. Each must be known: read, or refused as not supported yet.
+    from workflows import spec
+
+    known = {info.alias or name for name, info in getattr(spec, model).model_fields.items()}
+    assert set(FLAGGER_CRD_FIELDS[model].split()) <= known
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("headless", True),
+        ("trafficDistribution", "PreferClose"),
+        ("unmanagedMetadata", {"labels": ["a"]}),
+    ],
+)
+def test_service_options_not_acted_on_yet_are_refused(field: str, value: object) -> None:
+    document = yaml.safe_load(MINIMAL)
+    document["spec"]["service"][field] = value
+    assert "not supported yet by Coalmine" in _problems(document)[f"spec.service.{field}"]
