@@ -1,14 +1,22 @@
-"""Fault-test fixtures: one local stack per package whose parts are processes a test can kill.
+"""Fault-test fixtures: the session's cluster, and a Temporal server and worker of the package's
+own whose processes a test can kill.
 
-- the sandbox cluster (``start_sandbox``: API server, controllers, mesh, the real Prometheus, the
-  load tester), whose audit log counts every write and whose fault rules fail or slow requests;
-- a Temporal dev server started as a process with ``--db-filename`` on a fixed port, so it can be
-  stopped (SIGTERM) and started again on the same data;
-- ``coalmine worker`` as a process (SIGKILL and restart), logging to one file across restarts.
+- the session's sandbox cluster (``sandbox_cluster`` in tests/conftest.py: the real control plane,
+  the mesh, the real Prometheus, the load tester) with its API proxy (``api_proxy``), whose audit
+  log counts every write and whose fault rules fail or slow the worker's requests. The one part of
+  it a test kills is its Prometheus (by the pid in its pid file); the suite starts it again on the
+  same flags and data before the next test, so the cluster is whole for whatever runs after;
+- a Temporal dev server (`TemporalServer` with ``persistent=True``) on a fixed port and SQLite
+  file, so it can be stopped (SIGTERM) and started again on the same data;
+- ``coalmine worker`` as a process (SIGKILL and restart), logging to one file across restarts. It
+  runs as the ``coalmine`` ServiceAccount through the API proxy (the sandbox's worker kubeconfig):
+  fault rules only reach the requests that pass through the proxy, and the audit log tells its
+  requests from the cluster's own by user.
 
 Every process is started here and stopped in a ``finally``, by the Popen object we hold.
 Rollouts are started straight through the Temporal client (the CLI is exercised where the test is
-about the CLI), each in a namespace of its own, so one stack serves the whole package.
+about the CLI), each in namespaces of its own (deleted after the test), so one stack serves the
+whole package.
 """
 
 from __future__ import annotations
@@ -23,7 +31,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,21 +41,19 @@ import httpx
 import pytest
 import yaml
 from kubernetes import client as k8s
+from sandbox.runner import SandboxHandle
+from sandbox.settings import ready_delay as ready_delay_annotation
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.kubernetes import build_api_client
-from sandbox.runner import SandboxHandle, start_sandbox
-from tests.conftest import TEMPORAL_CLI
-from tests.ports import free_port, wait_for_port
+from tests.conftest import ApiProxy, TemporalServer
+from tests.ports import free_port
 from workflows.model import WORKFLOW_NAME, RolloutInput, RolloutResult, RolloutStatus, workflow_id
-from workflows.search import SEARCH_ATTRIBUTES
 from workflows.spec import Canary
 
 COALMINE = str(Path(sys.executable).parent / "coalmine")
 IMAGE = "ghcr.io/stefanprodan/podinfo"
 OLD_IMAGE = f"{IMAGE}:6.5.0"
-WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
 
 def _end(proc: subprocess.Popen[bytes] | None, sig: int, *, timeout: float = 20) -> None:
@@ -70,21 +75,21 @@ class FaultStack:
 
     state_dir: Path
     sandbox: SandboxHandle
-    temporal_port: int = field(default_factory=free_port)
+    api_proxy: ApiProxy
+    """The audit log and fault rules (the one client for them: tests/conftest.py)."""
+    temporal: TemporalServer
+    restarted_prometheus: list[subprocess.Popen[bytes]]
+    """Prometheus processes started in place of the sandbox's (see `restarted_prometheus`)."""
     metrics_port: int = field(default_factory=free_port)
     task_queue: str = field(default_factory=lambda: f"faults-{uuid.uuid4().hex[:6]}")
-    temporal: subprocess.Popen[bytes] | None = None
     worker: subprocess.Popen[bytes] | None = None
     worker_starts: int = 0
-    prometheus: subprocess.Popen[bytes] | None = None
+    prometheus_argv: list[str] | None = None
+    """The sandbox's Prometheus command line, once a test has killed it."""
 
     @property
     def temporal_address(self) -> str:
-        return f"127.0.0.1:{self.temporal_port}"
-
-    @property
-    def db_file(self) -> Path:
-        return self.state_dir / "temporal.db"
+        return self.temporal.address
 
     @property
     def worker_log(self) -> Path:
@@ -92,7 +97,8 @@ class FaultStack:
 
     @property
     def env(self) -> dict[str, str]:
-        """A CI job's environment: the sandbox's (kubeconfig, Prometheus, mesh) and Temporal's."""
+        """A CI job's environment: the sandbox's (the admin kubeconfig, Prometheus, the mesh)
+        and Temporal's."""
         env = {
             k: v
             for k, v in os.environ.items()
@@ -106,26 +112,10 @@ class FaultStack:
         )
         return env
 
-    # --- Temporal dev server ---------------------------------------------------------------
-
-    def start_temporal(self) -> None:
-        argv = [
-            TEMPORAL_CLI, "server", "start-dev", "--headless",
-            "--ip", "127.0.0.1", "--port", str(self.temporal_port),
-            "--db-filename", str(self.db_file), "--log-level", "error",
-        ]  # fmt: skip
-        for key in SEARCH_ATTRIBUTES:
-            argv += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
-        with (self.state_dir / "temporal.log").open("ab") as log:
-            self.temporal = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_for_port(self.temporal_port)
-
-    def stop_temporal(self) -> None:
-        """SIGTERM, as an operator restarting the server would; waits for the exit."""
-        _end(self.temporal, signal.SIGTERM)
-        self.temporal = None
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """The worker's: the ``coalmine`` ServiceAccount through the API proxy."""
+        return {**self.env, "KUBECONFIG": str(self.sandbox.worker_kubeconfig)}
 
     # --- worker -----------------------------------------------------------------------------
 
@@ -134,7 +124,7 @@ class FaultStack:
         with self.worker_log.open("ab") as log:
             self.worker = subprocess.Popen(
                 [COALMINE, "worker", "--metrics-port", str(self.metrics_port)],
-                env=self.env,
+                env=self.worker_env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -161,85 +151,46 @@ class FaultStack:
         _end(self.worker, signal.SIGTERM, timeout=30)
         self.worker = None
 
-    # --- the sandbox's audit log and fault rules ------------------------------------------------
-
-    def _api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.sandbox.api_url, timeout=10, trust_env=False)
-
-    def audit(self, **filters: str) -> list[dict[str, Any]]:
-        with self._api() as api:
-            response = api.get("/sandbox/audit", params=filters)
-        response.raise_for_status()
-        items: list[dict[str, Any]] = response.json()["items"]
-        return items
-
-    def writes(self, namespace: str, *, ok_only: bool = True) -> Counter[str]:
-        """Write requests per object in a namespace: ``resource/name[/subresource]`` → count.
-
-        Events are left out (the event recorder aggregates them by design: a repeat bumps a
-        count). ``ok_only``: only requests the server accepted (a 2xx answer).
-        """
-        counts: Counter[str] = Counter()
-        for entry in self.audit(namespace=namespace):
-            if entry["verb"] not in WRITE_VERBS or entry["resource"] == "events":
-                continue
-            if ok_only and not 200 <= entry["code"] < 300:
-                continue
-            # A create is POSTed to the collection: the audit log has no name for it.
-            key = f"{entry['resource']}/{entry['name'] or '(create)'}"
-            if entry["subresource"]:
-                key += f"/{entry['subresource']}"
-            counts[key] += 1
-        return counts
-
-    def add_fault(self, **rule: Any) -> int:
-        with self._api() as api:
-            response = api.post("/sandbox/faults", json=rule)
-        response.raise_for_status()
-        rule_id: int = response.json()["id"]
-        return rule_id
-
-    def faults(self) -> list[dict[str, Any]]:
-        with self._api() as api:
-            response = api.get("/sandbox/faults")
-        response.raise_for_status()
-        items: list[dict[str, Any]] = response.json()["items"]
-        return items
-
-    def clear_faults(self) -> None:
-        with self._api() as api:
-            api.delete("/sandbox/faults").raise_for_status()
-
     # --- the sandbox's Prometheus -------------------------------------------------------------
 
     @property
     def prometheus_pid_file(self) -> Path:
         return self.sandbox.state_dir / "prometheus.pid"
 
+    def prometheus_running(self) -> bool:
+        try:
+            pid = int(self.prometheus_pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return False
+        return not _gone(pid)
+
     def kill_prometheus(self) -> list[str]:
         """SIGKILL the sandbox's Prometheus by its pid file; its command line, to start it again."""
         pid = int(self.prometheus_pid_file.read_text().strip())
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         assert b"prometheus" in argv[0], argv
-        if self.prometheus is not None and self.prometheus.pid == pid:
-            _end(self.prometheus, signal.SIGKILL)
+        self.prometheus_argv = [a.decode() for a in argv]
+        ours = [p for p in self.restarted_prometheus if p.pid == pid]
+        if ours:
+            _end(ours[0], signal.SIGKILL)
         else:
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while not _gone(pid):
             assert time.monotonic() < deadline, f"prometheus {pid} did not die"
             time.sleep(0.05)
-        return [a.decode() for a in argv]
+        return self.prometheus_argv
 
     def start_prometheus(self, argv: list[str]) -> None:
         """Start Prometheus again with the same flags and data; wait until it answers."""
         with (self.sandbox.state_dir / "prometheus.log").open("ab") as log:
-            self.prometheus = subprocess.Popen(
+            process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
+        self.restarted_prometheus.append(process)
         # The sandbox's `down` stops what this file names: the new process, then.
-        self.prometheus_pid_file.write_text(f"{self.prometheus.pid}\n")
+        self.prometheus_pid_file.write_text(f"{process.pid}\n")
         deadline = time.monotonic() + 30
         while True:
             with contextlib.suppress(httpx.HTTPError):
@@ -264,21 +215,42 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
 
 
+@pytest.fixture(scope="session")
+def restarted_prometheus(sandbox_cluster: SandboxHandle) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Prometheus processes the suite started in place of the sandbox's killed one. They serve the
+    session's cluster until its end, so they are stopped (and reaped) just before it."""
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            _end(process, signal.SIGTERM)
+
+
 @pytest.fixture(scope="package")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    sandbox_cluster: SandboxHandle,
+    api_proxy: ApiProxy,
+    restarted_prometheus: list[subprocess.Popen[bytes]],
+) -> Iterator[FaultStack]:
     state = tmp_path_factory.mktemp("fault-stack")
-    with start_sandbox(state / "sandbox", pod_ready_delay=0.3, scrape_interval=1.0) as sandbox:
-        fault_stack = FaultStack(state_dir=state, sandbox=sandbox)
-        try:
-            fault_stack.start_temporal()
-            fault_stack.start_worker()
-            yield fault_stack
-        finally:
-            fault_stack.stop_worker()
-            fault_stack.stop_temporal()
-            _end(fault_stack.prometheus, signal.SIGTERM)
-            with contextlib.suppress(Exception):
-                fault_stack.clear_faults()
+    fault_stack = FaultStack(
+        state_dir=state,
+        sandbox=sandbox_cluster,
+        api_proxy=api_proxy,
+        temporal=TemporalServer(state, persistent=True),
+        restarted_prometheus=restarted_prometheus,
+    )
+    try:
+        fault_stack.temporal.start()
+        fault_stack.start_worker()
+        yield fault_stack
+    finally:
+        fault_stack.stop_worker()
+        fault_stack.temporal.stop()
+        with contextlib.suppress(Exception):
+            api_proxy.clear_faults()
 
 
 @pytest.fixture(scope="package")
@@ -286,30 +258,30 @@ async def temporal(stack: FaultStack) -> Client:
     return await Client.connect(stack.temporal_address, data_converter=pydantic_data_converter)
 
 
-@pytest.fixture(scope="package")
-def kube(stack: FaultStack) -> Iterator[k8s.ApiClient]:
-    api = build_api_client(kubeconfig=str(stack.sandbox.kubeconfig))
-    try:
-        yield api
-    finally:
-        api.close()
-
-
 @pytest.fixture(autouse=True)
-def _stack_whole_again(stack: FaultStack) -> Iterator[None]:
-    """After each test: no fault rule left, the worker and the server running (a test that
-    failed half-way through a kill must not take the next tests with it)."""
+def _stack_whole_again(stack: FaultStack, admin_client: k8s.ApiClient) -> Iterator[None]:
+    """After each test: no fault rule left, the worker, the server and the sandbox's Prometheus
+    running (a test that failed half-way through a kill must not take the next tests with it),
+    and the test's namespaces gone from the shared cluster."""
     yield
-    stack.clear_faults()
-    if stack.temporal is None or stack.temporal.poll() is not None:
-        stack.start_temporal()
+    stack.api_proxy.clear_faults()
+    temporal = stack.temporal.process
+    if temporal is None or temporal.poll() is not None:
+        stack.temporal.start()
     if stack.worker is None or stack.worker.poll() is not None:
         stack.start_worker()
+    if stack.prometheus_argv is not None and not stack.prometheus_running():
+        stack.start_prometheus(stack.prometheus_argv)
+    core = k8s.CoreV1Api(admin_client)
+    while _made_namespaces:
+        with contextlib.suppress(k8s.ApiException):
+            core.delete_namespace(_made_namespaces.pop(), propagation_policy="Background")
 
 
 # --- the application under canary ----------------------------------------------------------------
 
 _namespaces = itertools.count(1)
+_made_namespaces: list[str] = []  # deleted after each test (`_stack_whole_again`)
 
 
 @dataclass(frozen=True)
@@ -348,8 +320,7 @@ class App:
             container["env"] = [{"name": k, "value": v} for k, v in env.items()]
         template: dict[str, Any] = {"spec": {"containers": [container]}}
         if ready_delay is not None:
-            key = "sandbox.coalmine.dev/ready-delay-seconds"
-            template["metadata"] = {"annotations": {key: str(ready_delay)}}
+            template["metadata"] = {"annotations": ready_delay_annotation(ready_delay)}
         body = {"spec": {"template": template}}
         k8s.AppsV1Api(self.api).patch_namespaced_deployment("podinfo", self.namespace, body)
         return image
@@ -395,6 +366,7 @@ def make_app(api: k8s.ApiClient, *, prefix: str = "f", replicas: int = 1) -> App
     ns = f"{prefix}-{next(_namespaces)}-{uuid.uuid4().hex[:4]}"
     core, apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
     core.create_namespace({"metadata": {"name": ns}})
+    _made_namespaces.append(ns)
     labels = {"app": "podinfo"}
     container = {"name": "podinfod", "image": f"{IMAGE}:6.5.0", "ports": [{"containerPort": 9898}]}
     apps.create_namespaced_deployment(

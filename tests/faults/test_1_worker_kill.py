@@ -8,8 +8,8 @@ Six rollouts run at once, each parked in one phase when the worker dies:
 - metric: in ``check_metric`` — its Prometheus (a proxy in front of the real one) holds the
   query;
 - promote: in ``promote``, after the primary's update landed and before the activity completed
-  — the API server delays the activity's next read (the primary's HPA) by 15 s;
-- rollback: in the rollback's ``scale_canary`` — the API server delays the canary's /scale;
+  — the API proxy delays the activity's next read (the primary's HPA) by 15 s;
+- rollback: in the rollback's ``scale_canary`` — the API proxy delays the canary's /scale;
 - initialize: a target's first rollout, in ``initialize`` after the primary was created and
   before the target was scaled to zero and the primary marked — a Service read is delayed.
 
@@ -101,20 +101,20 @@ async def _observe(rollouts: list[Rollout]) -> dict[str, str]:
 
 
 async def test_worker_killed_in_every_phase_finishes_each_rollout_once(
-    stack: FaultStack, temporal: Client, kube: Any
+    stack: FaultStack, temporal: Client, admin_client: Any
 ) -> None:
     proxy = HoldingProxy(stack.sandbox.prometheus_url).start()
     try:
-        await _run(stack, temporal, kube, proxy)
+        await _run(stack, temporal, admin_client, proxy)
     finally:
         proxy.stop()
 
 
-async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingProxy) -> None:
+async def _run(stack: FaultStack, temporal: Client, admin_client: Any, proxy: HoldingProxy) -> None:
     dead = f"http://127.0.0.1:{closed_port()}/"
     scaling = Rollout(
         "scaling",
-        make_app(kube, prefix="kill-scale"),
+        make_app(admin_client, prefix="kill-scale"),
         {},
         Phase.SUCCEEDED,
         _succeeded_writes(2),
@@ -122,7 +122,7 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
     )
     steps = Rollout(
         "steps",
-        make_app(kube, prefix="kill-steps"),
+        make_app(admin_client, prefix="kill-steps"),
         {"stepWeight": 5, "maxWeight": 80},
         Phase.SUCCEEDED,
         _succeeded_writes(16),
@@ -130,7 +130,7 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
     )
     metric = Rollout(
         "metric",
-        make_app(kube, prefix="kill-metric"),
+        make_app(admin_client, prefix="kill-metric"),
         {"metrics": [templated_metric("held-query", "held")]},
         Phase.SUCCEEDED,
         _succeeded_writes(2),
@@ -138,7 +138,7 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
     )
     promote = Rollout(
         "promote",
-        make_app(kube, prefix="kill-promote"),
+        make_app(admin_client, prefix="kill-promote"),
         {"stepWeight": 50, "maxWeight": 50},
         Phase.SUCCEEDED,
         _succeeded_writes(1),
@@ -146,7 +146,7 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
     )
     rollback = Rollout(
         "rollback",
-        make_app(kube, prefix="kill-rollback"),
+        make_app(admin_client, prefix="kill-rollback"),
         {
             "interval": "2s",
             "threshold": 1,
@@ -161,17 +161,19 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
     # was created and before the target is scaled to zero and the primary marked initialized.
     first = Rollout(
         "initialize",
-        make_app(kube, prefix="kill-init"),
+        make_app(admin_client, prefix="kill-init"),
         {},
         Phase.SUCCEEDED,
         Counter(
             {
-                "deployments/(create)": 1,  # the primary
-                "services/(create)": 3,
-                "destinationrules/(create)": 2,
-                "virtualservices/(create)": 1,
+                "deployments/podinfo-primary": 2,  # created, then marked "initialized"
+                "services/podinfo": 1,
+                "services/podinfo-canary": 1,
+                "services/podinfo-primary": 1,
+                "destinationrules/podinfo-canary": 1,
+                "destinationrules/podinfo-primary": 1,
+                "virtualservices/podinfo": 1,
                 "deployments/podinfo/scale": 1,  # the target to zero
-                "deployments/podinfo-primary": 1,  # the "initialized" mark
             }
         ),
         lambda s, p: "initialize" in p,
@@ -194,9 +196,9 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
     for r in rollouts[1:]:
         r.image = r.app.release("6.5.1")
     for r in rollouts:
-        r.before = stack.writes(r.app.namespace)
-    first.before = stack.writes(first.app.namespace)
-    stack.add_fault(
+        r.before = stack.api_proxy.writes(r.app.namespace)
+    first.before = stack.api_proxy.writes(first.app.namespace)
+    stack.api_proxy.add_fault(
         verb="get", resource="services", namespace=first.app.namespace,
         name="podinfo-primary", delay_seconds=PARK_SECONDS, times=1,
     )  # fmt: skip
@@ -211,18 +213,19 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
     while (await status_of(promote.handle)).phase != Phase.PROGRESSING:  # type: ignore[arg-type]
         assert time.monotonic() < deadline, "the promote rollout never started progressing"
         await asyncio.sleep(0.1)
-    stack.add_fault(
+    stack.api_proxy.add_fault(
         verb="get", resource="horizontalpodautoscalers", namespace=promote.app.namespace,
         name="podinfo-primary", delay_seconds=PARK_SECONDS, times=1,
     )  # fmt: skip
     # The rollback's /scale is delayed only once the canary is up (its scale-up passes). The
-    # sandbox reads a request's body after the delay, so this write dies with the worker's
-    # connection (answered 500, not applied): the retry makes it.
+    # API proxy holds a delayed request before forwarding it and drops it when its client goes
+    # away, so this write dies with the worker's connection (never forwarded, not applied): the
+    # retry makes it.
     deadline = time.monotonic() + 30
     while (await status_of(rollback.handle)).canary_weight == 0:  # type: ignore[arg-type]
         assert time.monotonic() < deadline, "the rollback rollout never shifted traffic"
         await asyncio.sleep(0.1)
-    stack.add_fault(
+    stack.api_proxy.add_fault(
         verb="patch", resource="deployments", namespace=rollback.app.namespace,
         name="podinfo", subresource="scale", delay_seconds=PARK_SECONDS, times=1,
     )  # fmt: skip
@@ -268,6 +271,6 @@ async def _run(stack: FaultStack, temporal: Client, kube: Any, proxy: HoldingPro
         else:
             assert r.app.image("podinfo-primary") == OLD_IMAGE, where
             assert status.failed_checks == 1, where
-        writes = stack.writes(r.app.namespace)
+        writes = stack.api_proxy.writes(r.app.namespace)
         writes.subtract(r.before)
         assert +writes == r.writes, f"{r.name}: {+writes} (expected {r.writes})"

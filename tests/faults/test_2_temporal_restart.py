@@ -27,24 +27,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 
 async def test_rollout_survives_a_server_restart(
-    stack: FaultStack, temporal: Client, kube: Any
+    stack: FaultStack, temporal: Client, admin_client: Any
 ) -> None:
-    app = make_app(kube, prefix="restart")
+    app = make_app(admin_client, prefix="restart")
     doc = canary_doc(app.namespace, stepWeight=10, maxWeight=60)
     await initialize(temporal, stack, doc)
     image = app.release("6.5.1")
-    before = stack.writes(app.namespace)
+    before = stack.api_proxy.writes(app.namespace)
     handle = await start(temporal, stack, doc)
 
     deadline = time.monotonic() + 30
     while (await status_of(handle)).canary_weight < 20:
         assert time.monotonic() < deadline, "the rollout never reached weight 20"
         await asyncio.sleep(0.1)
-    stack.stop_temporal()
+    stack.temporal.stop()
     weight_at_stop = app.weights()[1]
     await asyncio.sleep(3)  # three analysis intervals with no server
     assert app.weights()[1] == weight_at_stop  # nothing moves without the server
-    stack.start_temporal()
+    stack.temporal.start()
 
     assert await closed(handle, within=90) == "COMPLETED"
     status = await status_of(handle)
@@ -57,7 +57,7 @@ async def test_rollout_survives_a_server_restart(
     assert stack.worker.poll() is None
     weights = [e.message for e in status.events if e.reason == "Advance"]
     assert len(weights) == len(set(weights)) == 6, weights  # 10, 20 … 60, each once
-    writes = stack.writes(app.namespace)
+    writes = stack.api_proxy.writes(app.namespace)
     writes.subtract(before)
     assert +writes == Counter(
         {

@@ -33,9 +33,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 async def _rollout_with_metric(
-    stack: FaultStack, temporal: Client, kube: Any, **analysis: Any
+    stack: FaultStack, temporal: Client, admin_client: Any, **analysis: Any
 ) -> tuple[Any, Any, str]:
-    app = make_app(kube, prefix="prom")
+    app = make_app(admin_client, prefix="prom")
     # A query that always has a value on a live Prometheus: only the outage can fail it.
     app.apply(
         "flagger.app", "metrictemplates", metric_template("always", stack.sandbox.prometheus_url)
@@ -54,9 +54,9 @@ async def _until_weight(handle: Any, weight: int) -> None:
 
 
 async def test_prometheus_down_rolls_back_at_the_threshold(
-    stack: FaultStack, temporal: Client, kube: Any
+    stack: FaultStack, temporal: Client, admin_client: Any
 ) -> None:
-    app, handle, _ = await _rollout_with_metric(stack, temporal, kube, threshold=2)
+    app, handle, _ = await _rollout_with_metric(stack, temporal, admin_client, threshold=2)
     await _until_weight(handle, 25)
     argv = stack.kill_prometheus()
     try:
@@ -77,10 +77,10 @@ async def test_prometheus_down_rolls_back_at_the_threshold(
 
 
 async def test_prometheus_back_within_the_threshold_lets_the_rollout_finish(
-    stack: FaultStack, temporal: Client, kube: Any
+    stack: FaultStack, temporal: Client, admin_client: Any
 ) -> None:
     app, handle, image = await _rollout_with_metric(
-        stack, temporal, kube, threshold=5, stepWeight=10, maxWeight=60
+        stack, temporal, admin_client, threshold=5, stepWeight=10, maxWeight=60
     )
     await _until_weight(handle, 20)
     argv = stack.kill_prometheus()

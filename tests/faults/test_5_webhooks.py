@@ -35,9 +35,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 async def test_rollout_hook_down_rolls_back_at_the_threshold(
-    stack: FaultStack, temporal: Client, kube: Any
+    stack: FaultStack, temporal: Client, admin_client: Any
 ) -> None:
-    app = make_app(kube, prefix="hook-down")
+    app = make_app(admin_client, prefix="hook-down")
     dead = f"http://127.0.0.1:{closed_port()}/"
     hook = {"name": "acceptance", "type": "rollout", "url": dead, "timeout": "1s"}
     doc = canary_doc(app.namespace, threshold=2, webhooks=[hook])
@@ -58,11 +58,11 @@ async def test_rollout_hook_down_rolls_back_at_the_threshold(
 
 
 async def test_rollout_hook_slow_once_costs_one_check(
-    stack: FaultStack, temporal: Client, kube: Any, peers: list[Peer]
+    stack: FaultStack, temporal: Client, admin_client: Any, peers: list[Peer]
 ) -> None:
     slow = Peer(delay=3.0).start()
     peers.append(slow)
-    app = make_app(kube, prefix="hook-slow")
+    app = make_app(admin_client, prefix="hook-slow")
     hook = {"name": "smoke", "type": "rollout", "url": slow.url + "/", "timeout": "1s"}
     doc = canary_doc(app.namespace, threshold=3, webhooks=[hook])
     await initialize(temporal, stack, doc)
@@ -83,11 +83,11 @@ async def test_rollout_hook_slow_once_costs_one_check(
 
 
 async def test_confirm_promotion_gate_down_holds_until_it_answers(
-    stack: FaultStack, temporal: Client, kube: Any, peers: list[Peer]
+    stack: FaultStack, temporal: Client, admin_client: Any, peers: list[Peer]
 ) -> None:
     gate = Peer()  # not started yet: the gate is down
     peers.append(gate)
-    app = make_app(kube, prefix="gate-down")
+    app = make_app(admin_client, prefix="gate-down")
     hook = {"name": "release-gate", "type": "confirm-promotion", "url": gate.url + "/gate"}
     doc = canary_doc(app.namespace, threshold=2, webhooks=[hook])
     await initialize(temporal, stack, doc)
@@ -113,12 +113,12 @@ async def test_confirm_promotion_gate_down_holds_until_it_answers(
 
 
 async def test_post_rollout_failure_and_dead_receivers_leave_the_outcome(
-    stack: FaultStack, temporal: Client, kube: Any, peers: list[Peer]
+    stack: FaultStack, temporal: Client, admin_client: Any, peers: list[Peer]
 ) -> None:
     failing = Peer(status=500).start()
     peers.append(failing)
     dead = f"http://127.0.0.1:{closed_port()}"
-    app = make_app(kube, prefix="post")
+    app = make_app(admin_client, prefix="post")
     provider = {
         "apiVersion": "flagger.app/v1beta1",
         "kind": "AlertProvider",
@@ -152,14 +152,14 @@ async def test_post_rollout_failure_and_dead_receivers_leave_the_outcome(
 
 
 async def test_a_redirecting_webhook_is_a_failed_call_not_followed(
-    stack: FaultStack, temporal: Client, kube: Any, peers: list[Peer]
+    stack: FaultStack, temporal: Client, admin_client: Any, peers: list[Peer]
 ) -> None:
     """The documented rule (activities/analysis/webhooks.py): redirects are not followed, a 3xx
     is a failed call — even to a peer that would say yes."""
     yes = Peer().start()
     redirect = Peer(status=307, location=yes.url + "/").start()
     peers += [yes, redirect]
-    app = make_app(kube, prefix="redirect")
+    app = make_app(admin_client, prefix="redirect")
     hook = {"name": "moved", "type": "rollout", "url": redirect.url + "/"}
     doc = canary_doc(app.namespace, threshold=1, webhooks=[hook])
     await initialize(temporal, stack, doc)

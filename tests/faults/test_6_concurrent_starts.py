@@ -45,9 +45,9 @@ async def _runs(temporal: Client, wid: str) -> list[tuple[str, str]]:
 
 
 async def test_two_jobs_at_once_give_one_rollout_and_the_later_image_wins(
-    stack: FaultStack, temporal: Client, kube: Any, tmp_path: Path
+    stack: FaultStack, temporal: Client, admin_client: Any, tmp_path: Path
 ) -> None:
-    app = make_app(kube, prefix="ci-race")
+    app = make_app(admin_client, prefix="ci-race")
     doc = canary_doc(app.namespace, stepWeight=10, maxWeight=40)
     await initialize(temporal, stack, doc)
     wid = wid_of(app)
@@ -103,21 +103,21 @@ async def test_two_jobs_at_once_give_one_rollout_and_the_later_image_wins(
     assert later in images
     assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
     assert app.image("podinfo-primary") == later
-    assert status.revision == read_revision(Resources(kube), app.namespace, "podinfo")
+    assert status.revision == read_revision(Resources(admin_client), app.namespace, "podinfo")
 
 
 async def test_a_stale_revision_arriving_late_does_not_undo_the_later_image(
-    stack: FaultStack, temporal: Client, kube: Any, tmp_path: Path
+    stack: FaultStack, temporal: Client, admin_client: Any, tmp_path: Path
 ) -> None:
     """The interleaving two racing jobs can produce, made deterministic: job A sets its image
     and computes its revision; job B sets its image and starts the rollout; then job A's
     request arrives with the revision of an image the target no longer has."""
-    app = make_app(kube, prefix="ci-stale")
+    app = make_app(admin_client, prefix="ci-stale")
     doc = canary_doc(app.namespace, stepWeight=10, maxWeight=40)
     await initialize(temporal, stack, doc)
     canary = tmp_path / "canary.yaml"
     canary.write_text(canary_yaml(doc))
-    res = Resources(kube)
+    res = Resources(admin_client)
 
     app.release("7.0.1")  # job A's `set image`
     stale = read_revision(res, app.namespace, "podinfo")

@@ -51,7 +51,7 @@ async def _every_history(temporal: Client) -> bytes:
 
 
 async def test_secret_values_are_in_no_history_and_no_log(
-    stack: FaultStack, temporal: Client, kube: Any, peers: list[Peer]
+    stack: FaultStack, temporal: Client, admin_client: Any, peers: list[Peer]
 ) -> None:
     token = f"tok-{uuid.uuid4().hex}"
     hook_path = f"/hooks/{uuid.uuid4().hex}"
@@ -60,7 +60,7 @@ async def test_secret_values_are_in_no_history_and_no_log(
     peers += [gate, receiver]
     address = receiver.url + hook_path
 
-    app = make_app(kube, prefix="secrets")
+    app = make_app(admin_client, prefix="secrets")
     app.secret("gate-token", {"token": token})
     app.secret("slack-url", {"address": address})
     provider = {
