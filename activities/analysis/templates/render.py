@@ -1,26 +1,22 @@
-"""Rendering of Flagger's query templates.
+"""Rendering of Flagger's query templates, in Go's template language as Flagger renders them.
 
-Flagger's templates use ``{{ name }}``, ``{{ namespace }}``, ``{{ target }}``, ``{{ service }}``,
-``{{ ingress }}``, ``{{ interval }}`` and ``{{ variables.<name> }}``; that is valid Jinja2, so a
-sandboxed Jinja2 environment renders them without a home-grown parser. The sandbox forbids
-attribute tricks in a template read from the cluster; `StrictUndefined` turns a misspelt variable
-into a clear configuration error instead of an empty label matcher that silently matches nothing.
+A template names the model's values as functions — ``{{ name }}``, ``{{ namespace }}``,
+``{{ target }}``, ``{{ service }}``, ``{{ ingress }}``, ``{{ route }}``, ``{{ interval }}``,
+``{{ variables.<name> }}`` — and may use Go's builtins on them (``{{ printf "%s-primary" target
+}}``, ``{{ index variables "q" }}``, ``{{ if eq namespace "prod" }}…{{ end }}``), exactly what
+Flagger's ``RenderQuery`` offers (see `gotemplate`). A misspelt function or a missing variable is a
+clear configuration error, as ``missingkey=error`` makes it in Flagger, instead of an empty label
+matcher that silently matches nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from typing import Any
 
 from activities.analysis.errors import InvalidSpec
-
-_ENV = SandboxedEnvironment(
-    undefined=jinja2.StrictUndefined,
-    autoescape=False,  # PromQL, not HTML: quotes must stay quotes
-    keep_trailing_newline=True,
-)
+from activities.analysis.templates.gotemplate import TemplateError, UndefinedError, execute
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,25 +29,35 @@ class TemplateModel:
     service: str
     interval: str
     ingress: str = ""
+    route: str = ""
+    """Flagger's Knative revision name; empty, as for every non-Knative Canary."""
     variables: dict[str, str] = field(default_factory=dict)
 
-    def context(self) -> dict[str, object]:
-        return {
+    def functions(self) -> dict[str, Callable[[], Any]]:
+        """One function per value, as Flagger's ``MetricTemplateModel.TemplateFunctions``."""
+        values: dict[str, Any] = {
             "name": self.name,
             "namespace": self.namespace,
             "target": self.target,
             "service": self.service,
             "ingress": self.ingress or self.target,
+            "route": self.route,
             "interval": self.interval,
-            "variables": dict(self.variables),
         }
+        functions = {key: _returning(value) for key, value in values.items()}
+        functions["variables"] = _returning(dict(self.variables))
+        return functions
+
+
+def _returning(value: Any) -> Callable[[], Any]:
+    return lambda: value
 
 
 def render(template: str, model: TemplateModel) -> str:
     """The query with every variable filled in; a bad template raises `InvalidSpec`."""
     try:
-        return _ENV.from_string(template).render(model.context())
-    except jinja2.UndefinedError as exc:
-        raise InvalidSpec(f"query template uses an undefined variable: {exc.message}") from None
-    except jinja2.TemplateError as exc:
+        return execute(template, model.functions())
+    except UndefinedError as exc:
+        raise InvalidSpec(f"query template uses an undefined name: {exc}") from None
+    except TemplateError as exc:
         raise InvalidSpec(f"query template does not render: {exc}") from None
