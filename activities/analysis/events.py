@@ -15,8 +15,9 @@ Order and failure policy, chosen so a retry does no harm and a chat outage never
    error alerts only errors (Flagger's rule).
 
 Steps 2 and 3 swallow every failure (receiver down, unknown provider type, missing Secret) and log
-it without the URL or token. Provider URLs come from the ``AlertProvider``'s ``address`` or its
-Secret's ``address`` key, read here; they never enter workflow history.
+it without the URL, proxy or token. Provider URLs come from the ``AlertProvider``'s ``address`` or
+its Secret's ``address`` key, read here (see `activities.analysis.alerts`, which also sends each
+alert through the provider's ``spec.proxy``); they never enter workflow history.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from typing import Any
 
 import httpx
 
+from activities.analysis.alerts import AlertSender, read_target
 from activities.analysis.errors import AlreadyExists, AnalysisError, NotFound
 from activities.analysis.kube import Cluster
-from activities.analysis.notifiers import Field, notifier_for
+from activities.analysis.notifiers import Field
 from activities.analysis.settings import AnalysisSettings
 from activities.analysis.webhooks import WebhookCaller, event_metadata, payload
 from workflows.activity_api import EventInput
@@ -85,7 +87,11 @@ class EventRecorder:
         self._cluster = cluster
         self._settings = settings
         self._webhooks = webhooks
-        self._transport = transport
+        self._alerts = AlertSender(
+            timeout_seconds=settings.notifier_timeout_seconds,
+            default_proxy=settings.http_proxy,
+            transport=transport,
+        )
         self._clock = clock
 
     def record(self, event: EventInput) -> None:
@@ -175,55 +181,36 @@ class EventRecorder:
 
     def _send_alerts(self, event: EventInput, severity: str) -> None:
         wanted = [a for a in event.alerts if should_alert(a.severity, severity)]
-        if not wanted:
-            return
-        timeout = self._settings.notifier_timeout_seconds
-        with httpx.Client(
-            timeout=timeout,
-            follow_redirects=False,
-            transport=self._transport,
-            proxy=self._settings.http_proxy,
-        ) as client:
-            for alert in wanted:
-                try:
-                    self._send_alert(client, event, alert, severity)
-                except AnalysisError as exc:
-                    # Never the URL: the message names the alert and the reason only.
-                    log.warning("alert %s for %s not sent: %s", alert.name, event.ref.display, exc)
-                except Exception as exc:
-                    # Anything else (a malformed URL from a Secret…): the type only, as its
-                    # message may quote the URL.
-                    log.warning(
-                        "alert %s for %s not sent: %s",
-                        alert.name,
-                        event.ref.display,
-                        type(exc).__name__,
-                    )
+        for alert in wanted:
+            try:
+                self._send_alert(event, alert, severity)
+            except AnalysisError as exc:
+                # Never the URL or the proxy: the message names the alert and the reason only.
+                log.warning("alert %s for %s not sent: %s", alert.name, event.ref.display, exc)
+            except Exception as exc:
+                # Anything else (a malformed URL from a Secret…): the type only, as its
+                # message may quote the URL.
+                log.warning(
+                    "alert %s for %s not sent: %s",
+                    alert.name,
+                    event.ref.display,
+                    type(exc).__name__,
+                )
 
-    def _send_alert(
-        self, client: httpx.Client, event: EventInput, alert: AlertSpec, severity: str
-    ) -> None:
+    def _send_alert(self, event: EventInput, alert: AlertSpec, severity: str) -> None:
         namespace = alert.provider_ref.namespace or event.ref.namespace
         name = alert.provider_ref.name
         provider = self._cluster.flagger_object("alertproviders", namespace, name)
-        spec: dict[str, Any] = provider.get("spec") or {}
-        url = spec.get("address") or ""
-        secret_ref = spec.get("secretRef") or {}
-        if secret_ref.get("name"):
-            url = self._cluster.secret_value(namespace, secret_ref["name"], "address")
-        if not url:
+        target = read_target(
+            provider, lambda secret, key: self._cluster.secret_value(namespace, secret, key)
+        )
+        if target is None:
             log.warning(
                 "alert provider %s/%s has no address: alert %s skipped", namespace, name, alert.name
             )
             return
-        notifier = notifier_for(
-            str(spec.get("type") or ""),
-            url=url,
-            username=spec.get("username") or "coalmine",
-            channel=spec.get("channel") or "general",
-            client=client,
-        )
-        notifier.post(
+        self._alerts.send(
+            target,
             workload=event.ref.name,
             namespace=event.ref.namespace,
             message=event.message,

@@ -1,0 +1,122 @@
+"""Alerts: where an ``AlertProvider`` sends, and the HTTP client that reaches it.
+
+Read as Flagger reads it (``pkg/controller/events.go``, ``alert``): the hook URL is
+``spec.address``, or the ``address`` key of ``spec.secretRef``'s Secret when one is named; the
+username defaults to ``coalmine`` (Flagger's is ``flagger``), the channel to ``general``; and
+``spec.proxy``, when set, is the HTTP(S) proxy of that provider's requests and of no other
+(Flagger's ``postMessage`` builds a transport with ``http.ProxyURL`` for it). Without it the
+worker's own proxy setting applies (``AnalysisSettings.http_proxy``, else the environment's).
+
+The URL and the proxy are both secrets (a hook URL authorizes posting; a proxy address may carry
+a password), so `AlertTarget` keeps them out of ``repr`` and no message here quotes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from activities.analysis.errors import InvalidSpec
+from activities.analysis.notifiers import Field, notifier_for
+
+__all__ = ["AlertSender", "AlertTarget", "read_target"]
+
+
+@dataclass(frozen=True)
+class AlertTarget:
+    """One AlertProvider's destination, as read for one alert."""
+
+    type: str
+    url: str = field(repr=False)
+    username: str = "coalmine"
+    channel: str = "general"
+    proxy: str | None = field(default=None, repr=False)
+
+
+def read_target(
+    provider: Mapping[str, Any], secret_value: Callable[[str, str], str]
+) -> AlertTarget | None:
+    """The destination of an ``AlertProvider`` object; None when it has no address.
+
+    ``secret_value(secret_name, key)`` reads a key of a Secret in the provider's namespace.
+    """
+    spec: Mapping[str, Any] = provider.get("spec") or {}
+    url = str(spec.get("address") or "")
+    secret_ref = spec.get("secretRef") or {}
+    if secret_ref.get("name"):
+        url = secret_value(secret_ref["name"], "address")
+    if not url:
+        return None
+    return AlertTarget(
+        type=str(spec.get("type") or ""),
+        url=url,
+        username=str(spec.get("username") or "coalmine"),
+        channel=str(spec.get("channel") or "general"),
+        proxy=str(spec["proxy"]) if spec.get("proxy") else None,
+    )
+
+
+class AlertSender:
+    """Posts alerts, each through its provider's proxy; `transport` is the HTTP seam for tests
+    (used for providers without a proxy of their own)."""
+
+    def __init__(
+        self,
+        *,
+        timeout_seconds: float,
+        default_proxy: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._timeout = timeout_seconds
+        self._default_proxy = default_proxy
+        self._transport = transport
+
+    def _client(self, target: AlertTarget) -> httpx.Client:
+        if target.proxy is None:
+            return httpx.Client(
+                timeout=self._timeout,
+                follow_redirects=False,
+                transport=self._transport,
+                proxy=self._default_proxy,
+            )
+        try:
+            # The provider's own proxy, and nothing from the environment: as Flagger does.
+            return httpx.Client(
+                timeout=self._timeout, follow_redirects=False, proxy=target.proxy, trust_env=False
+            )
+        except (ValueError, TypeError, httpx.InvalidURL):
+            # Never the value: a proxy address may carry a password.
+            raise InvalidSpec(
+                "the AlertProvider's spec.proxy is not a valid proxy address: write it as "
+                "http://<host>:<port> (or https://…)"
+            ) from None
+
+    def send(
+        self,
+        target: AlertTarget,
+        *,
+        workload: str,
+        namespace: str,
+        message: str,
+        fields: list[Field],
+        severity: str,
+    ) -> None:
+        """Post one alert; raises `InvalidSpec` or `NotifierError`, neither quoting a secret."""
+        with self._client(target) as client:
+            notifier = notifier_for(
+                target.type,
+                url=target.url,
+                username=target.username,
+                channel=target.channel,
+                client=client,
+            )
+            notifier.post(
+                workload=workload,
+                namespace=namespace,
+                message=message,
+                fields=fields,
+                severity=severity,
+            )
