@@ -1,4 +1,8 @@
-"""``coalmine sandbox up|status|down`` as processes, and a shell that sources the env file."""
+"""``coalmine sandbox up|status|down`` as processes, and a shell that sources the env file.
+
+The sandbox process runs the control plane (etcd, kube-apiserver, controller-manager, scheduler,
+kwok) as its children: stopping it, or killing its owner, must leave none of them behind.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-COALMINE = str(Path(sys.executable).parent / "coalmine")
+VENV_BIN = Path(sys.executable).parent
+COALMINE = str(VENV_BIN / "coalmine")
+CONTROL_PLANE = {"etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kwok"}  # comm
 
 PODINFO = """
 apiVersion: v1
@@ -55,6 +61,29 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def control_plane(pid: int) -> list[int]:
+    """The control plane's processes under ``pid`` (its children and theirs)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[-1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            todo.append(child)
+            try:
+                name = Path(f"/proc/{child}/comm").read_text().strip()
+            except OSError:
+                continue
+            if name in CONTROL_PLANE:
+                found.append(child)
+    return found
+
+
 # Five `coalmine` processes (each imports the whole CLI) and a sandbox start: slow when busy.
 @pytest.mark.timeout(240)
 def test_up_env_curl_down(tmp_path):
@@ -63,7 +92,9 @@ def test_up_env_curl_down(tmp_path):
     assert first.returncode == 0, first.stderr + first.stdout
     pid = int((state / "sandbox.pid").read_text())
     prometheus_pid = int((state / "prometheus.pid").read_text())
+    components = control_plane(pid)
     try:
+        assert len(components) == len(CONTROL_PLANE), components
         assert "kubeconfig" in first.stdout
         assert "PROMETHEUS_URL" in (state / "env").read_text()
         # Up again while up: harmless, same process.
@@ -85,6 +116,8 @@ def test_up_env_curl_down(tmp_path):
             'curl -sf "$PROMETHEUS_URL/api/v1/query?query=up" >/dev/null && echo prometheus-ok'
         )
         env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "kubeconfig")}
+        # The kubectl `make setup` installs (the API server's minor) first on the PATH.
+        env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
         shell = subprocess.run(
             ["bash", "-c", script], capture_output=True, text=True, timeout=60, env=env, check=False
         )
@@ -97,6 +130,7 @@ def test_up_env_curl_down(tmp_path):
     assert down.returncode == 0, down.stderr
     assert not alive(pid)
     assert not alive(prometheus_pid)
+    assert not [p for p in components if alive(p)]
     assert not (state / "sandbox.pid").exists()
     assert coalmine("sandbox", "status", "--state-dir", str(state)).returncode != 0
 
@@ -116,15 +150,20 @@ def test_a_killed_owner_takes_its_sandbox_along(tmp_path):
         assert owner.stdout is not None
         pid = int(owner.stdout.readline())
         prometheus_pid = int((state / "prometheus.pid").read_text())
+        components = control_plane(pid)
         assert alive(pid)
+        assert len(components) == len(CONTROL_PLANE), components
     finally:
         owner.kill()  # no teardown runs: the sandbox must notice on its own
         owner.wait()
         if owner.stdout is not None:
             owner.stdout.close()
     deadline = time.monotonic() + 20
-    while (alive(pid) or alive(prometheus_pid)) and time.monotonic() < deadline:
+    while any(alive(p) for p in (pid, prometheus_pid, *components)):
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.2)
     assert not alive(pid)
     assert not alive(prometheus_pid)
+    assert not [p for p in components if alive(p)]
     assert "is gone: stopping" in (state / "sandbox.log").read_text()

@@ -1,4 +1,11 @@
-"""The simulated controllers, driven as a user drives a cluster: kubectl and the official client."""
+"""The sandbox cluster's workload behaviour the product relies on, driven as a user drives a
+cluster (kubectl and the official client): a Deployment's rollout and its status, scaling,
+readiness after a per-pod delay (kwok's fake kubelets), an unpullable image running into the
+progress deadline, and a HorizontalPodAutoscaler keeping its bounds.
+
+The controllers are the real kube-controller-manager's and the scheduler's; kwok plays the
+kubelets (it reports pod status, and emits no kubelet events such as Pulled or Started).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,8 @@ import json
 import time
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
+from sandbox.settings import ready_delay
 
 
 def deployment(
@@ -95,8 +103,7 @@ def test_scale_and_describe_show_events(kubectl, sandbox_namespace):
     assert "ScalingReplicaSet" in described
     assert "from 1 to 3" in described
     pod = kubectl.run("-n", ns, "describe", "pod", pods[0]["metadata"]["name"]).stdout
-    for reason in ("Scheduled", "Pulled", "Created", "Started"):
-        assert reason in pod
+    assert "Scheduled" in pod  # the scheduler's event
 
     kubectl.run("-n", ns, "scale", "deployment/web", "--replicas=1")
     wait_for(lambda: len(get_json(kubectl, "-n", ns, "pods")["items"]) == 1)
@@ -120,11 +127,20 @@ def test_unpullable_image_exceeds_the_progress_deadline(kubectl, sandbox_namespa
     assert proc.returncode != 0
     assert "exceeded its progress deadline" in proc.stderr
 
-    status = get_json(kubectl, "-n", ns, "deployment", "web")["status"]
+    deployment_now = get_json(kubectl, "-n", ns, "deployment", "web")
+    status = deployment_now["status"]
+    assert status["observedGeneration"] == deployment_now["metadata"]["generation"]
     progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
     assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
+    (new_rs,) = [
+        rs["metadata"]["name"]
+        for rs in get_json(kubectl, "-n", ns, "replicasets")["items"]
+        if "unpullable" in rs["spec"]["template"]["spec"]["containers"][0]["image"]
+    ]
+    assert progressing["message"] == f'ReplicaSet "{new_rs}" has timed out progressing.'
     # The old pod keeps serving: the broken one never becomes ready.
     assert status["availableReplicas"] == 1
+    assert status["unavailableReplicas"] == 1
     broken = [
         p
         for p in get_json(kubectl, "-n", ns, "pods")["items"]
@@ -133,8 +149,9 @@ def test_unpullable_image_exceeds_the_progress_deadline(kubectl, sandbox_namespa
     assert len(broken) == 1
     waiting = broken[0]["status"]["containerStatuses"][0]["state"]["waiting"]
     assert waiting["reason"] == "ImagePullBackOff"
+    assert waiting["message"].startswith("Back-off pulling image")
     assert (
-        "Failed to pull image"
+        "ImagePullBackOff"
         in kubectl.run("-n", ns, "describe", "pod", broken[0]["metadata"]["name"]).stdout
     )
 
@@ -144,8 +161,7 @@ def test_endpoints_follow_ready_pods(kubectl, sandbox_namespace):
     # A 3 s ready delay on this Deployment's pods makes the not-ready phase observable.
     manifest = deployment("web", ns, replicas=2).replace(
         "metadata: {labels: {app: web}}",
-        "metadata: {labels: {app: web}, annotations: {"
-        '"sandbox.coalmine.dev/ready-delay-seconds": "3"}}',
+        f"metadata: {{labels: {{app: web}}, annotations: {json.dumps(ready_delay(3))}}}",
     )
     kubectl.apply(manifest)
     kubectl.apply(f"""
@@ -165,8 +181,19 @@ spec:
         current = subset()  # one read: the check and the value must be the same snapshot
         return len(current.get(field, [])) == 2 and current
 
-    not_ready = wait_for(lambda: subset_with("notReadyAddresses"))
-    assert "addresses" not in not_ready
+    def pods_not_ready():
+        pods = get_json(kubectl, "-n", ns, "pods")["items"]
+        conditions = [
+            {c["type"]: c["status"] for c in p["status"].get("conditions", [])} for p in pods
+        ]
+        return len(pods) == 2 and all(c.get("Ready") != "True" for c in conditions)
+
+    # kwok reports a pod only once its delay has passed: until then it is Pending without an IP
+    # (a kubelet would report it running and not ready), so the Service has no address of it.
+    wait_for(pods_not_ready)
+    before_ready = subset()
+    assert pods_not_ready(), "the pods became ready before the Service was read: a slow machine"
+    assert not before_ready.get("addresses")
     ready = wait_for(lambda: subset_with("addresses"))
     assert "notReadyAddresses" not in ready
     assert ready["ports"] == [{"name": "http", "port": 9898, "protocol": "TCP"}]
@@ -213,19 +240,17 @@ spec:
     )
     active = next(c for c in hpa["status"]["conditions"] if c["type"] == "ScalingActive")
     assert (active["status"], active["reason"]) == ("False", "ScalingDisabled")
-    time.sleep(1.5)  # a tick later it is still zero
+    time.sleep(5.5)  # a sync later (every 5 s in the sandbox) it is still zero
     assert get_json(kubectl, "-n", ns, "deployment", "web")["spec"]["replicas"] == 0
 
 
 @pytest.mark.parametrize("replicas", [0, 3])
 def test_official_client_reads_a_finished_rollout(
-    sandbox_cluster, kubectl, sandbox_namespace, replicas
+    admin_client, kubectl, sandbox_namespace, replicas
 ):
     ns = sandbox_namespace
     kubectl.apply(deployment("web", ns, replicas=replicas))
-    api = client.AppsV1Api(
-        config.new_client_from_config(config_file=str(sandbox_cluster.kubeconfig))
-    )
+    api = client.AppsV1Api(admin_client)
 
     def done():
         d = api.read_namespaced_deployment_status("web", ns)
@@ -238,90 +263,3 @@ def test_official_client_reads_a_finished_rollout(
     assert (d.status.ready_replicas or 0) == replicas
     assert (d.status.updated_replicas or 0) == replicas
     assert {c.type for c in d.status.conditions} == {"Available", "Progressing"}
-
-
-def test_rollout_undo_returns_to_the_previous_replicaset(kubectl, sandbox_namespace):
-    ns = sandbox_namespace
-    kubectl.apply(deployment("web", ns, replicas=1))
-    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
-    first = get_json(kubectl, "-n", ns, "replicasets")["items"][0]["metadata"]["name"]
-    kubectl.run(
-        "-n", ns, "set", "image", "deployment/web", "app=quay.io/stefanprodan/podinfo:1.4.1"
-    )
-    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
-
-    kubectl.run("-n", ns, "rollout", "undo", "deployment/web")
-    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
-    rsets = {
-        rs["metadata"]["name"]: rs for rs in get_json(kubectl, "-n", ns, "replicasets")["items"]
-    }
-    assert len(rsets) == 2
-    assert rsets[first]["spec"]["replicas"] == 1
-    assert rsets[first]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
-    image = get_json(kubectl, "-n", ns, "deployment", "web")["spec"]["template"]["spec"]
-    assert image["containers"][0]["image"] == "quay.io/stefanprodan/podinfo:1.4.0"
-    history = kubectl.run("-n", ns, "rollout", "history", "deployment/web").stdout
-    assert "2" in history
-    assert "3" in history
-
-
-def test_min_ready_seconds_delays_availability(kubectl, sandbox_namespace):
-    ns = sandbox_namespace
-    kubectl.apply(deployment("web", ns, replicas=1, extra="minReadySeconds: 4"))
-    ready = wait_for(
-        lambda: (
-            (s := get_json(kubectl, "-n", ns, "deployment", "web").get("status", {})).get(
-                "readyReplicas"
-            )
-            and s
-        )
-    )
-    assert ready.get("availableReplicas", 0) == 0
-    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
-    assert get_json(kubectl, "-n", ns, "deployment", "web")["status"]["availableReplicas"] == 1
-
-
-def test_recreate_strategy_replaces_all_pods_at_once(kubectl, sandbox_namespace):
-    ns = sandbox_namespace
-    kubectl.apply(deployment("web", ns, replicas=2, extra="strategy: {type: Recreate}"))
-    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
-    kubectl.run(
-        "-n", ns, "set", "image", "deployment/web", "app=quay.io/stefanprodan/podinfo:1.4.1"
-    )
-    images: set[tuple[str, ...]] = set()
-
-    def finished():
-        pods = get_json(kubectl, "-n", ns, "pods")["items"]
-        images.add(
-            tuple(sorted({p["spec"]["containers"][0]["image"].rsplit(":", 1)[1] for p in pods}))
-        )
-        status = get_json(kubectl, "-n", ns, "deployment", "web")["status"]
-        return (
-            status.get("updatedReplicas") == 2
-            and status.get("availableReplicas") == 2
-            and status["replicas"] == 2
-        )
-
-    wait_for(finished, interval=0.05)
-    # Never old and new pods side by side.
-    assert ("1.4.0", "1.4.1") not in images
-    assert ("1.4.1",) in images
-
-
-def test_a_recreated_deployment_adopts_its_orphaned_replicaset(kubectl, sandbox_namespace):
-    ns = sandbox_namespace
-    kubectl.apply(deployment("web", ns, replicas=1))
-    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
-    (rs,) = get_json(kubectl, "-n", ns, "replicasets")["items"]
-    kubectl.run("-n", ns, "delete", "deployment", "web", "--cascade=orphan")
-    assert [r["metadata"]["name"] for r in get_json(kubectl, "-n", ns, "replicasets")["items"]] == [
-        rs["metadata"]["name"]
-    ]
-
-    kubectl.apply(deployment("web", ns, replicas=1))
-    kubectl.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=30s")
-    (adopted,) = get_json(kubectl, "-n", ns, "replicasets")["items"]
-    assert adopted["metadata"]["uid"] == rs["metadata"]["uid"]
-    owner = get_json(kubectl, "-n", ns, "deployment", "web")["metadata"]["uid"]
-    assert adopted["metadata"]["ownerReferences"][0]["uid"] == owner
-    assert len(get_json(kubectl, "-n", ns, "pods")["items"]) == 1

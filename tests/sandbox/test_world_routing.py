@@ -1,13 +1,10 @@
-"""Pure and in-process pieces of the world: hosts, routes, weights, status, metrics, events."""
+"""Pure and in-process pieces of the data plane: hosts, routes, weights, workloads, metrics."""
 
 from __future__ import annotations
 
 import collections
 
 import pytest
-
-from sandbox.controllers import deployment_status as ds
-from sandbox.controllers._meta import template_hash
 from sandbox.mesh import hosts
 from sandbox.mesh.routes import (
     Destination,
@@ -117,51 +114,8 @@ def test_weighted_picker_is_exact_and_skips_zero_weights():
     assert picker.pick("r3", [Destination("p", None, None, 0)]) is None
 
 
-def test_percentages_and_status_of_a_stuck_rollout():
-    assert ds.resolve_percent("25%", 1, round_up=True) == 1
-    assert ds.resolve_percent("25%", 1, round_up=False) == 0
-    assert ds.resolve_percent(2, 10, round_up=False) == 2
-    deployment = {
-        "metadata": {"name": "web", "generation": 2},
-        "spec": {"replicas": 1, "progressDeadlineSeconds": 5},
-        "status": {
-            "replicas": 2,
-            "updatedReplicas": 1,
-            "availableReplicas": 1,
-            "conditions": [
-                {
-                    "type": "Progressing",
-                    "status": "True",
-                    "reason": "ReplicaSetUpdated",
-                    "lastUpdateTime": "2020-01-01T00:00:00Z",
-                    "lastTransitionTime": "2020-01-01T00:00:00Z",
-                }
-            ],
-        },
-    }
-    old = {
-        "metadata": {"name": "web-a"},
-        "spec": {"replicas": 1},
-        "status": {"replicas": 1, "availableReplicas": 1},
-    }
-    new = {"metadata": {"name": "web-b"}, "spec": {"replicas": 1}, "status": {"replicas": 1}}
-    status = ds.compute_status(deployment, new, [old, new])
-    progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
-    assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
-    assert progressing["message"] == 'ReplicaSet "web-b" has timed out progressing.'
-    assert status["observedGeneration"] == 2
-    assert status["unavailableReplicas"] == 1
-
-
-def test_template_hash_ignores_nulls_and_workload_names_strip_it():
-    template = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a"}]}}
-    with_null = {
-        "metadata": {"labels": {"app": "web"}, "creationTimestamp": None},
-        "spec": template["spec"],
-    }
-    assert template_hash(template) == template_hash(with_null)
-    assert template_hash(template) != template_hash({**template, "spec": {"containers": []}})
-    pod_hash = template_hash(template)
+def test_workload_names_strip_the_pod_template_hash():
+    pod_hash = "5d9f7c6b8"  # as the Deployment controller labels a ReplicaSet's pods
     pod = {
         "metadata": {
             "name": f"web-primary-{pod_hash}-abcde",
@@ -220,22 +174,3 @@ def test_metrics_exposition_is_cumulative_and_lean_mode_drops_labels():
         pair.split("=")[0] for pair in first[first.index("{") + 1 : first.index("}")].split(",")
     ] == list(LEAN_LABELS)
     assert first.endswith(" 3")
-
-
-def test_events_fold_repeats_and_expire():
-    from sandbox.controllers.events import EventRecorder
-    from sandbox.store import Store
-
-    store = Store()
-    recorder = EventRecorder(store, host="node")
-    pod = {"metadata": {"name": "web-1", "namespace": "default", "uid": "u1"}}
-    for _ in range(3):
-        recorder.record(pod, kind="Pod", reason="BackOff", message="Back-off", component="kubelet")
-    recorder.record(pod, kind="Pod", reason="Started", message="Started", component="kubelet")
-    events = {e["reason"]: e for e in store.list("", "events", "default")}
-    assert events["BackOff"]["count"] == 3
-    assert events["BackOff"]["source"] == {"component": "kubelet", "host": "node"}
-    assert events["BackOff"]["involvedObject"]["uid"] == "u1"
-    assert recorder.prune(3600) == 0
-    assert recorder.prune(-1) == 2
-    assert store.list("", "events", "default") == []
