@@ -3,6 +3,7 @@
 Each group lives in its own module so the pieces can grow independently:
 
 - ``coalmine rollout …``  start, watch and steer rollouts (``worker.rollout_cli``)
+- ``coalmine canary …``   check Canary documents, no cluster needed (``worker.canary_cli``)
 - ``coalmine worker``     run the Temporal worker (``worker.worker_cli``)
 - ``coalmine temporal …`` prepare a Temporal namespace (``worker.temporal_cli``)
 
@@ -20,7 +21,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from worker import rollout_cli, temporal_cli, worker_cli
+from worker import canary_cli, rollout_cli, temporal_cli, worker_cli
 
 app = typer.Typer(
     name="coalmine",
@@ -29,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(rollout_cli.app, name="rollout")
+app.add_typer(canary_cli.app, name="canary")
 app.add_typer(temporal_cli.app, name="temporal")
 worker_cli.register(app)
 for plugin in entry_points(group="coalmine.cli"):

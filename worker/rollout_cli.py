@@ -112,6 +112,14 @@ def start(
         Path | None, typer.Option("--kubeconfig", help="kubeconfig (env KUBECONFIG).")
     ] = None,
     context: Annotated[str | None, typer.Option("--context", help="kubeconfig context.")] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Namespace of a Canary that names none; default: the kubeconfig context's.",
+        ),
+    ] = None,
     cluster: ClusterOpt = None,
     wait: WaitOpt = False,
     identity: IdentityOpt = None,
@@ -134,6 +142,7 @@ def start(
         kubernetes=KubernetesSettings.from_env(
             kubeconfig=kubeconfig, context=context, cluster=cluster
         ),
+        namespace=namespace,
         identity=identity or default_identity(),
         reason=reason,
         wait=wait,

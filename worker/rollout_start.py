@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 from temporalio.client import Client
 
+from worker.canary_files import Placement, read_canary_file
 from worker.errors import EXIT_OK, RequestRefusedError
 from worker.follow import follow
 from worker.rollout_ops import (
@@ -27,7 +28,7 @@ from worker.rollout_ops import (
 )
 from worker.rollout_view import RolloutFollower
 from worker.settings import KubernetesSettings, TemporalSettings
-from worker.target import Target, load_canary, parse_images, prepare_target, short_image
+from worker.target import Target, parse_images, prepare_target, short_image
 from worker.temporal import connect
 from workflows.model import NewRevisionRequest, RolloutInput, workflow_id
 from workflows.spec import Canary
@@ -45,6 +46,8 @@ class StartRequest:
     wait: bool
     json_output: bool
     start_timeout: timedelta = ACCEPT_TIMEOUT
+    namespace: str | None = None
+    """``-n``: where a Canary naming no namespace goes (else the kubeconfig context's)."""
 
 
 def summary_of(canary: Canary, image: str | None) -> str:
@@ -169,7 +172,13 @@ async def _report_and_wait(
 
 async def start_command(request: StartRequest, temporal: TemporalSettings, console: Console) -> int:
     """Validate, prepare the target, start (or hand over the new revision), maybe wait."""
-    canary = load_canary(request.file)
+    placement = Placement.resolve(request.namespace, request.kubernetes)
+    read = read_canary_file(request.file, placement)
+    canary = read.canary
+    for note in read.notes:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"note: {request.file}: {note}", markup=False
+        )
     images = parse_images(request.images)
     client = await connect(temporal, identity=request.identity)
     target = await _prepare(canary, request.kubernetes, images)

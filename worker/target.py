@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from activities.errors import ApiUnavailable, KubernetesError
@@ -20,7 +19,7 @@ from activities.kubernetes.resources import DEPLOYMENT, STRATEGIC_MERGE_PATCH, R
 from activities.kubernetes.revision import read_revision
 from worker.errors import BadInputError, UnreachableError
 from worker.settings import KubernetesSettings
-from workflows.spec import Canary, SpecError, parse_canary
+from workflows.spec import Canary
 
 
 @dataclass(frozen=True)
@@ -31,18 +30,6 @@ class Target:
     revision: str
     images: dict[str, str]
     """Container name → image, after the ``--image`` patch."""
-
-
-def load_canary(path: Path) -> Canary:
-    """Parse a Canary file; ``BadInputError`` (exit 2) naming the field when it is invalid."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise BadInputError(f"cannot read {path}: {err.strerror}") from err
-    try:
-        return parse_canary(text)
-    except SpecError as err:
-        raise BadInputError(f"{path}: {err}") from err
 
 
 def parse_images(values: Sequence[str]) -> dict[str, str]:

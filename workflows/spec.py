@@ -212,7 +212,8 @@ class ObjectMeta(SpecModel):
         min_length=1,
         max_length=63,
         pattern=DNS_LABEL,
-        description="Namespace of the Canary and its target.",
+        description="Namespace of the Canary and its target; when omitted, `coalmine` uses -n, "
+        "else the kubeconfig context's namespace, else default (as kubectl apply does).",
     )
 
 
