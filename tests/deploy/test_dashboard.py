@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.deploy._support import DEPLOY
+from tests.ports import free_port
 
 DASHBOARD = DEPLOY / "grafana" / "coalmine-dashboard.json"
 
@@ -158,14 +159,6 @@ def test_prometheus_accepts_every_expression(sandbox_cluster):
         assert body["status"] == "success", (expr, body)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _two_rollouts(metrics) -> None:
     """What the worker's interceptor sees of two short rollouts of podinfo.test: the first
     promoted after two steps and one failed check, the second rolled back."""
@@ -215,13 +208,14 @@ async def test_worker_panels_show_the_worker_series(tmp_path):
     import asyncio
 
     from sandbox.prometheus import PrometheusServer, query
+
     from worker.metrics import RolloutMetrics
 
     metrics = RolloutMetrics()
     _two_rollouts(metrics)
-    server = metrics.serve(port=_free_port(), address="127.0.0.1")
+    server = metrics.serve(port=free_port(), address="127.0.0.1")
     prometheus = PrometheusServer(
-        state_dir=tmp_path, port=_free_port(), mesh_target=f"127.0.0.1:{server.server_port}"
+        state_dir=tmp_path, port=free_port(), mesh_target=f"127.0.0.1:{server.server_port}"
     )
     await prometheus.start()
     try:

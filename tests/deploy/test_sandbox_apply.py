@@ -1,10 +1,14 @@
-"""The manifests and the chart applied to the sandbox cluster with the machine's kubectl.
+"""The manifests and the chart applied to a real API server with kubectl.
 
-Server-side apply with ``--dry-run=server`` first (the sandbox supports it: nothing is stored),
-then a real server-side apply: the objects appear, the worker Deployment rolls out (the sandbox's
-controllers run its pods), and a second apply changes nothing. The chart is rendered by a real helm
-and applied the same way: `helm install` itself cannot run here, because helm stores its release
-in a Secret sent as protobuf, which the sandbox does not decode.
+Server-side apply with ``--dry-run=server`` first (nothing is stored), then a real server-side
+apply: the objects appear, the worker Deployment rolls out (the controllers run its pods on kwok's
+fake nodes), and a second apply changes nothing. The chart is rendered by a real helm and applied
+the same way: the subject is what the chart renders, not helm's release bookkeeping.
+
+The module has a cluster of its own, as a user's looks before Coalmine is installed: the sandbox
+comes with the worker's namespace, ServiceAccount and cluster role already in place (what its
+worker runs as), so they are removed first, and the session's cluster, whose worker needs them,
+is left alone.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any
 
 import pytest
 import yaml
+from sandbox.runner import start_sandbox
 
+from tests.conftest import Kubectl
 from tests.deploy._support import CHART, MANIFESTS, helm, normalized_rules, run
 
 pytestmark = pytest.mark.slow
@@ -56,26 +62,15 @@ SERVICE_MONITOR_CRD = {
 
 
 class Cluster:
-    """kubectl (the machine's dispatcher, which picks the version the server reports) pointed at
-    the sandbox, with a discovery cache of its own so no other server's cache is read."""
+    """kubectl (the API server's minor) as the cluster admin, and the reads the tests make."""
 
-    def __init__(self, kubeconfig: Path, cache: Path) -> None:
-        self.base = ["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache)]
+    def __init__(self, kubectl: Kubectl) -> None:
+        self.kubectl = kubectl
 
     def __call__(
         self, *args: str, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [*self.base, *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}{result.stdout}")
-        return result
+        return self.kubectl.run(*args, stdin=stdin, check=check, timeout=120)
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         ns = ["-n", namespace] if namespace else []
@@ -83,7 +78,6 @@ class Cluster:
         return json.loads(out.stdout) if out.stdout.strip() else None
 
     def ensure_namespace(self, name: str) -> None:
-        # Through apply: `kubectl create namespace` sends protobuf, which the sandbox refuses.
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
         self("apply", "--server-side", "-f", "-", stdin=json.dumps(body))
 
@@ -92,20 +86,16 @@ NAMESPACES = ("coalmine-system", "team-deploy-test", "helm-coalmine", "helm-cana
 
 
 @pytest.fixture(scope="module")
-def cluster(sandbox_cluster, tmp_path_factory) -> Iterator[Cluster]:
-    assert shutil.which("kubectl"), "kubectl is part of this machine's image; it is missing"
-    kubectl = Cluster(sandbox_cluster.kubeconfig, tmp_path_factory.mktemp("kube-cache"))
-    yield kubectl
-    # The sandbox is shared by the whole session: leave it as it was found.
-    kubectl(
-        "delete",
-        "--ignore-not-found",
-        "--wait=false",
-        "clusterrole/coalmine",
-        "clusterrolebinding/coalmine",
-        f"customresourcedefinition/{SERVICE_MONITOR_CRD['metadata']['name']}",
-        *(f"namespace/{name}" for name in NAMESPACES),
-    )
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    state = tmp_path_factory.mktemp("apply-sandbox")
+    with start_sandbox(state, pod_ready_delay=0.3, loadtester=False) as handle:
+        kubectl = Cluster(Kubectl(handle.kubeconfig))
+        # What deploy/manifests/cluster holds, and the ServiceAccount in its namespace.
+        kubectl(
+            "delete", "--ignore-not-found", "--wait=true",
+            "clusterrolebinding/coalmine", "clusterrole/coalmine", "namespace/coalmine-system",
+        )  # fmt: skip
+        yield kubectl
 
 
 def applied(output: str) -> list[str]:
@@ -121,8 +111,8 @@ def test_cluster_pieces_dry_run_stores_nothing(cluster):
 
 
 def test_base_dry_run_then_apply(cluster):
-    # Namespaced objects cannot be dry-run into a namespace that does not exist yet (a real API
-    # server answers NotFound too), so the namespace is created first.
+    # Namespaced objects cannot be dry-run into a namespace that does not exist yet (the API
+    # server answers NotFound), so the namespace is created first.
     cluster.ensure_namespace("coalmine-system")
     dry = cluster("apply", "--server-side", "--dry-run=server", "-k", str(MANIFESTS))
     assert len(applied(dry.stdout)) == 6

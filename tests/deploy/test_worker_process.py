@@ -1,7 +1,7 @@
 """The container's command with the Deployment's environment: `coalmine worker` (the image's
 ENTRYPOINT and the Deployment's args) started as a process with the variables the manifests set,
-only the endpoints pointed at the local stack (Temporal dev server, sandbox cluster through a
-kubeconfig standing in for the service account, a free metrics port, a task queue of its own).
+only the endpoints pointed at the local stack (Temporal dev server, the sandbox cluster as the
+``coalmine`` ServiceAccount through its API proxy, a free metrics port, a task queue of its own).
 It must answer the probes' path, poll its task queue, and stop cleanly on SIGTERM well within the
 pod's termination grace period."""
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,11 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from tests.deploy._support import MANIFESTS, container, env, kustomize, one
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
 COALMINE = Path(sys.executable).parent / "coalmine"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_healthy(url: str, process: asyncio.subprocess.Process, seconds: float) -> None:
@@ -70,14 +64,15 @@ async def test_worker_starts_with_the_deployments_command_and_environment(
     worker = container(objects)
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     variables = {name: e["value"] for name, e in env(objects).items() if "value" in e}
-    port = _free_port()
+    port = free_port()
     queue = f"coalmine-deploy-{uuid.uuid4().hex[:8]}"
     variables |= {
         "TEMPORAL_ADDRESS": dev_server_env.client.service_client.config.target_host,
         "TEMPORAL_TASK_QUEUE": queue,
         "PROMETHEUS_URL": sandbox_cluster.prometheus_url,
         "COALMINE_METRICS_PORT": str(port),
-        "KUBECONFIG": str(sandbox_cluster.kubeconfig),
+        # The service account's token, as in the pod (there mounted, here in a kubeconfig).
+        "KUBECONFIG": str(sandbox_cluster.worker_kubeconfig),
         "HOME": str(tmp_path),
         "PATH": os.environ["PATH"],
     }
