@@ -10,7 +10,7 @@
 - ``worker.kubeconfig`` — the ``coalmine`` ServiceAccount's token, through the API proxy (faults,
   audit): the worker;
 - ``env`` — a file a shell sources: ``KUBECONFIG``, ``KUBECACHEDIR`` (kubectl's cache, per sandbox),
-  ``COALMINE_WORKER_KUBECONFIG``, ``PROMETHEUS_URL``, ``HTTP_PROXY``/``http_proxy`` (the mesh),
+  ``COALMINE_WORKER_KUBECONFIG``, ``COALMINE_MIN_ANALYSIS_INTERVAL`` (1s), ``PROMETHEUS_URL``, ``HTTP_PROXY``/``http_proxy`` (the mesh),
   ``NO_PROXY``/``no_proxy`` (loopback), ``COALMINE_LOADTESTER_URL``, ``COALMINE_SANDBOX_API`` (the
   proxy: ``/sandbox/faults``, ``/sandbox/audit``), ``COALMINE_SANDBOX_MESH``,
   ``COALMINE_SANDBOX_METRICS``;
@@ -120,6 +120,9 @@ def env_vars(state_dir: Path, ports: Ports) -> dict[str, str]:
         "NO_PROXY": NO_PROXY,
         "no_proxy": NO_PROXY,
         "COALMINE_LOADTESTER_URL": LOADTESTER_URL,
+        # Flagger raises analysis intervals under 10 s to 10 s, and so does `rollout start`; the
+        # local stack's demo and tests step every few seconds.
+        "COALMINE_MIN_ANALYSIS_INTERVAL": "1s",
         "COALMINE_SANDBOX_API": links["proxy"],
         "COALMINE_SANDBOX_MESH": links["mesh"],
         "COALMINE_SANDBOX_METRICS": links["metrics"],
