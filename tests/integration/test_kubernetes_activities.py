@@ -611,11 +611,20 @@ def test_wait_ready_on_a_missing_primary(env, k8s, namespace) -> None:
 # --- promote -------------------------------------------------------------------------------
 
 
+def primary_ready(env: ActivityEnvironment, k8s: KubernetesActivities, namespace: str) -> None:
+    """Wait, as a rollout does, for the new primary before promoting: until then the Deployment
+    controller is still writing it, and the promotion's replace would meet a (retryable)
+    Conflict that Temporal, not this test, would retry."""
+    result = env.run(k8s.wait_ready, wait_input(namespace, "podinfo-primary"))
+    assert result.ready, result.message
+
+
 def test_promote_copies_template_and_config_and_keeps_the_selector(
     env, k8s, admin_client, api_proxy, namespace
 ) -> None:
     create_podinfo(admin_client, namespace)
     initialize(env, k8s, namespace)
+    primary_ready(env, k8s, namespace)
     canary = make_canary(namespace)
     set_image(admin_client, namespace, "quay.io/stefanprodan/podinfo:1.4.1")
     patch_target(admin_client, namespace, {"spec": {"minReadySeconds": 5}})
@@ -671,6 +680,7 @@ def test_promote_mirrors_what_the_target_dropped(env, k8s, admin_client, namespa
         _content_type="application/merge-patch+json",
     )
     initialize(env, k8s, namespace)
+    primary_ready(env, k8s, namespace)
     # The API server fills in the rest of a behavior; the primary's is the target's, whole.
     copied = read(admin_client, "hpa", namespace, "podinfo-primary")["spec"]["behavior"]
     assert copied == read(admin_client, "hpa", namespace, "podinfo")["spec"]["behavior"]
