@@ -10,7 +10,8 @@
 - ``worker.kubeconfig`` — the ``coalmine`` ServiceAccount's token, through the API proxy (faults,
   audit): the worker;
 - ``env`` — a file a shell sources: ``KUBECONFIG``, ``KUBECACHEDIR`` (kubectl's cache, per sandbox),
-  ``COALMINE_WORKER_KUBECONFIG``, ``COALMINE_MIN_ANALYSIS_INTERVAL`` (1s), ``PROMETHEUS_URL``, ``HTTP_PROXY``/``http_proxy`` (the mesh),
+  ``COALMINE_WORKER_KUBECONFIG``, ``COALMINE_MIN_ANALYSIS_INTERVAL`` (1s), ``PROMETHEUS_URL``,
+  ``HTTP_PROXY``/``http_proxy`` (the mesh),
   ``NO_PROXY``/``no_proxy`` (loopback), ``COALMINE_LOADTESTER_URL``, ``COALMINE_SANDBOX_API`` (the
   proxy: ``/sandbox/faults``, ``/sandbox/audit``), ``COALMINE_SANDBOX_MESH``,
   ``COALMINE_SANDBOX_METRICS``;

@@ -185,9 +185,7 @@ def test_dockerignore_keeps_build_inputs_and_drops_the_rest(tmp_path):
     assert "pyproject.toml" in kept
     assert "README.md" in kept
     assert "worker/cli.py" in kept
-    assert not [
-        p for p in kept if p.split("/")[0] in {".venv", ".git", ".tools", "tests", "local"}
-    ]
+    assert not [p for p in kept if p.split("/")[0] in {".venv", ".git", ".tools", "tests", "local"}]
     assert not [p for p in kept if p.startswith("deploy/")]
 
 
