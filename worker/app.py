@@ -32,14 +32,15 @@ def activity_methods(*objects: object) -> list[Callable[..., Any]]:
 
 
 def product_activities(api_client: Any, settings: Settings) -> list[object]:
-    """The three activity classes of the product, sharing one Kubernetes API client."""
+    """The activity classes of the product, sharing one Kubernetes API client."""
     from activities.analysis import AnalysisActivities, AnalysisSettings
-    from activities.kubernetes import KubernetesActivities
+    from activities.kubernetes import CanaryStatusActivities, KubernetesActivities
     from activities.router import RouterActivities
 
     analysis = AnalysisSettings(prometheus_url=settings.worker.prometheus_url)
     return [
         KubernetesActivities(api_client),
+        CanaryStatusActivities(api_client),
         RouterActivities(api_client),
         AnalysisActivities(api_client=api_client, settings=analysis),
     ]

@@ -23,6 +23,8 @@ from workflows._base import duration_seconds
 from workflows.activity_api import (
     ActivityName,
     CanaryRef,
+    CanaryStatusInput,
+    CanaryStatusResult,
     EventInput,
     InitializeInput,
     InitializeResult,
@@ -201,3 +203,16 @@ class Activities:
             retry_policy=policies.EVENTS.retry,
             summary=f"event: {event.message}"[:120],
         )
+
+    async def sync_canary_status(self, status: CanaryStatusInput) -> CanaryStatusResult:
+        # A local activity, as events are: a read and at most one patch of the Canary's status.
+        result = await workflow.execute_local_activity(
+            ActivityName.SYNC_CANARY_STATUS,
+            status,
+            result_type=CanaryStatusResult,
+            start_to_close_timeout=policies.EVENTS.start_to_close,
+            retry_policy=policies.EVENTS.retry,
+            summary=f"canary status {status.phase.value}, weight {status.canary_weight}",
+        )
+        assert isinstance(result, CanaryStatusResult)
+        return result

@@ -18,10 +18,13 @@ from workflows._base import format_duration
 from workflows._calls import Activities
 from workflows._compensation import Compensations
 from workflows._state import RolloutState
-from workflows.activity_api import EventInput
-from workflows.model import RolloutInput
+from workflows.activity_api import CanaryStatusInput, EventInput
+from workflows.model import Phase, RolloutInput
 
 Severity = Literal["info", "warn", "error"]
+
+CANARY_STATUS_PATCH = "canary-status"
+"""``workflow.patched`` ID of the Canary status writes (runs started before it write none)."""
 
 DEFAULT_MAX_HISTORY_EVENTS = 10_000
 """History length at which a rollout continues as new (the hard limit is 51,200 events)."""
@@ -49,6 +52,11 @@ class RolloutCore:
     _events: list[asyncio.Task[None]]
     _task: asyncio.Task[object] | None
     _rolling_back: bool
+    _first_initialization: bool
+    _canary_status: bool
+    """Whether to keep the Canary's ``/status`` current (patched in, and the Canary exists)."""
+    _status_wanted: CanaryStatusInput | None
+    _status_task: asyncio.Task[None] | None
 
     @property
     def _display(self) -> str:
@@ -102,6 +110,58 @@ class RolloutCore:
         if self._events:
             await asyncio.gather(*self._events)
             self._events = []
+        if self._status_task is not None:
+            await self._status_task
+
+    # --- the Canary's status -------------------------------------------------------------------
+
+    def _sync_canary_status(self) -> None:
+        """Send the Flagger-shaped status to the Canary when a field it shows changed.
+
+        Writes are chained: each waits for the one before and is skipped when a newer status
+        is already queued, so the Canary never goes back to an older status and a burst of
+        changes in one workflow task costs one write.
+        """
+        if not self._canary_status:
+            return
+        status = self._state.status
+        phase = status.phase
+        if phase == Phase.SUCCEEDED and self._first_initialization:
+            phase = Phase.INITIALIZED  # the run is over; the Canary, as Flagger's, is Initialized
+        wanted = CanaryStatusInput(
+            ref=self._calls.ref,
+            phase=phase,
+            canary_weight=status.canary_weight,
+            failed_checks=status.failed_checks,
+            iterations=status.iterations,
+            revision=status.revision,
+            last_promoted_revision=status.last_promoted_revision,
+            last_transition_time=status.last_transition_time,
+        )
+        sent = self._status_wanted
+        if sent is not None and wanted.model_copy(update={"iterations": sent.iterations}) == sent:
+            # Iterations alone (every interval) wait for the next change that matters, as
+            # the step they count changes the weight a moment later: half the writes.
+            return
+        self._status_wanted = wanted
+        self._status_task = asyncio.create_task(self._send_status(self._status_task, wanted))
+
+    async def _send_status(
+        self, previous: asyncio.Task[None] | None, wanted: CanaryStatusInput
+    ) -> None:
+        if previous is not None:
+            await previous
+        if wanted is not self._status_wanted or not self._canary_status:
+            return  # a newer status follows, or the Canary is not in the cluster
+        try:
+            result = await self._calls.sync_canary_status(wanted)
+        except FailureError as err:
+            # Like events, the status never fails a rollout; the next change writes it again.
+            self._status_wanted = None
+            workflow.logger.warning("Writing the Canary's status failed: %s", err)
+            return
+        if not result.exists:
+            self._canary_status = False  # a rollout from CI with a file: nothing to write to
 
     # --- waiting -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ workflow task, identical on replay — so the status is the same every time the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,6 +55,8 @@ class RolloutState:
     target: str
     requests: OperatorRequests = field(default_factory=OperatorRequests)
     upsert_search_attributes: bool = True
+    on_change: Callable[[], None] | None = None
+    """Called after every change (the workflow keeps the Canary's status current with it)."""
     _sent_attributes: dict[str, str | int] = field(default_factory=dict)
 
     def _update(self, **changes: Any) -> None:
@@ -69,6 +72,8 @@ class RolloutState:
                 workflow.upsert_search_attributes(updates)
                 self._sent_attributes = values
         workflow.set_current_details(details_table(self.status))
+        if self.on_change is not None:
+            self.on_change()
 
     def start(self) -> None:
         """Publish the initial status (search attributes and details) once the run begins."""

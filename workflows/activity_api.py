@@ -8,6 +8,7 @@ a crash does no harm.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -34,6 +35,8 @@ class ActivityName:
     CHECK_METRIC = "check_metric"
     CALL_WEBHOOK = "call_webhook"
     RECORD_EVENT = "record_event"
+    # The Canary object (activities/kubernetes/canary_status.py)
+    SYNC_CANARY_STATUS = "sync_canary_status"
 
 
 class CanaryRef(ApiModel):
@@ -188,9 +191,37 @@ class EventInput(ApiModel):
     )
 
 
+# --- the Canary object ----------------------------------------------------------------------
+
+
+class CanaryStatusInput(ApiModel):
+    """The rollout's status as Flagger writes it on the Canary's ``/status`` subresource.
+
+    ``phase`` is the Canary's phase, which may differ from the workflow's: a first
+    initialization ends the run (``Succeeded``) but leaves the Canary ``Initialized``, as
+    Flagger leaves it.
+    """
+
+    ref: CanaryRef
+    phase: Phase
+    canary_weight: int = 0
+    failed_checks: int = 0
+    iterations: int = 0
+    revision: str | None = Field(None, description="lastAppliedSpec: the revision rolled out.")
+    last_promoted_revision: str | None = Field(None, description="lastPromotedSpec.")
+    last_transition_time: datetime | None = None
+
+
+class CanaryStatusResult(LenientModel):
+    exists: bool = Field(description="False when the Canary is not in the cluster (CI only).")
+    written: bool = False
+
+
 __all__ = [
     "ActivityName",
     "CanaryRef",
+    "CanaryStatusInput",
+    "CanaryStatusResult",
     "EventInput",
     "InitializeInput",
     "InitializeResult",

@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows._base import format_duration
     from workflows._calls import Activities
     from workflows._compensation import Compensations
-    from workflows._core import RestartAnalysis, RollbackRequested
+    from workflows._core import CANARY_STATUS_PATCH, RestartAnalysis, RollbackRequested
     from workflows._operator import OperatorControl
     from workflows._state import RolloutState
     from workflows._steps import AnalysisSteps
@@ -84,9 +84,16 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
         self._events = []
         self._task = None
         self._first_initialization = False
+        self._canary_status = False
+        self._status_wanted = None
+        self._status_task = None
 
     @workflow.run
     async def run(self, input: RolloutInput) -> RolloutResult:
+        # Runs started before the Canary's status was written (their histories hold no such
+        # local activities) replay without it.
+        self._canary_status = workflow.patched(CANARY_STATUS_PATCH)
+        self._state.on_change = self._sync_canary_status
         self._state.start()
         if input.status is None:
             self._state.add_action(

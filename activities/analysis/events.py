@@ -1,8 +1,10 @@
-"""Recording an event: a Kubernetes Event on the target, ``event`` webhooks, and alerts.
+"""Recording an event: a Kubernetes Event on the Canary, ``event`` webhooks, and alerts.
 
 Order and failure policy, chosen so a retry does no harm and a chat outage never stops a release:
 
-1. The core/v1 Event on the target Deployment is written first; if the API server fails, the
+1. The core/v1 Event is written first, on the Canary as Flagger writes it (``kubectl describe
+   canary`` lists it), or on the target Deployment when the Canary is not in the cluster (a
+   rollout started from CI with a file); if the API server fails, the
    activity raises and Temporal retries it (nothing else has been sent yet, so nothing is sent
    twice). Repeats of the same event are aggregated as Kubernetes' event correlator does: the
    Event's name is derived from (object, type, reason, message), so a repeat finds it and bumps
@@ -121,15 +123,7 @@ class EventRecorder:
 
     def _new_event(self, event: EventInput, name: str, now: str) -> dict[str, Any]:
         ref = event.ref
-        involved: dict[str, Any] = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "name": ref.target,
-            "namespace": ref.namespace,
-        }
-        uid = self._cluster.deployment_uid(ref.namespace, ref.target)
-        if uid:
-            involved["uid"] = uid
+        involved = self._involved_object(event)
         component = self._settings.event_component
         return {
             "apiVersion": "v1",
@@ -145,6 +139,29 @@ class EventRecorder:
             "firstTimestamp": now,
             "lastTimestamp": now,
         }
+
+    def _involved_object(self, event: EventInput) -> dict[str, Any]:
+        """The Canary when it is in the cluster (as Flagger records), else the target."""
+        ref = event.ref
+        canary_uid = self._cluster.canary_uid(ref.namespace, ref.name)
+        if canary_uid:
+            return {
+                "apiVersion": "flagger.app/v1beta1",
+                "kind": "Canary",
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "uid": canary_uid,
+            }
+        involved: dict[str, Any] = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": ref.target,
+            "namespace": ref.namespace,
+        }
+        uid = self._cluster.deployment_uid(ref.namespace, ref.target)
+        if uid:
+            involved["uid"] = uid
+        return involved
 
     # --- 2. event webhooks -----------------------------------------------------------------
 

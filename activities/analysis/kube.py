@@ -104,6 +104,15 @@ class Cluster:
         uid: str | None = deployment.metadata.uid
         return uid
 
+    def canary_uid(self, namespace: str, name: str) -> str | None:
+        """The uid of the Canary in the cluster, or None when it is not there."""
+        try:
+            canary = self.flagger_object("canaries", namespace, name)
+        except NotFound:
+            return None
+        uid = (canary.get("metadata") or {}).get("uid")
+        return str(uid) if uid else None
+
     # --- Events ---------------------------------------------------------------------------
 
     def read_event(self, namespace: str, name: str) -> Any:

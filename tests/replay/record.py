@@ -85,7 +85,40 @@ async def _operated(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
     return handles[0]
 
 
-SCENARIOS = {"succeeded": _succeeded, "rolled_back": _rolled_back, "operated": _operated}
+async def _canary_status(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """A rollout that keeps the Canary's status current (the ``canary-status`` patch), with a
+    new revision mid-analysis, then a rollout whose Canary is not in the cluster."""
+    cluster = FakeCluster()
+    handles: list[WorkflowHandle[Any, Any]] = []
+
+    async def new_revision() -> None:
+        cluster.revision = "rev-3"
+        await handles[0].execute_update("new_revision", NewRevisionRequest(revision="rev-3"))
+
+    cluster.on(ActivityName.SET_WEIGHTS, lambda a: a.canary == 20, new_revision)
+    handles.append(await rollouts.start(cluster))
+    await handles[0].result()
+    return handles[0]
+
+
+async def _status_rolled_back(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    good, bad = passing("request-success-rate"), failing("request-success-rate")
+    cluster = FakeCluster(metrics={"request-success-rate": [good, bad]}, canary_in_cluster=False)
+    handle = await rollouts.start(cluster, make_canary(threshold=2))
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    return handle
+
+
+SCENARIOS = {
+    "succeeded": _succeeded,
+    "rolled_back": _rolled_back,
+    "operated": _operated,
+    "canary_status": _canary_status,
+    "canary_status_rolled_back": _status_rolled_back,
+}
+"""Stored histories; those recorded before a patch are kept (they are what running rollouts
+replay), so re-record only the scenarios a change is about: ``python -m tests.replay.record NAME``."""
 
 
 async def main() -> None:
@@ -102,7 +135,10 @@ async def main() -> None:
         ):
             rollouts = Rollouts(env)
             HISTORIES.mkdir(exist_ok=True)
+            wanted = sys.argv[1:] or list(SCENARIOS)
             for name, scenario in SCENARIOS.items():
+                if name not in wanted:
+                    continue
                 handle = await scenario(rollouts)
                 history = await handle.fetch_history()
                 (HISTORIES / f"{name}.json").write_text(history.to_json())

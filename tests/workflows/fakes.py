@@ -22,6 +22,8 @@ from temporalio.exceptions import ApplicationError
 
 from workflows.activity_api import (
     ActivityName,
+    CanaryStatusInput,
+    CanaryStatusResult,
     EventInput,
     InitializeInput,
     InitializeResult,
@@ -71,6 +73,8 @@ class FakeCluster:
     revision: str = "rev-2"
     promoted_revision: str | None = "rev-1"
     first_initialization: bool = False
+    canary_in_cluster: bool = True
+    """Whether ``sync_canary_status`` finds the Canary (False: a CI-only rollout)."""
     # deployment name → answers of wait_ready, consumed in order (the last one repeats)
     ready: dict[str, list[bool]] = field(default_factory=dict)
     # metric name → answers of check_metric, consumed in order (the last one repeats)
@@ -242,6 +246,13 @@ async def record_event(arg: EventInput) -> None:
         raise ApplicationError("notifier down", non_retryable=True)
 
 
+@activity.defn(name=ActivityName.SYNC_CANARY_STATUS)
+async def sync_canary_status(arg: CanaryStatusInput) -> CanaryStatusResult:
+    c = _cluster()
+    await c.record(ActivityName.SYNC_CANARY_STATUS, arg)
+    return CanaryStatusResult(exists=c.canary_in_cluster, written=c.canary_in_cluster)
+
+
 ACTIVITIES = [
     read_revision,
     initialize,
@@ -254,6 +265,7 @@ ACTIVITIES = [
     check_metric,
     call_webhook,
     record_event,
+    sync_canary_status,
 ]
 
 _ids = itertools.count()

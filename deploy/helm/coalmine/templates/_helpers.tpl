@@ -66,6 +66,12 @@ two equal and checks them against the calls the activities make).
   resources: ["destinationrules"]
   verbs: ["get", "create", "update"]
 - apiGroups: ["flagger.app"]
+  resources: ["canaries"]
+  verbs: ["get"]
+- apiGroups: ["flagger.app"]
+  resources: ["canaries/status"]
+  verbs: ["patch"]
+- apiGroups: ["flagger.app"]
   resources: ["metrictemplates", "alertproviders"]
   verbs: ["get"]
 {{- end -}}
