@@ -1,13 +1,15 @@
-"""Helpers shared by the analysis tests: real local HTTP peers, Prometheus, an API server.
+"""Helpers shared by the analysis tests: real local HTTP peers, Prometheus, cluster set-up.
 
-Everything here is a real server on 127.0.0.1: tests exercise the activities' HTTP code over
-sockets, never through patched clients.
+The peers here are real servers on 127.0.0.1: tests exercise the activities' HTTP code over
+sockets, never through patched clients. The Kubernetes side is the session's real control plane
+(tests/conftest.py, "The cluster"), where Flagger's CRDs are installed: set-up goes through
+``admin_client`` into namespaces of the module's own (`fresh_namespace`), and the activities run
+with ``worker_client``, held by the real authorizer to the shipped ClusterRole.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,11 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import free_port
 
 
 @dataclass
@@ -254,125 +252,27 @@ def wait_for(
         time.sleep(0.5)
 
 
-# --- a real Kubernetes API server: the sandbox's, on a free port -------------------------------
-
-
-@dataclass
-class SandboxApi:
-    """The sandbox API server in its own thread and event loop, and clients for it."""
-
-    url: str
-    loop: Any
-    clients: list[Any] = field(default_factory=list)
-
-    def api_client(self) -> Any:
-        from kubernetes import client as k8s
-
-        api = k8s.ApiClient(k8s.Configuration(host=self.url))
-        self.clients.append(api)
-        return api
+# --- set-up on the session's cluster (``admin_client``) ------------------------------------------
 
 
 @contextmanager
-def sandbox_api() -> Iterator[SandboxApi]:
-    """`sandbox.apiserver.build_api_app` over an empty store (no CRDs: tests register them)."""
-    import asyncio
+def fresh_namespace(api_client: Any, prefix: str) -> Iterator[str]:
+    """A namespace of a unique name (``prefix-xxxxxx``), deleted on exit without waiting.
 
-    from aiohttp import web
+    The session's cluster is shared (namespace ``test`` holds other suites' objects): a module
+    makes its objects in namespaces of its own, never with fixed names in a shared one.
+    """
+    import uuid
 
-    from sandbox.apiserver import build_api_app
-    from sandbox.store import Store
+    from kubernetes import client as k8s
 
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def boot() -> None:
-        runner = web.AppRunner(
-            build_api_app(Store(install_default_crds=False)), shutdown_timeout=0.5
-        )
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        holder.update(runner=runner, port=runner.addresses[0][1])
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(boot())
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(holder["runner"].cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=run, name="analysis-apiserver", daemon=True)
-    thread.start()
-    assert ready.wait(10), "the sandbox API server did not start"
-    api = SandboxApi(url=f"http://127.0.0.1:{holder['port']}", loop=loop)
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    core = k8s.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": name}})
     try:
-        yield api
+        yield name
     finally:
-        for api_client in api.clients:
-            api_client.close()
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-
-def _crd(kind: str, plural: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.flagger.app"},
-        "spec": {
-            "group": "flagger.app",
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": kind.lower(),
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1beta1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
-def install_flagger_crds(api_client: Any) -> None:
-    """Register Flagger's MetricTemplate and AlertProvider CRDs (idempotent)."""
-    from kubernetes import client as k8s
-    from kubernetes.client.exceptions import ApiException
-
-    extensions = k8s.ApiextensionsV1Api(api_client)
-    for kind, plural in (
-        ("MetricTemplate", "metrictemplates"),
-        ("AlertProvider", "alertproviders"),
-    ):
-        try:
-            extensions.create_custom_resource_definition(_crd(kind, plural))
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-
-
-def create_namespace(api_client: Any, name: str) -> None:
-    from kubernetes import client as k8s
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        k8s.CoreV1Api(api_client).create_namespace({"metadata": {"name": name}})
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
+        core.delete_namespace(name, propagation_policy="Background")
 
 
 def create_secret(api_client: Any, namespace: str, name: str, data: dict[str, str]) -> None:

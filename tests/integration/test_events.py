@@ -1,7 +1,8 @@
 """``record_event``: Kubernetes Events on the target (aggregated) and ``event`` webhooks.
 
-Events are written to a real API server (the sandbox's) through the official client; webhooks go
-to local HTTP peers.
+Events are written to the session's real API server as the worker writes them (``worker_client``:
+the ``coalmine`` ServiceAccount, held by the real authorizer to the shipped ClusterRole) and read
+back as the admin, in namespaces of this module's own; webhooks go to local HTTP peers.
 """
 
 from __future__ import annotations
@@ -14,24 +15,16 @@ from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
 
 from activities.analysis import AnalysisActivities, AnalysisSettings
-from tests.integration.analysis_support import (
-    SandboxApi,
-    closed_port_url,
-    create_namespace,
-    receiver,
-    sandbox_api,
-)
+from tests.integration.analysis_support import closed_port_url, fresh_namespace, receiver
 from workflows.activity_api import CanaryRef, EventInput
 from workflows.model import Phase
 from workflows.spec import WebhookSpec
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[SandboxApi]:
-    with sandbox_api() as running:
-        client = running.api_client()
-        for namespace in ("test", "nodeploy"):
-            create_namespace(client, namespace)
+def ns(admin_client: k8s.ApiClient) -> Iterator[str]:
+    """The module's namespace, with the target Deployment ``podinfo``."""
+    with fresh_namespace(admin_client, "events") as name:
         labels = {"app": "podinfo"}
         deployment = {
             "metadata": {"name": "podinfo", "labels": labels},
@@ -40,19 +33,30 @@ def api() -> Iterator[SandboxApi]:
                 "selector": {"matchLabels": labels},
                 "template": {
                     "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "podinfod", "image": "podinfo:1"}]},
+                    "spec": {
+                        "containers": [
+                            {"name": "podinfod", "image": "quay.io/stefanprodan/podinfo:1.4.1"}
+                        ]
+                    },
                 },
             },
         }
-        k8s.AppsV1Api(client).create_namespaced_deployment("test", deployment)
-        yield running
+        k8s.AppsV1Api(admin_client).create_namespaced_deployment(name, deployment)
+        yield name
 
 
-def _event(namespace: str = "test", **extra: Any) -> EventInput:
+@pytest.fixture(scope="module")
+def nodeploy_ns(admin_client: k8s.ApiClient) -> Iterator[str]:
+    """A namespace of the module's own without any Deployment."""
+    with fresh_namespace(admin_client, "events-nodeploy") as name:
+        yield name
+
+
+def _event(namespace: str, **extra: Any) -> EventInput:
     ref = CanaryRef(namespace=namespace, name="podinfo", target="podinfo", service="podinfo")
     fields: dict[str, Any] = {
         "reason": "Synced",
-        "message": "Advance podinfo.test canary weight 10",
+        "message": f"Advance podinfo.{namespace} canary weight 10",
         "phase": Phase.PROGRESSING,
         "weight": 10,
         "revision": "rev-1",
@@ -60,21 +64,24 @@ def _event(namespace: str = "test", **extra: Any) -> EventInput:
     return EventInput(ref=ref, **(fields | extra))
 
 
-def _activities(api: SandboxApi) -> AnalysisActivities:
-    return AnalysisActivities(api_client=api.api_client(), settings=AnalysisSettings())
+def _activities(worker_client: k8s.ApiClient) -> AnalysisActivities:
+    return AnalysisActivities(api_client=worker_client, settings=AnalysisSettings())
 
 
-def _events_of(api: SandboxApi, namespace: str, message: str) -> list[Any]:
-    items = k8s.CoreV1Api(api.api_client()).list_namespaced_event(namespace).items
+def _events_of(admin_client: k8s.ApiClient, namespace: str, message: str) -> list[Any]:
+    items = k8s.CoreV1Api(admin_client).list_namespaced_event(namespace).items
     return [e for e in items if e.message == message]
 
 
-def test_event_is_written_on_the_target_deployment(api: SandboxApi) -> None:
-    _activities(api).record_event(_event(message="New revision detected podinfo.test"))
-    (event,) = _events_of(api, "test", "New revision detected podinfo.test")
-    deployment = k8s.AppsV1Api(api.api_client()).read_namespaced_deployment("podinfo", "test")
+def test_event_is_written_on_the_target_deployment(
+    worker_client: k8s.ApiClient, admin_client: k8s.ApiClient, ns: str
+) -> None:
+    message = f"New revision detected podinfo.{ns}"
+    _activities(worker_client).record_event(_event(ns, message=message))
+    (event,) = _events_of(admin_client, ns, message)
+    deployment = k8s.AppsV1Api(admin_client).read_namespaced_deployment("podinfo", ns)
     involved = event.involved_object
-    assert (involved.kind, involved.name, involved.namespace) == ("Deployment", "podinfo", "test")
+    assert (involved.kind, involved.name, involved.namespace) == ("Deployment", "podinfo", ns)
     assert involved.api_version == "apps/v1"
     assert involved.uid == deployment.metadata.uid
     assert event.reason == "Synced"
@@ -85,25 +92,31 @@ def test_event_is_written_on_the_target_deployment(api: SandboxApi) -> None:
     assert event.last_timestamp == event.first_timestamp
 
 
-def test_repeats_are_aggregated_by_count(api: SandboxApi) -> None:
-    activities = _activities(api)
-    message = "Halt podinfo.test advancement success rate 69.17% < 99%"
+def test_repeats_are_aggregated_by_count(
+    worker_client: k8s.ApiClient, admin_client: k8s.ApiClient, ns: str
+) -> None:
+    activities = _activities(worker_client)
+    message = f"Halt podinfo.{ns} advancement success rate 69.17% < 99%"
     for _ in range(3):
-        activities.record_event(_event(type="Warning", message=message))
-    (event,) = _events_of(api, "test", message)
+        activities.record_event(_event(ns, type="Warning", message=message))
+    (event,) = _events_of(admin_client, ns, message)
     assert event.count == 3
     assert event.type == "Warning"
-    activities.record_event(_event(type="Warning", message=message + " (again)"))
-    assert len(_events_of(api, "test", message + " (again)")) == 1
+    activities.record_event(_event(ns, type="Warning", message=message + " (again)"))
+    assert len(_events_of(admin_client, ns, message + " (again)")) == 1
 
 
-def test_missing_deployment_still_gets_its_event(api: SandboxApi) -> None:
-    _activities(api).record_event(_event(namespace="nodeploy", message="Initializing"))
-    (event,) = _events_of(api, "nodeploy", "Initializing")
+def test_missing_deployment_still_gets_its_event(
+    worker_client: k8s.ApiClient, admin_client: k8s.ApiClient, nodeploy_ns: str
+) -> None:
+    _activities(worker_client).record_event(_event(nodeploy_ns, message="Initializing"))
+    (event,) = _events_of(admin_client, nodeploy_ns, "Initializing")
     assert event.involved_object.uid is None
 
 
-def test_event_webhooks_get_the_message_in_metadata(api: SandboxApi) -> None:
+def test_event_webhooks_get_the_message_in_metadata(
+    worker_client: k8s.ApiClient, admin_client: k8s.ApiClient, ns: str
+) -> None:
     with receiver() as peer:
         hooks = [
             WebhookSpec(
@@ -111,18 +124,20 @@ def test_event_webhooks_get_the_message_in_metadata(api: SandboxApi) -> None:
             ),
             WebhookSpec(name="down", type="event", url=closed_port_url()),
         ]
-        _activities(api).record_event(
-            _event(message="Advance podinfo.test canary weight 20", event_webhooks=hooks)
+        _activities(worker_client).record_event(
+            _event(ns, message=f"Advance podinfo.{ns} canary weight 20", event_webhooks=hooks)
         )
     (seen,) = peer.requests
     body = seen.json()
     assert seen.path == "/events"
-    assert (body["name"], body["namespace"], body["phase"]) == ("podinfo", "test", "Progressing")
+    assert (body["name"], body["namespace"], body["phase"]) == ("podinfo", ns, "Progressing")
     assert body["checksum"] == "rev-1"
-    assert body["metadata"]["eventMessage"] == "Advance podinfo.test canary weight 20"
+    assert body["metadata"]["eventMessage"] == f"Advance podinfo.{ns} canary weight 20"
     assert body["metadata"]["eventType"] == "Normal"
     assert body["metadata"]["timestamp"].isdigit()
     assert body["metadata"]["team"] == "a"
+    # The Event came first (the webhook follows it): it is on the cluster.
+    assert len(_events_of(admin_client, ns, f"Advance podinfo.{ns} canary weight 20")) == 1
 
 
 def test_api_server_down_is_retryable_and_sends_nothing() -> None:
@@ -133,14 +148,14 @@ def test_api_server_down_is_retryable_and_sends_nothing() -> None:
     with receiver() as peer:
         hook = WebhookSpec(name="events", type="event", url=peer.url)
         with pytest.raises(ApplicationError) as caught:
-            activities.record_event(_event(event_webhooks=[hook]))
+            activities.record_event(_event("test", event_webhooks=[hook]))
     assert caught.value.type == "KubernetesError"
     assert not caught.value.non_retryable
     assert not peer.requests  # the Event is written first: a retry sends nothing twice
 
 
 def test_kubectl_describe_shows_the_events(
-    sandbox_cluster: Any, kubectl: Any, sandbox_namespace: str
+    worker_client: k8s.ApiClient, kubectl: Any, sandbox_namespace: str
 ) -> None:
     """What a Flagger user types: the events appear under the Deployment, counted."""
     ns = sandbox_namespace
@@ -158,18 +173,11 @@ spec:
       containers: [{{name: podinfod, image: quay.io/stefanprodan/podinfo:1.4.1}}]
 """
     )
-    from activities.kubernetes import build_api_client
-
-    activities = AnalysisActivities(
-        api_client=build_api_client(kubeconfig=str(sandbox_cluster.kubeconfig)),
-        settings=AnalysisSettings(),
-    )
+    activities = _activities(worker_client)
     message = f"Advance podinfo.{ns} canary weight 10"
     for _ in range(2):
-        activities.record_event(_event(namespace=ns, message=message))
-    activities.record_event(
-        _event(namespace=ns, type="Warning", message=f"Halt podinfo.{ns} advancement")
-    )
+        activities.record_event(_event(ns, message=message))
+    activities.record_event(_event(ns, type="Warning", message=f"Halt podinfo.{ns} advancement"))
     described = kubectl.run("-n", ns, "describe", "deployment", "podinfo").stdout
     lines = described[described.index("Events:") :].splitlines()
     (advance,) = [line for line in lines if message in line]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,14 @@ from activities.analysis.metrics.credentials import Credentials
 from activities.analysis.metrics.prometheus import PrometheusProvider
 from tests.integration.analysis_support import (
     PrometheusProcess,
-    SandboxApi,
     Workload,
     create_flagger_object,
-    create_namespace,
     create_secret,
-    install_flagger_crds,
+    fresh_namespace,
     mesh_exporter,
     prometheus_binary,
     receiver,
     run_prometheus,
-    sandbox_api,
     wait_for,
 )
 from workflows.activity_api import CanaryRef, MetricCheckInput
@@ -79,8 +77,10 @@ def _activities(url: str) -> AnalysisActivities:
     return AnalysisActivities(api_client=api, settings=AnalysisSettings(prometheus_url=url))
 
 
-def _check(url: str, target: str, **metric: object) -> MetricCheckInput:
-    ref = CanaryRef(namespace="test", name=target, target=target, service=target)
+def _check(url: str, target: str, namespace: str = "test", **metric: object) -> MetricCheckInput:
+    """A check of ``target``'s metric; ``namespace``: the Canary's (by default the exporter's
+    series label, where the builtin checks read nothing from the cluster)."""
+    ref = CanaryRef(namespace=namespace, name=target, target=target, service=target)
     return MetricCheckInput(ref=ref, metric=MetricSpec.model_validate(metric))
 
 
@@ -207,30 +207,43 @@ def test_stopped_prometheus_is_a_provider_error(tmp_path: Path) -> None:
     assert "t0ken" not in result.message
 
 
-# --- MetricTemplates from a real API server, credentials from Secrets and the environment --------
+# --- MetricTemplates from the real cluster, credentials from Secrets and the environment ----------
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The module's namespaces on the session's cluster, and its two clients."""
+
+    admin: k8s.ApiClient
+    """Set-up: Secrets and MetricTemplates."""
+    worker: k8s.ApiClient
+    """The activity's (the ``coalmine`` ServiceAccount, held to the shipped ClusterRole)."""
+    canary_ns: str
+    """The Canary's namespace: templates and Secrets a templateRef finds without a namespace."""
+    provider_ns: str
+    """Flagger's ``flagger-system`` for shared templates: a namespace of our own."""
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[SandboxApi]:
-    with sandbox_api() as running:
-        client = running.api_client()
-        install_flagger_crds(client)
-        create_namespace(client, "test")
-        create_namespace(client, "flagger-system")
-        yield running
+def cluster(admin_client: k8s.ApiClient, worker_client: k8s.ApiClient) -> Iterator[Cluster]:
+    with (
+        fresh_namespace(admin_client, "metrics") as canary_ns,
+        fresh_namespace(admin_client, "metrics-providers") as provider_ns,
+    ):
+        yield Cluster(admin_client, worker_client, canary_ns, provider_ns)
 
 
-def _cluster_activities(api: SandboxApi, **settings: Any) -> AnalysisActivities:
+def _cluster_activities(cluster: Cluster, **settings: Any) -> AnalysisActivities:
     return AnalysisActivities(
-        api_client=api.api_client(), settings=AnalysisSettings(**settings), environ={}
+        api_client=cluster.worker, settings=AnalysisSettings(**settings), environ={}
     )
 
 
-def test_metric_template_with_variables(prometheus: PrometheusProcess, api: SandboxApi) -> None:
+def test_metric_template_with_variables(prometheus: PrometheusProcess, cluster: Cluster) -> None:
     create_flagger_object(
-        api.api_client(),
+        cluster.admin,
         "metrictemplates",
-        "flagger-system",
+        cluster.provider_ns,
         "error-rate",
         {
             "provider": {"type": "prometheus", "address": prometheus.url},
@@ -244,53 +257,57 @@ def test_metric_template_with_variables(prometheus: PrometheusProcess, api: Sand
             ),
         },
     )
+    # The Canary's namespace is the series' label ("test"): the template is read from the
+    # provider namespace, nothing from the Canary's.
     request = _check(
         prometheus.url,
         "podinfo",
         name="errors-500",
         interval=INTERVAL,
-        templateRef={"name": "error-rate", "namespace": "flagger-system"},
+        templateRef={"name": "error-rate", "namespace": cluster.provider_ns},
         templateVariables={"code": "500"},
         thresholdRange={"max": 10},
     )
-    result = _cluster_activities(api).check_metric(request)
+    result = _cluster_activities(cluster).check_metric(request)
     assert result.value == pytest.approx(30.0, abs=0.01)
     assert result.outcome == CheckOutcome.BREACH
     assert result.message == "errors-500 30.00 > 10"
 
 
-def test_missing_template_is_a_non_retryable_invalid_spec(api: SandboxApi) -> None:
+def test_missing_template_is_a_non_retryable_invalid_spec(cluster: Cluster) -> None:
     request = _check(
         "http://unused",
         "podinfo",
+        cluster.canary_ns,
         name="x",
         templateRef={"name": "absent"},
         thresholdRange={"max": 1},
     )
     with pytest.raises(ApplicationError) as caught:
-        _cluster_activities(api).check_metric(request)
+        _cluster_activities(cluster).check_metric(request)
     assert caught.value.type == "InvalidSpec"
     assert caught.value.non_retryable
-    assert "metric template test/absent not found" in str(caught.value)
+    assert f"metric template {cluster.canary_ns}/absent not found" in str(caught.value)
 
 
-def test_unknown_provider_type_is_refused(api: SandboxApi) -> None:
+def test_unknown_provider_type_is_refused(cluster: Cluster) -> None:
     create_flagger_object(
-        api.api_client(),
+        cluster.admin,
         "metrictemplates",
-        "test",
+        cluster.canary_ns,
         "datadog-latency",
         {"provider": {"type": "datadog", "address": "https://api.datadoghq.com"}, "query": "x"},
     )
     request = _check(
         "http://unused",
         "podinfo",
+        cluster.canary_ns,
         name="x",
         templateRef={"name": "datadog-latency"},
         thresholdRange={"max": 1},
     )
     with pytest.raises(ApplicationError, match="'datadog' is not supported") as caught:
-        _cluster_activities(api).check_metric(request)
+        _cluster_activities(cluster).check_metric(request)
     assert caught.value.type == "InvalidSpec"
 
 
@@ -313,15 +330,15 @@ _ANSWER = json.dumps(
     ],
 )
 def test_template_credentials_come_from_the_secret(
-    api: SandboxApi, secret: dict[str, str], expected: str
+    cluster: Cluster, secret: dict[str, str], expected: str
 ) -> None:
-    name = "creds-" + next(iter(secret))
-    create_secret(api.api_client(), "test", name, {**secret, "headers": '{"X-Scope-OrgID": "t1"}'})
+    ns, name = cluster.canary_ns, "creds-" + next(iter(secret))
+    create_secret(cluster.admin, ns, name, {**secret, "headers": '{"X-Scope-OrgID": "t1"}'})
     with receiver(lambda _r: (200, _ANSWER)) as fake_prometheus:
         create_flagger_object(
-            api.api_client(),
+            cluster.admin,
             "metrictemplates",
-            "test",
+            ns,
             name,
             {
                 "provider": {
@@ -335,11 +352,12 @@ def test_template_credentials_come_from_the_secret(
         request = _check(
             "http://unused",
             "podinfo",
+            ns,
             name="m",
             templateRef={"name": name},
             thresholdRange={"max": 50},
         )
-        result = _cluster_activities(api).check_metric(request)
+        result = _cluster_activities(cluster).check_metric(request)
     assert result.outcome == CheckOutcome.OK
     assert result.value == 42.5
     (seen,) = fake_prometheus.requests

@@ -1,8 +1,10 @@
 """``call_webhook`` over real sockets: a local HTTP peer, then the sandbox's load tester.
 
 The local peer checks each of the eight webhook types' payload and Flagger's status rule (≤ 202
-passes; 203, 500, timeouts fail; retries retry). Secrets: a ``secretRef`` token read from a real
-API server reaches the peer but never the activity's input, result or logs. The sandbox part
+passes; 203, 500, timeouts fail; retries retry). Secrets: a ``secretRef`` token, read from the
+session's real API server as the worker reads it (``worker_client``, held to the shipped
+ClusterRole) in a namespace of this module's own, reaches the peer but never the activity's input,
+result or logs. The sandbox part
 drives the flagger-loadtester work-alike through the mesh: gates, rollback gate, a ``hey`` load
 test.
 """
@@ -24,12 +26,10 @@ from temporalio.worker import Worker
 from activities.analysis import AnalysisActivities, AnalysisSettings
 from tests.integration.analysis_support import (
     Recorded,
-    SandboxApi,
     closed_port_url,
-    create_namespace,
     create_secret,
+    fresh_namespace,
     receiver,
-    sandbox_api,
 )
 from workflows import policies
 from workflows._base import duration_seconds
@@ -63,10 +63,15 @@ def _activities(api_client: Any = None, **settings: Any) -> AnalysisActivities:
 
 
 def _call(
-    activities: AnalysisActivities, url: str, *, type_: str = "rollout", **hook: Any
+    activities: AnalysisActivities,
+    url: str,
+    *,
+    type_: str = "rollout",
+    ref: CanaryRef = REF,
+    **hook: Any,
 ) -> tuple[WebhookInput, Any]:
     spec = WebhookSpec.model_validate({"name": f"{type_}-hook", "type": type_, "url": url, **hook})
-    request = WebhookInput(ref=REF, webhook=spec, phase=PHASE_OF_TYPE[type_], checksum="rev-1")
+    request = WebhookInput(ref=ref, webhook=spec, phase=PHASE_OF_TYPE[type_], checksum="rev-1")
     return request, activities.call_webhook(request)
 
 
@@ -178,16 +183,15 @@ def test_redirect_is_not_followed() -> None:
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[SandboxApi]:
-    with sandbox_api() as running:
-        client = running.api_client()
-        create_namespace(client, "test")
-        create_secret(client, "test", "hook-token", {"token": "tok-7f3a9c"})
-        yield running
+def hook_ref(admin_client: k8s.ApiClient) -> Iterator[CanaryRef]:
+    """A Canary in a namespace of the module's own, holding the Secret ``hook-token``."""
+    with fresh_namespace(admin_client, "webhooks") as ns:
+        create_secret(admin_client, ns, "hook-token", {"token": "tok-7f3a9c"})
+        yield CanaryRef(namespace=ns, name="podinfo", target="podinfo", service="podinfo")
 
 
 def test_secret_token_reaches_the_peer_only(
-    api: SandboxApi, caplog: pytest.LogCaptureFixture
+    worker_client: k8s.ApiClient, hook_ref: CanaryRef, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
 
@@ -197,8 +201,9 @@ def test_secret_token_reaches_the_peer_only(
 
     with receiver(echo_headers) as peer:
         request, result = _call(
-            _activities(api.api_client()),
+            _activities(worker_client),
             peer.url,
+            ref=hook_ref,
             secretRef={"name": "hook-token", "key": "token"},
         )
     assert peer.requests[0].headers["authorization"] == "Bearer tok-7f3a9c"
@@ -209,11 +214,14 @@ def test_secret_token_reaches_the_peer_only(
     assert "tok-7f3a9c" not in caplog.text
 
 
-def test_missing_secret_is_a_configuration_error(api: SandboxApi) -> None:
+def test_missing_secret_is_a_configuration_error(
+    worker_client: k8s.ApiClient, hook_ref: CanaryRef
+) -> None:
     from temporalio.exceptions import ApplicationError
 
-    with receiver() as peer, pytest.raises(ApplicationError, match="not found") as caught:
-        _call(_activities(api.api_client()), peer.url, secretRef={"name": "absent"})
+    missing = f"secret {hook_ref.namespace}/absent not found"  # in the Canary's namespace
+    with receiver() as peer, pytest.raises(ApplicationError, match=missing) as caught:
+        _call(_activities(worker_client), peer.url, ref=hook_ref, secretRef={"name": "absent"})
     assert caught.value.type == "InvalidSpec"
     assert not peer.requests
 
