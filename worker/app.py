@@ -47,9 +47,10 @@ def product_activities(api_client: Any, settings: Settings) -> list[object]:
 
 
 def product_workflows() -> list[type]:
+    from workflows.finalize import CanaryFinalizeWorkflow
     from workflows.rollout import CanaryRolloutWorkflow
 
-    return [CanaryRolloutWorkflow]
+    return [CanaryRolloutWorkflow, CanaryFinalizeWorkflow]
 
 
 def build_worker(

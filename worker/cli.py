@@ -5,6 +5,7 @@ Each group lives in its own module so the pieces can grow independently:
 - ``coalmine rollout …``  start, watch and steer rollouts (``worker.rollout_cli``)
 - ``coalmine canary …``   check Canary documents, no cluster needed (``worker.canary_cli``)
 - ``coalmine worker``     run the Temporal worker (``worker.worker_cli``)
+- ``coalmine controller`` watch Canaries and start rollouts on a change (``worker.controller``)
 - ``coalmine temporal …`` prepare a Temporal namespace (``worker.temporal_cli``)
 
 The local stack (``coalmine up|down|demo``, ``coalmine sandbox …``) is not part of this
@@ -22,6 +23,7 @@ from importlib.metadata import entry_points
 import typer
 
 from worker import canary_cli, rollout_cli, temporal_cli, worker_cli
+from worker.controller import cli as controller_cli
 
 app = typer.Typer(
     name="coalmine",
@@ -33,6 +35,7 @@ app.add_typer(rollout_cli.app, name="rollout")
 app.add_typer(canary_cli.app, name="canary")
 app.add_typer(temporal_cli.app, name="temporal")
 worker_cli.register(app)
+controller_cli.register(app)
 for plugin in entry_points(group="coalmine.cli"):
     plugin.load()(app)
 

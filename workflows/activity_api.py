@@ -27,6 +27,7 @@ class ActivityName:
     SCALE_CANARY = "scale_canary"
     WAIT_READY = "wait_ready"
     PROMOTE = "promote"
+    REVERT_SERVICE = "revert_service"
     # Traffic router (activities/router)
     RECONCILE_ROUTES = "reconcile_routes"
     SET_WEIGHTS = "set_weights"

@@ -184,6 +184,17 @@ class KubernetesActivities:
         if hpa is not None:
             converge(self._res, HPA, objects.primary_hpa(canary, hpa), whole_spec=True)
 
+    @activity.defn(name=ActivityName.REVERT_SERVICE)
+    def revert_service(self, input: InitializeInput) -> None:
+        """The apex Service selects the target's pods again (a Canary deleted with
+        ``revertOnDeletion``, as Flagger's finalizer reverts it); no write when it does."""
+        canary = input.canary
+        target = self._target(canary.namespace, canary.spec.target_ref.name)
+        label, value = objects.selector_label(target)
+        apex = objects.services(canary, label, value)[0]
+        apex["spec"]["selector"] = {label: value}
+        converge(self._res, SERVICE, apex, carry=objects.carry_node_ports)
+
     # --- helpers ---------------------------------------------------------------------------
 
     def _target(self, namespace: str, name: str) -> Obj:

@@ -33,7 +33,7 @@ from sandbox import statefiles
 from sandbox.apiproxy import ApiProxy
 from sandbox.cluster import ControlPlane
 from sandbox.cluster import Ports as ClusterPorts
-from sandbox.kubecache import KubeCache, KubeConfig, data_plane_resources
+from sandbox.kubecache import data_plane_resources
 from sandbox.launcher import SandboxHandle, down, start_sandbox, up
 from sandbox.mesh import IstioMetrics, Mesh
 from sandbox.mesh.metrics import CONTENT_TYPE
@@ -41,6 +41,7 @@ from sandbox.prometheus import PrometheusServer
 from sandbox.settings import WorldSettings
 from sandbox.tools import hey_bin
 from sandbox.workloads import LoadTester, Podinfo, WorkloadSet
+from worker.kubecache import KubeCache, KubeConfig
 
 __all__ = ["RunOptions", "SandboxHandle", "down", "serve", "start_sandbox", "up"]
 

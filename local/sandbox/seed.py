@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from activities.errors import AlreadyExists
-from sandbox.kubecache import KubeConfig, request_json
+from worker.kubecache import KubeConfig, request_json
 
 log = logging.getLogger("sandbox")
 

@@ -1,38 +1,39 @@
-"""A read-only, watch-backed cache of a few resource types from a Kubernetes API server.
+"""The data plane's view of the cluster: the product's informer (`worker.kubecache`), re-exported.
 
-The sandbox's data plane (the mesh, the workloads) reads the cluster through this, as Istio's
-control plane reads it through client-go informers: a plain API client of any kube-apiserver, with
-nothing but a kubeconfig.
-
-```python
-config = KubeConfig.load(kubeconfig_path)
-async with config.session() as session:
-    cache = KubeCache(config, data_plane_resources(), session=session)
-    await cache.start()          # every type listed once
-    cache.peek("", "services", "test", "podinfo")
-    cache.scan("networking.istio.io", "virtualservices")
-    cache.listen(on_change, group="", plural="pods")
-    ...
-    await cache.close()
-```
-
-Modules: ``_config`` (kubeconfig → URL, TLS, auth headers, aiohttp session), ``_http`` (JSON
-requests; errors are `activities.errors`' tree), ``_informer`` (one type: LIST, WATCH, re-LIST,
-indexes), ``_cache`` (the types together: reads, listeners, start and close).
+The mesh and the workloads read the cluster as Istio's control plane does, through a watch-backed
+cache and nothing but a kubeconfig. The cache itself is the controller's (`worker.kubecache`):
+one informer in the project. What is the sandbox's own is the list of types its data plane reads.
 """
 
 from __future__ import annotations
 
-from sandbox.kubecache._cache import (
+from worker.kubecache import (
     CacheNotSynced,
+    Change,
     ClusterView,
+    IndexFunc,
+    Informer,
     KubeCache,
+    KubeConfig,
+    KubeConfigError,
     Listener,
-    data_plane_resources,
+    Resource,
+    WatchSettings,
+    request_json,
 )
-from sandbox.kubecache._config import KubeConfig, KubeConfigError
-from sandbox.kubecache._http import request_json
-from sandbox.kubecache._informer import Change, IndexFunc, Informer, Resource, WatchSettings
+
+
+def data_plane_resources(*, istio_version: str = "v1") -> tuple[Resource, ...]:
+    """The types the sandbox's mesh and workloads read (Istio's in ``istio_version``)."""
+    return (
+        Resource("", "v1", "namespaces"),
+        Resource("", "v1", "services"),
+        Resource("", "v1", "pods"),
+        Resource("discovery.k8s.io", "v1", "endpointslices"),
+        Resource("networking.istio.io", istio_version, "virtualservices"),
+        Resource("networking.istio.io", istio_version, "destinationrules"),
+    )
+
 
 __all__ = [
     "CacheNotSynced",

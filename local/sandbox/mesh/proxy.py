@@ -33,7 +33,6 @@ from dataclasses import replace
 from aiohttp import web
 from yarl import URL
 
-from sandbox.kubecache import Change, ClusterView
 from sandbox.mesh import endpoints, hosts
 from sandbox.mesh.metrics import IstioMetrics, Peer
 from sandbox.mesh.routes import (
@@ -54,6 +53,7 @@ from sandbox.workloads.base import (
     serving_container,
     workload_of,
 )
+from worker.kubecache import Change, ClusterView
 
 
 class MeshError(Exception):

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.kubecache import Change, ClusterView
 from sandbox.mesh.hosts import host_matches
+from worker.kubecache import Change, ClusterView
 
 Obj = dict[str, Any]
 GROUP, PLURAL = "networking.istio.io", "virtualservices"

@@ -7,7 +7,8 @@ its namespace; ``server``; ``certificate-authority`` / ``-data``; ``insecure-ski
 a client certificate and key (``client-certificate`` / ``-data``, ``client-key`` / ``-data``); a
 bearer ``token`` / ``tokenFile``. Relative file paths are relative to the kubeconfig's own
 directory. ``exec`` and ``auth-provider`` plugins and basic auth are refused with a clear error:
-the local control plane uses certificates or a token.
+the local control plane uses certificates or a token, and a pod its ServiceAccount token
+(`KubeConfig.in_cluster`).
 
 Everything is read once, when `KubeConfig.load` runs (before the event loop serves anything), so
 no request ever touches the disk.
@@ -86,7 +87,7 @@ def _auth_headers(user: Obj, base: Path) -> dict[str, str]:
     for unsupported in ("exec", "auth-provider", "username", "password"):
         if user.get(unsupported):
             raise KubeConfigError(
-                f"kubeconfig user uses {unsupported!r}, which the sandbox's client does not "
+                f"kubeconfig user uses {unsupported!r}, which this client does not "
                 "support: use a client certificate or a token"
             )
     token = user.get("token")
@@ -146,18 +147,43 @@ class KubeConfig:
             ssl_context=tls,
         )
 
+    @classmethod
+    def in_cluster(
+        cls, root: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+    ) -> KubeConfig:
+        """The pod's own ServiceAccount, as client-go's ``rest.InClusterConfig`` reads it."""
+        host = os.environ.get("KUBERNETES_SERVICE_HOST")
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        if not host:
+            raise KubeConfigError("not in a pod: KUBERNETES_SERVICE_HOST is not set")
+        try:
+            token = (root / "token").read_text().strip()
+            context = ssl.create_default_context(cafile=str(root / "ca.crt"))
+            namespace = (root / "namespace").read_text().strip()
+        except (OSError, ssl.SSLError) as err:
+            raise KubeConfigError(f"cannot read the pod's service account: {err}") from err
+        server = f"https://{'[' + host + ']' if ':' in host else host}:{port}"
+        return cls(
+            server=server,
+            namespace=namespace or "default",
+            headers={"Authorization": f"Bearer {token}"},
+            ssl_context=context,
+        )
+
     def url(self, path: str) -> str:
         """The absolute URL of an API path (``/api/v1/pods``)."""
         return self.server + path
 
-    def session(self, *, connections: int = 32) -> aiohttp.ClientSession:
+    def session(
+        self, *, connections: int = 32, user_agent: str = "coalmine/kubecache"
+    ) -> aiohttp.ClientSession:
         """A session for this server: auth headers, TLS, no overall timeout (watches are long;
         each request sets its own). Create it inside the running event loop; close it after use.
         """
         connector = aiohttp.TCPConnector(
             ssl=self.ssl_context if self.ssl_context is not None else True, limit=connections
         )
-        headers = {"Accept": "application/json", "User-Agent": "coalmine-sandbox/kubecache"}
+        headers = {"Accept": "application/json", "User-Agent": user_agent}
         return aiohttp.ClientSession(
             connector=connector,
             headers={**headers, **self.headers},

@@ -7,6 +7,7 @@ a ``Status`` to an error class in the project, whichever client made the call.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,14 +34,21 @@ async def request_json(
     params: Mapping[str, str] | None = None,
     body: Obj | None = None,
     seconds: float = 60.0,
+    content_type: str = "application/json",
 ) -> Obj:
-    """One request; the decoded JSON object of a 2xx answer, else an `ApiStatusError`."""
+    """One request; the decoded JSON object of a 2xx answer, else an `ApiStatusError`.
+
+    ``content_type``: of the body, e.g. ``application/merge-patch+json`` for a PATCH.
+    """
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": content_type} if data is not None else None
     try:
         async with session.request(
             method,
             url,
             params=params,
-            json=body,
+            data=data,
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=seconds),
         ) as response:
             data = await response.read()

@@ -1,10 +1,11 @@
-"""`KubeCache`: the read-only, watch-backed view of a few resource types that the data plane reads.
+"""`KubeCache`: the read-only, watch-backed view of a few resource types.
 
 One `Informer` per type, each its own task on the caller's event loop, all sharing one aiohttp
 session. `start` returns once every type has completed its first LIST, so a reader never sees an
 empty view of a type the server has objects of; after that each type follows its watch and lists
 again whenever it has to (see ``_informer``). Reads are synchronous dictionary lookups on the
-stored objects: the mesh reads them on every request.
+stored objects (the controller reads them on every change; the local stack's mesh on every
+request).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Protocol
 
 import aiohttp
 
-from sandbox.kubecache._config import KubeConfig
-from sandbox.kubecache._informer import (
+from worker.kubecache._config import KubeConfig
+from worker.kubecache._informer import (
     Change,
     IndexFunc,
     Informer,
@@ -28,25 +29,13 @@ from sandbox.kubecache._informer import (
     WatchSettings,
 )
 
-log = logging.getLogger("sandbox.kubecache")
+log = logging.getLogger("coalmine.kubecache")
 
 Listener = Callable[[Change], None]
 
 
-def data_plane_resources(*, istio_version: str = "v1") -> tuple[Resource, ...]:
-    """The types the sandbox's mesh and workloads read (Istio's in ``istio_version``)."""
-    return (
-        Resource("", "v1", "namespaces"),
-        Resource("", "v1", "services"),
-        Resource("", "v1", "pods"),
-        Resource("discovery.k8s.io", "v1", "endpointslices"),
-        Resource("networking.istio.io", istio_version, "virtualservices"),
-        Resource("networking.istio.io", istio_version, "destinationrules"),
-    )
-
-
 class ClusterView(Protocol):
-    """What the data plane reads: `KubeCache`'s read surface."""
+    """`KubeCache`'s read surface (what the controller and the local stack's mesh read)."""
 
     def peek(self, group: str, plural: str, namespace: str | None, name: str) -> Obj | None: ...
 

@@ -9,7 +9,7 @@ then WATCHes from the list's ``resourceVersion`` with ``allowWatchBookmarks=true
   mean the version is too old: LIST again;
 - a refused or dropped connection, a failed LIST or an unexpected answer: LIST again after an
   exponential backoff (reset once a watch delivers events), because a restarted server may not know
-  the old version at all (the stand-in's numbering restarts with it);
+  the old version at all (etcd restored from a backup);
 - a line that is not JSON, or an object without a name, is logged and skipped: one bad event never
   ends the type's view.
 
@@ -33,10 +33,10 @@ from typing import Any, NamedTuple
 import aiohttp
 
 from activities.errors import ApiUnavailable, KubernetesError
-from sandbox.kubecache._http import request_json, status_error
+from worker.kubecache._http import request_json, status_error
 
 Obj = dict[str, Any]
-log = logging.getLogger("sandbox.kubecache")
+log = logging.getLogger("coalmine.kubecache")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,175 @@
+"""What a Canary, as the cluster has it now, asks for: pure decisions, no I/O.
+
+The controller holds no rollout state: it reads the Canary (spec and the status the workflow
+wrote), its target and the config the target references from the watch cache, and decides one
+`Action`. The comparison that starts a rollout is Flagger's: the target's revision (pod template
+plus tracked ConfigMaps and Secrets) against the Canary's ``status.lastAppliedSpec``, which the
+workflow writes as soon as it has a revision. Applying the same decision twice is harmless: a
+start is an update-with-start on a deterministic workflow ID, and a revision the running
+rollout already has is a no-op there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from activities.kubernetes.revision import (
+    CONFIG_MAP_REF,
+    compute_revision,
+    config_refs,
+    is_tracked_secret,
+)
+from workflows.spec import Canary, SpecError, parse_canary
+
+Obj = dict[str, Any]
+FINALIZER = "finalizer.flagger.app"
+"""Flagger's finalizer, added only with ``revertOnDeletion: true`` (as Flagger does)."""
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """The spec is refused: the status and a Warning event name the field and the fix."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class WaitForTarget:
+    """The target Deployment does not exist (yet): say so, start nothing."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Suspended:
+    """``spec.suspend``: no new rollout; a running one is paused (Flagger skips its runs)."""
+
+
+@dataclass(frozen=True)
+class Finalize:
+    """Deleted with Flagger's finalizer: revert the target, then drop the finalizer."""
+
+    canary: Canary | None
+    """None when the spec cannot be read: the finalizer is dropped without a revert."""
+
+
+@dataclass(frozen=True)
+class Gone:
+    """Deleted without a finalizer (or already finalized): nothing is left to do."""
+
+
+@dataclass(frozen=True)
+class UpToDate:
+    """The target's revision is the one the workflow has (``lastAppliedSpec``)."""
+
+    canary: Canary
+    revision: str
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A new revision (or a Canary never initialized): start, or hand it to the running one."""
+
+    canary: Canary
+    revision: str
+
+
+Action = Invalid | WaitForTarget | Suspended | Finalize | Gone | UpToDate | Rollout
+
+
+def _meta(obj: Obj) -> Obj:
+    md = obj.get("metadata")
+    return md if isinstance(md, dict) else {}
+
+
+def _spec(obj: Obj) -> Obj:
+    spec = obj.get("spec")
+    return spec if isinstance(spec, dict) else {}
+
+
+def canary_document(obj: Obj) -> Obj:
+    """The Canary as a document to validate: the API server's bookkeeping left out."""
+    md = _meta(obj)
+    return {
+        "apiVersion": obj.get("apiVersion", "flagger.app/v1beta1"),
+        "kind": obj.get("kind", "Canary"),
+        "metadata": {"name": md.get("name"), "namespace": md.get("namespace")},
+        "spec": _spec(obj),
+    }
+
+
+def read(obj: Obj, min_interval_seconds: float) -> Canary | Invalid:
+    """The validated Canary, or why not (every problem, each naming its field and fix)."""
+    try:
+        return parse_canary(canary_document(obj), min_interval_seconds=min_interval_seconds)
+    except SpecError as err:
+        return Invalid(str(err))
+
+
+def wants_finalizer(obj: Obj) -> bool:
+    return _spec(obj).get("revertOnDeletion") is True and not _meta(obj).get("deletionTimestamp")
+
+
+def has_finalizer(obj: Obj) -> bool:
+    return FINALIZER in (_meta(obj).get("finalizers") or [])
+
+
+Lookup = Callable[[str, str], Obj | None]
+"""(kind plural, name) → the object in the Canary's namespace from the cache, or None."""
+
+
+def target_revision(target: Obj, lookup: Lookup) -> str:
+    """The target's revision, computed as the workflow's activities compute it."""
+    template = (_spec(target)).get("template") or {}
+    configs: dict[str, Obj | None] = {}
+    for ref in config_refs(template):
+        kind, name = ref.split("/", 1)
+        obj = lookup("configmaps" if kind == CONFIG_MAP_REF else "secrets", name)
+        if obj is not None and kind != CONFIG_MAP_REF and not is_tracked_secret(obj):
+            continue
+        configs[ref] = obj
+    return compute_revision(target, configs)
+
+
+def decide(obj: Obj, lookup: Lookup, *, min_interval_seconds: float) -> Action:
+    """The one thing to do for this Canary now."""
+    if _meta(obj).get("deletionTimestamp"):
+        if not has_finalizer(obj):
+            return Gone()
+        canary = read(obj, min_interval_seconds)
+        return Finalize(canary if isinstance(canary, Canary) else None)
+    if _spec(obj).get("suspend") is True:
+        return Suspended()
+    return _revision_action(obj, lookup, min_interval_seconds)
+
+
+def _revision_action(obj: Obj, lookup: Lookup, min_interval_seconds: float) -> Action:
+    canary = read(obj, min_interval_seconds)
+    if isinstance(canary, Invalid):
+        return canary
+    namespace, target_name = canary.namespace, canary.spec.target_ref.name
+    target = lookup("deployments", target_name)
+    if target is None:
+        return WaitForTarget(
+            f"Waiting for Deployment {target_name}.{namespace}: spec.targetRef names a "
+            "Deployment that does not exist; create it (or fix targetRef.name) and the "
+            "Canary initializes"
+        )
+    revision = target_revision(target, lookup)
+    status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+    if status and status.get("lastAppliedSpec") == revision and status.get("phase"):
+        return UpToDate(canary, revision)
+    return Rollout(canary, revision)
+
+
+def canary_keys_of_config(
+    deployments: list[Obj], canaries_of: Callable[[str], list[str]]
+) -> set[str]:
+    """Canary keys whose target is one of ``deployments`` (for a changed ConfigMap/Secret)."""
+    keys: set[str] = set()
+    for deployment in deployments:
+        md = _meta(deployment)
+        keys.update(canaries_of(f"{md.get('namespace')}/{md.get('name')}"))
+    return keys
