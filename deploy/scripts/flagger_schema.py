@@ -342,8 +342,10 @@ def metric_template_spec() -> Schema:
 def alert_provider_spec() -> Schema:
     return obj(
         {
+            # Flagger's five types, and Coalmine's `generic` JSON webhook (incident tools, bots).
             "type": string(
-                "Type of the provider.", enum=["slack", "msteams", "discord", "rocket", "gchat"]
+                "Type of the provider.",
+                enum=["slack", "msteams", "discord", "rocket", "gchat", "generic"],
             ),
             "channel": string("Channel of the alerts."),
             "username": string("Bot user name."),

@@ -82,7 +82,6 @@ FLAGGER_INVALID = [
     "missing-analysis",
     "missing-target-ref",
     "service-port-name-instead-of-number",
-    "step-weight-and-step-weights",
     "step-weight-quoted-string",
     "target-kind-statefulset",
     "target-port-list",
@@ -162,7 +161,7 @@ def example_files() -> list[Path]:
         [
             *(REPO / "examples").glob("*.yaml"),
             *SHARED_EXAMPLES.glob("*.yaml"),
-            REPO / "sandbox" / "demo_assets" / "canary.yaml",
+            REPO / "local" / "sandbox" / "demo_assets" / "canary.yaml",
             *(DEPLOY / "ci").glob("*"),
             *data,
         ]

@@ -190,12 +190,6 @@ def test_plain_address_without_a_secret(cluster: Cluster, chat: Receiver) -> Non
     assert seen.json()["attachments"][0]["text"] == cluster.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ApiException,
-    reason="finding: the activity has a `generic` notifier, but the shipped AlertProvider CRD "
-    "(deploy/crds, spec.type enum: slack, msteams, discord, rocket, gchat) refuses the type",
-)
 def test_generic_webhook_with_a_plain_address(cluster: Cluster, chat: Receiver) -> None:
     create_flagger_object(
         cluster.admin,
