@@ -59,6 +59,11 @@ class SandboxHandle:
     loadtester_url: str
     env: dict[str, str]
 
+    @property
+    def controller_kubeconfig(self) -> Path:
+        """The ``coalmine-controller`` ServiceAccount, through the API proxy (the controller)."""
+        return self.state_dir / "controller.kubeconfig"
+
     @classmethod
     def from_state(cls, state_dir: Path, pid: int) -> SandboxHandle:
         ports = _saved_ports(state_dir)

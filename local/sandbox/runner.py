@@ -164,6 +164,8 @@ async def serve(options: RunOptions) -> None:
         stack.push_async_callback(proxy.close)
         cluster.write_worker_kubeconfig(proxy.url)
         shutil.copyfile(cluster.worker_kubeconfig, state_dir / "worker.kubeconfig")
+        cluster.write_controller_kubeconfig(proxy.url)
+        shutil.copyfile(cluster.controller_kubeconfig, state_dir / "controller.kubeconfig")
         await _data_plane(stack, state_dir, ports, options)
         _mark_ready(state_dir, ports, options)
         log.info("sandbox ready in %.1f s: %s", time.monotonic() - started, statefiles.urls(ports))

@@ -112,6 +112,7 @@ def env_vars(state_dir: Path, ports: Ports) -> dict[str, str]:
     return {
         "KUBECONFIG": str((state_dir / "kubeconfig").resolve()),
         "COALMINE_WORKER_KUBECONFIG": str((state_dir / "worker.kubeconfig").resolve()),
+        "COALMINE_CONTROLLER_KUBECONFIG": str((state_dir / "controller.kubeconfig").resolve()),
         # kubectl's discovery cache is keyed by host:port only; a later sandbox on the same port
         # with other resources would read a stale one. Each sandbox keeps its own.
         "KUBECACHEDIR": str((state_dir / "kube-cache").resolve()),

@@ -47,6 +47,8 @@ TOKEN_TTL = "720h"
 READY_TIMEOUT = 90.0
 DEPLOY_CRDS = REPO / "deploy" / "crds"
 WORKER_RBAC = REPO / "deploy" / "manifests" / "cluster"
+CONTROLLER_RBAC = REPO / "deploy" / "manifests" / "controller"
+CONTROLLER_ACCOUNT = "coalmine-controller"
 # kwok's own annotation: a pod (or a pod template) that sets it becomes ready after that long.
 READY_DELAY_ANNOTATION = "pod-ready.stage.kwok.x-k8s.io/delay"
 
@@ -190,6 +192,10 @@ class ControlPlane:
         return self.root / "worker.kubeconfig"
 
     @property
+    def controller_kubeconfig(self) -> Path:
+        return self.root / "controller.kubeconfig"
+
+    @property
     def audit_log(self) -> Path:
         return self.root / "audit.log"
 
@@ -217,6 +223,7 @@ class ControlPlane:
         await self._kubectl("apply", "--server-side", "-f", "-", stdin=self._nodes())
         await self._install_crds()
         await self._worker_account()
+        await self._controller_account()
         await self._wait_default_account()
         log.info("control plane ready in %.1f s at %s", time.monotonic() - started, self.url)
 
@@ -442,6 +449,38 @@ class ControlPlane:
             "create", "token", WORKER_ACCOUNT, "-n", WORKER_NAMESPACE, f"--duration={TOKEN_TTL}"
         )
         self.write_worker_kubeconfig(self.url, token.strip())
+
+    async def _controller_account(self) -> None:
+        # The controller's account and RBAC exactly as deploy/ ships them (not its Deployment:
+        # the local stack runs the controller as a process).
+        args = ["apply", "--server-side", "-n", WORKER_NAMESPACE]
+        for name in ("serviceaccount.yaml", "clusterrole.yaml", "clusterrolebinding.yaml"):
+            args += ["-f", str(CONTROLLER_RBAC / name)]
+        await self._kubectl(*args)
+        token = await self._kubectl(
+            "create",
+            "token",
+            CONTROLLER_ACCOUNT,
+            "-n",
+            WORKER_NAMESPACE,
+            f"--duration={TOKEN_TTL}",
+        )
+        self._write_account_kubeconfig(
+            self.controller_kubeconfig, self.url, CONTROLLER_ACCOUNT, token.strip()
+        )
+
+    def write_controller_kubeconfig(self, server: str) -> None:
+        """The controller's kubeconfig, pointing at ``server`` (the API proxy)."""
+        self._write_account_kubeconfig(self.controller_kubeconfig, server, CONTROLLER_ACCOUNT)
+
+    def _write_account_kubeconfig(
+        self, path: Path, server: str, account: str, token: str | None = None
+    ) -> None:
+        if token is None:
+            current = yaml.safe_load(path.read_text())
+            token = str(current["users"][0]["user"]["token"])
+        path.write_text(kubeconfig(server, self.pki.ca_cert, user=account, token=token))
+        path.chmod(0o600)
 
     def write_worker_kubeconfig(self, server: str, token: str | None = None) -> None:
         """The worker's kubeconfig, pointing at ``server`` (the API server, or a proxy in front)."""
