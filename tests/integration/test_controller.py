@@ -358,3 +358,91 @@ async def test_a_controller_killed_mid_rollout_loses_no_change_and_starts_nothin
     assert primary.endswith(":1.4.2"), done
     # Initialization and one rollout that took the second revision mid-way.
     assert await runs_of(dev_server_env.client, ns) == 2
+
+
+async def test_suspend_pauses_the_rollout_and_stops_new_ones(
+    controllers: Running, kubectl: Kubectl, sandbox_namespace: str, dev_server_env: Any
+) -> None:
+    ns = sandbox_namespace
+    await controllers.start()
+    await kube(kubectl, "apply", "-f", "-", stdin=DEPLOYMENT.format(ns=ns))
+    await kube(kubectl, "apply", "-f", "-", stdin=_canary(ns, interval="1s", step=10))
+    await until(kubectl, ns, lambda s: s.get("phase") == "Initialized")
+    image = "podinfod=quay.io/stefanprodan/podinfo:{}"
+    await kube(kubectl, "-n", ns, "set", "image", "deployment/podinfo", image.format("1.4.1"))
+    await until(kubectl, ns, lambda s: s.get("canaryWeight", 0) >= 10)
+    suspend = '{"spec": {"suspend": true}}'
+    await kube(kubectl, "-n", ns, "patch", "canary", "podinfo", "--type=merge", "-p", suspend)
+    await asyncio.sleep(1.5)
+    held = await canary_status(kubectl, ns)
+    await asyncio.sleep(3)  # three intervals: a running rollout would have moved on
+    assert (await canary_status(kubectl, ns))["canaryWeight"] == held["canaryWeight"]
+    lift = '{"spec": {"suspend": false}}'
+    await kube(kubectl, "-n", ns, "patch", "canary", "podinfo", "--type=merge", "-p", lift)
+    await until(kubectl, ns, lambda s: s.get("phase") == "Succeeded", within=60)
+    # Suspended again: a new image starts nothing.
+    await kube(kubectl, "-n", ns, "patch", "canary", "podinfo", "--type=merge", "-p", suspend)
+    await kube(kubectl, "-n", ns, "set", "image", "deployment/podinfo", image.format("1.4.2"))
+    await asyncio.sleep(3)
+    assert await runs_of(dev_server_env.client, ns) == 2
+    assert (await canary_status(kubectl, ns))["phase"] == "Succeeded"
+
+
+async def test_delete_with_revert_on_deletion_restores_the_target(
+    controllers: Running, kubectl: Kubectl, sandbox_namespace: str
+) -> None:
+    ns = sandbox_namespace
+    await controllers.start()
+    await kube(kubectl, "apply", "-f", "-", stdin=DEPLOYMENT.format(ns=ns))
+    revert = _canary(ns).replace("  targetRef:", "  revertOnDeletion: true\n  targetRef:")
+    await kube(kubectl, "apply", "-f", "-", stdin=revert)
+    await until(kubectl, ns, lambda s: s.get("phase") == "Initialized")
+    finalizers = await kube(
+        kubectl, "-n", ns, "get", "canary", "podinfo", "-o", "jsonpath={.metadata.finalizers}"
+    )
+    assert "finalizer.flagger.app" in finalizers
+    replicas = "jsonpath={.spec.replicas}"
+    assert await kube(kubectl, "-n", ns, "get", "deploy", "podinfo", "-o", replicas) == "0"
+    await kube(kubectl, "-n", ns, "delete", "canary", "podinfo", "--timeout=90s", timeout=100)
+    assert await kube(kubectl, "-n", ns, "get", "deploy", "podinfo", "-o", replicas) == "1"
+    selector = await kube(
+        kubectl, "-n", ns, "get", "svc", "podinfo", "-o", "jsonpath={.spec.selector.app}"
+    )
+    assert selector == "podinfo"
+    routes = await kube(
+        kubectl,
+        "-n",
+        ns,
+        "get",
+        "virtualservice",
+        "podinfo",
+        "-o",
+        "jsonpath={.spec.http[0].route[*].weight}",
+    )
+    assert routes.split() == ["0", "100"]
+
+
+async def test_delete_without_revert_leaves_the_primary_serving(
+    controllers: Running, kubectl: Kubectl, sandbox_namespace: str
+) -> None:
+    ns = sandbox_namespace
+    await controllers.start()
+    await kube(kubectl, "apply", "-f", "-", stdin=DEPLOYMENT.format(ns=ns))
+    await kube(kubectl, "apply", "-f", "-", stdin=_canary(ns))
+    await until(kubectl, ns, lambda s: s.get("phase") == "Initialized")
+    await kube(kubectl, "-n", ns, "delete", "canary", "podinfo", "--timeout=30s", timeout=40)
+    selector = await kube(
+        kubectl, "-n", ns, "get", "svc", "podinfo", "-o", "jsonpath={.spec.selector.app}"
+    )
+    assert selector == "podinfo-primary"
+    ready = await kube(
+        kubectl,
+        "-n",
+        ns,
+        "get",
+        "deploy",
+        "podinfo-primary",
+        "-o",
+        "jsonpath={.status.readyReplicas}",
+    )
+    assert ready == "1"
