@@ -7,6 +7,7 @@ started (by process id):
 - ``temporal.pid``, ``temporal.log``, ``temporal.db`` — the dev server; its data lives in the
   SQLite file so a restart keeps every rollout's history;
 - ``worker.pid``, ``worker.log`` — ``coalmine worker``, with the sandbox's environment;
+- ``controller.pid``, ``controller.log`` — ``coalmine controller``, as its own ServiceAccount;
 - ``sandbox/`` — the sandbox's own state directory (``coalmine sandbox up``);
 - ``stack.json`` — the ports chosen at the first start and kept afterwards;
 - ``env`` — a file a shell sources so ``coalmine``, ``temporal`` and ``kubectl`` point at the
@@ -32,6 +33,7 @@ from workflows.search import SEARCH_ATTRIBUTES
 
 TEMPORAL_MARKER = "start-dev"
 WORKER_MARKER = "worker"
+CONTROLLER_MARKER = "controller"
 READY_TIMEOUT = 60.0
 
 
@@ -166,6 +168,29 @@ def _start_worker(stack: Stack) -> None:
     _wait_http(f"http://127.0.0.1:{stack.ports.worker_metrics}/metrics", "the worker", log)
 
 
+def _start_controller(stack: Stack) -> None:
+    pid_file = stack.state_dir / "controller.pid"
+    if localproc.running(pid_file, CONTROLLER_MARKER) is not None:
+        return
+    log = stack.state_dir / "controller.log"
+    # Its own ServiceAccount (deploy/manifests/controller's ClusterRole), as in a user's cluster.
+    env = {**os.environ, **stack.env, "KUBECONFIG": str(stack.sandbox.controller_kubeconfig)}
+    start = log.stat().st_size if log.exists() else 0
+    pid = localproc.spawn(
+        [_bin("coalmine"), "controller"], pid_file=pid_file, log_file=log, env=env
+    )
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        with log.open("rb") as lines:
+            lines.seek(start)
+            if b"controller ready" in lines.read():
+                return
+        if not localproc.alive(pid):  # no marker: right after the fork it is not exec'd yet
+            break
+        time.sleep(0.2)
+    raise StackError(f"the controller (pid {pid}) did not start; see {log}")
+
+
 def _wait_http(url: str, what: str, log: Path, timeout: float = READY_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     # The stack's own services are on loopback: never through a proxy the shell may have set.
@@ -206,6 +231,7 @@ def up(state_dir: Path) -> Stack:
             ports = ports.with_new_server_ports(state_dir)
     stack = Stack(state_dir=state_dir, ports=ports, sandbox=handle)
     _start_worker(stack)
+    _start_controller(stack)
     lines = [f"export {k}={shlex.quote(v)}" for k, v in stack.env.items()]
     (state_dir / "env").write_text("\n".join(lines) + "\n")
     return stack
@@ -215,6 +241,8 @@ def down(state_dir: Path) -> list[str]:
     """Stop what ``up`` started, worker first (it drains), by process id; what was stopped."""
     state_dir = state_dir.resolve()
     stopped: list[str] = []
+    if localproc.stop(state_dir / "controller.pid", CONTROLLER_MARKER) is not None:
+        stopped.append("controller")
     if localproc.stop(state_dir / "worker.pid", WORKER_MARKER) is not None:
         stopped.append("worker")
     if localproc.stop(state_dir / "temporal.pid", TEMPORAL_MARKER) is not None:
@@ -231,5 +259,6 @@ def status(state_dir: Path) -> dict[str, int | None]:
     return {
         "temporal": localproc.running(state_dir / "temporal.pid", TEMPORAL_MARKER),
         "worker": localproc.running(state_dir / "worker.pid", WORKER_MARKER),
+        "controller": localproc.running(state_dir / "controller.pid", CONTROLLER_MARKER),
         "sandbox": sandbox.pid if sandbox else None,
     }
