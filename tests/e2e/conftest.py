@@ -1,11 +1,15 @@
 """End-to-end fixtures: everything as separate processes, as a user runs it.
 
-- a Temporal dev server (``temporal server start-dev``) with NO custom search attributes: the
-  real ``coalmine temporal setup`` registers them, so the suite proves that command too;
-- the sandbox cluster with its Prometheus also scraping the worker's metrics port;
-- ``coalmine worker`` as a process with the sandbox's environment (kubeconfig, Prometheus,
-  the mesh as HTTP proxy), stopped with SIGTERM at the end (it must exit 0: graceful shutdown);
-- ``coalmine rollout …`` commands run as processes (`Coalmine.run` / `Coalmine.spawn`).
+- a Temporal dev server (`TemporalServer` of tests/conftest.py) with NO custom search
+  attributes: the real ``coalmine temporal setup`` registers them, so the suite proves that
+  command too;
+- a sandbox cluster of the suite's own (the real control plane and the data plane), because its
+  Prometheus must also scrape the worker's metrics port, which the session's cluster does not;
+- ``coalmine worker`` as a process with the sandbox's environment (Prometheus, the mesh as HTTP
+  proxy) and the worker's kubeconfig (the ``coalmine`` ServiceAccount through the API proxy, held
+  to deploy/'s RBAC), stopped with SIGTERM at the end (it must exit 0: graceful shutdown);
+- ``coalmine rollout …`` commands run as processes (`Coalmine.run` / `Coalmine.spawn`) with a CI
+  job's environment: the cluster admin's kubeconfig.
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from sandbox.runner import SandboxHandle, start_sandbox
 
 from activities.kubernetes import build_api_client
-from sandbox.runner import SandboxHandle, start_sandbox
-from tests.conftest import TEMPORAL_CLI
-from tests.ports import free_port, wait_for_port
+from tests.conftest import TemporalServer
+from tests.ports import free_port
 
 COALMINE = str(Path(sys.executable).parent / "coalmine")
 TASK_QUEUE = "coalmine-e2e"
@@ -47,31 +51,13 @@ def stop_process(proc: subprocess.Popen[Any], *, timeout: float = 30) -> int:
     return proc.returncode
 
 
-@dataclass(frozen=True)
-class TemporalServer:
-    address: str
-    ui_port: int
-
-
 @pytest.fixture(scope="session")
 def e2e_temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalServer]:
-    port, ui_port = free_port(), free_port()
-    log = tmp_path_factory.mktemp("temporal") / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                TEMPORAL_CLI, "server", "start-dev", "--headless",
-                "--port", str(port), "--ui-port", str(ui_port),
-                "--log-level", "error",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    server = TemporalServer(tmp_path_factory.mktemp("temporal"), search_attributes=False)
     try:
-        wait_for_port(port)
-        yield TemporalServer(address=f"127.0.0.1:{port}", ui_port=ui_port)
+        yield server.start()
     finally:
-        stop_process(proc)
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +84,11 @@ class Coalmine:
     env: dict[str, str]
     temporal: TemporalServer
     sandbox: SandboxHandle
+
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """The worker's: the ``coalmine`` ServiceAccount through the API proxy."""
+        return {**self.env, "KUBECONFIG": str(self.sandbox.worker_kubeconfig)}
 
     def run(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -153,7 +144,7 @@ def coalmine_env(e2e_temporal: TemporalServer, e2e_sandbox: SandboxHandle) -> di
     env.update(
         TEMPORAL_ADDRESS=e2e_temporal.address,
         TEMPORAL_TASK_QUEUE=TASK_QUEUE,
-        TEMPORAL_UI_URL=f"http://127.0.0.1:{e2e_temporal.ui_port}",
+        TEMPORAL_UI_URL=e2e_temporal.ui_url,
         COLUMNS="200",
     )
     return env
@@ -184,6 +175,7 @@ class WorkerProcess:
 @pytest.fixture(scope="session")
 def worker_process(
     coalmine_env: dict[str, str],
+    e2e_sandbox: SandboxHandle,
     search_attributes_registered: str,
     worker_metrics_port: int,
     tmp_path_factory: pytest.TempPathFactory,
@@ -192,7 +184,7 @@ def worker_process(
     with log.open("w") as out:
         proc = subprocess.Popen(
             [COALMINE, "worker", "--metrics-port", str(worker_metrics_port)],
-            env=coalmine_env,
+            env={**coalmine_env, "KUBECONFIG": str(e2e_sandbox.worker_kubeconfig)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )

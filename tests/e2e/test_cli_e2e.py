@@ -275,7 +275,7 @@ def test_worker_shuts_down_gracefully_on_sigterm(coalmine: Coalmine, tmp_path: P
     with log.open("w") as out:
         proc = subprocess.Popen(
             [COALMINE, "worker", "--metrics-port", str(free_port()), "--task-queue", "idle"],
-            env=coalmine.env,
+            env=coalmine.worker_env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
