@@ -2,7 +2,8 @@
 
 Every server a benchmark starts is a context manager that stops it by process id on the way out,
 errors included: the Temporal dev server (started here as a plain subprocess so its CPU time and
-memory can be read from /proc), the time-skipping server, the sandbox.
+memory can be read from /proc), the time-skipping server, the sandbox (whose process has the
+control plane and Prometheus as children: `descendants` finds them).
 
 Histories are read as the server recorded them (``event_time`` is stamped by the server), so the
 figures derived from them do not depend on the benchmark process being scheduled on time.
@@ -83,7 +84,8 @@ def rss_kb(pid: int) -> int:
 
 
 def descendants(pid: int) -> list[int]:
-    """A process's children, grandchildren, … (to charge Prometheus and hey to the sandbox)."""
+    """A process's children, grandchildren, … (to charge the control plane, Prometheus and hey
+    to the sandbox)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -206,7 +208,11 @@ def stop_process(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def sandbox(pod_ready_delay: float = 0.3, **options: Any) -> Iterator[Any]:
-    """A whole sandbox (API server, controllers, mesh, Prometheus, load tester) in a subprocess."""
+    """A whole sandbox in a subprocess: the real control plane (kube-apiserver, etcd,
+    controller-manager, scheduler, kwok's fake nodes) and the data plane (API proxy, mesh,
+    Prometheus, load tester). The handle's ``kubeconfig`` is the admin's, straight to the API
+    server; a worker runs with ``worker_kubeconfig`` (the ``coalmine`` ServiceAccount through the
+    API proxy, whose audit log and fault rules are at ``proxy_url``)."""
     from sandbox.runner import start_sandbox
 
     with (

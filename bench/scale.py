@@ -1,10 +1,12 @@
 """Scale: N concurrent rollouts on ONE worker process: step lag, memory, CPU, actions per step.
 
-One sandbox, one Temporal dev server and, per configuration, a fresh ``coalmine worker`` process
-(the product's command, with the sandbox's env), so its memory and CPU are its own and readable from
-/proc. Every target is its own Deployment (1 replica), spread over ``--namespaces`` namespaces.
-All targets are initialized first (a target's first rollout only creates the primary, as Flagger
-does). Then, for each interval and size:
+One sandbox (the real control plane with kwok's fake nodes, and the data plane), one Temporal dev
+server and, per configuration, a fresh ``coalmine worker`` process (the product's command, with the
+sandbox's env and the worker's kubeconfig: the ``coalmine`` ServiceAccount through the API proxy,
+as the local stack runs it), so its memory and CPU are its own and readable from /proc. Every
+target is its own Deployment (1 replica), spread over ``--namespaces`` namespaces. All targets
+are initialized first (a target's first rollout only creates the primary, as Flagger does).
+Then, for each interval and size:
 
 1. a new image is set on N targets and N rollouts start, spread evenly over one interval (as
    canaries started by many CI jobs would be), each with ``stepWeight 10`` up to
@@ -20,8 +22,10 @@ does). Then, for each interval and size:
    history events and Temporal actions (activities, timers, markers, upserts) per step.
 
 While it runs, RSS of the worker is sampled every second, and the CPU seconds of every process
-(worker, Temporal server, sandbox, its Prometheus, this process, and the whole machine — other
-work on the machine included) are read from /proc at the start and end of each configuration.
+(worker, Temporal server, the sandbox process — API proxy, mesh and metrics —, its control plane —
+kube-apiserver, etcd, controller-manager, scheduler, kwok —, its Prometheus, this process, and
+the whole machine — other work on the machine included) are read from /proc at the start and end
+of each configuration.
 
 Run: ``python -m bench.scale [--sizes 100,500,1000] [--intervals 60,30] [--steps 3]``.
 """
@@ -84,6 +88,7 @@ DURATION = (
 
 
 WARMUP = ("scale-warmup", "warmup")
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kwok")  # comm
 
 
 def scale_canary(ns: str, name: str, *, interval: int, steps: int) -> Canary:
@@ -127,14 +132,14 @@ class Processes:
             "temporal": cpu_seconds(self.temporal),
             "bench": cpu_seconds(os.getpid()),
         }
-        sandbox_cpu, prometheus, tools = cpu_seconds(self.sandbox), 0.0, 0.0
+        parts = {"sandbox": cpu_seconds(self.sandbox), "control plane": 0.0, "prometheus": 0.0}
+        parts["sandbox tools"] = 0.0
         for pid in descendants(self.sandbox):
             with contextlib.suppress(OSError):
-                if process_name(pid) == "prometheus":
-                    prometheus += cpu_seconds(pid)
-                else:
-                    tools += cpu_seconds(pid)
-        out |= {"sandbox": sandbox_cpu, "prometheus": prometheus, "sandbox tools": tools}
+                name = process_name(pid)
+                part = "control plane" if name in CONTROL_PLANE else name
+                parts[part if part in parts else "sandbox tools"] += cpu_seconds(pid)
+        out |= parts
         out["machine"] = machine_busy_seconds()
         return out
 
@@ -374,7 +379,7 @@ class Result:
         cores = ", ".join(f"{k} {v / self.wall:.2f}" for k, v in self.cpu.items())
         per = ", ".join(
             f"{k} {self.cpu[k] / self.size * 1000:.0f} ms"
-            for k in ("worker", "temporal", "sandbox")
+            for k in ("worker", "temporal", "sandbox", "control plane")
         )
         return (
             f"{self.size} rollouts at {self.interval}s: {lag} ({f.steps} steps; "
@@ -520,7 +525,12 @@ async def run(args: argparse.Namespace) -> str:
     ):
         async with dev_server() as server:
             api_client = build_api_client(kubeconfig=str(handle.kubeconfig), pool_size=16)
-            env = {**handle.env, "TEMPORAL_ADDRESS": server.address}
+            # The worker's environment: the ServiceAccount's kubeconfig, as the local stack's.
+            env = {
+                **handle.env,
+                "TEMPORAL_ADDRESS": server.address,
+                "KUBECONFIG": str(handle.worker_kubeconfig),
+            }
             ctx = Context(server.client, api_client, env, server.pid, handle.pid, Path(log_dir))
             began = time.monotonic()
             await asyncio.to_thread(create_targets, api_client, targets_and_warmup)
