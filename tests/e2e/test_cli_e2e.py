@@ -19,7 +19,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from tests.e2e.conftest import COALMINE, IMAGE, App, Coalmine, free_port, make_app, stop_process
+from tests.e2e.conftest import COALMINE, IMAGE, App, Coalmine, make_app, stop_process
+from tests.ports import free_port
 from workflows.model import workflow_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
