@@ -32,6 +32,7 @@ from activities.kubernetes.resources import (
     HPA,
     SECRET,
     SERVICE,
+    CanaryOwner,
     Obj,
     Resources,
     annotations_of,
@@ -95,19 +96,19 @@ class KubernetesActivities:
         target = self._target(namespace, name)
         label, value = objects.selector_label(target)
         hpa = self._autoscaler(canary)  # validated before anything is written
+        owner = self._owner(canary)
         primary = self._res.get(DEPLOYMENT, namespace, name + objects.PRIMARY_SUFFIX)
         if primary is None:
             configs = read_configs(self._res, namespace, target)
             revision = compute_revision(target, configs)
-            copied = self._sync_configs(canary, configs)
+            copied = self._sync_configs(canary, configs, owner)
             wanted = objects.primary_deployment(canary, target, copied, revision)
-            _, primary = converge(self._res, DEPLOYMENT, wanted, update=False)
+            _, primary = converge(self._res, DEPLOYMENT, wanted, update=False, owner=owner)
         if hpa is not None:
-            converge(
-                self._res, HPA, objects.primary_hpa(canary, hpa), update=False, whole_spec=True
-            )
+            wanted_hpa = objects.primary_hpa(canary, hpa)
+            converge(self._res, HPA, wanted_hpa, update=False, whole_spec=True, owner=owner)
         for service in objects.services(canary, label, value):
-            converge(self._res, SERVICE, service, carry=objects.carry_node_ports)
+            converge(self._res, SERVICE, service, carry=objects.carry_node_ports, owner=owner)
         first = objects.INITIALIZED_ANNOTATION not in annotations_of(primary)
         if first:
             self._scale(namespace, name, 0)
@@ -175,14 +176,15 @@ class KubernetesActivities:
                 f"deployment {name}.{namespace} is at revision {revision}, not {input.revision}: "
                 "it changed after analysis, so it is not promoted"
             )
-        copied = self._sync_configs(canary, configs)
+        owner = self._owner(canary)
+        copied = self._sync_configs(canary, configs, owner)
         wanted = objects.promoted_primary(
             primary, target, copied, revision, has_autoscaler=hpa is not None
         )
         if not is_subset(wanted, primary):
             self._res.replace(DEPLOYMENT, namespace, primary_name, wanted)
         if hpa is not None:
-            converge(self._res, HPA, objects.primary_hpa(canary, hpa), whole_spec=True)
+            converge(self._res, HPA, objects.primary_hpa(canary, hpa), whole_spec=True, owner=owner)
 
     @activity.defn(name=ActivityName.REVERT_SERVICE)
     def revert_service(self, input: InitializeInput) -> None:
@@ -224,10 +226,14 @@ class KubernetesActivities:
             )
         return hpa
 
-    def _sync_configs(self, canary: Canary, configs: ConfigRefs) -> ConfigRefs:
+    def _owner(self, canary: Canary) -> CanaryOwner:
+        """The Canary as the owner of what this call creates (looked up only if it creates)."""
+        return CanaryOwner(self._res, canary.namespace, canary.name)
+
+    def _sync_configs(self, canary: Canary, configs: ConfigRefs, owner: CanaryOwner) -> ConfigRefs:
         """Converge the ``-primary`` config copies; the references that now have one."""
         for kind, copy in objects.primary_configs(canary, configs):
-            converge(self._res, SECRET if kind == SECRET_REF else CONFIG_MAP, copy)
+            converge(self._res, SECRET if kind == SECRET_REF else CONFIG_MAP, copy, owner=owner)
         return {ref: obj for ref, obj in configs.items() if obj is not None}
 
     def _default_replicas(self, canary: Canary) -> int:

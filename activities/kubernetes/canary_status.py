@@ -27,15 +27,14 @@ from temporalio import activity
 
 from activities.errors import api_errors
 from activities.kubernetes.client import REQUEST_TIMEOUT
-from activities.kubernetes.resources import DEPLOYMENT, Kind, Obj, Resources
+from activities.kubernetes.resources import CANARY, DEPLOYMENT, Obj, Resources
 from activities.kubernetes.revision import config_content, read_configs
 from workflows.activity_api import ActivityName, CanaryStatusInput, CanaryStatusResult
 from workflows.model import Phase
 
-FLAGGER_GROUP = "flagger.app"
-FLAGGER_VERSION = "v1beta1"
-CANARIES = "canaries"
-CANARY = Kind("Canary", group=FLAGGER_GROUP, version=FLAGGER_VERSION, plural=CANARIES)
+FLAGGER_GROUP = CANARY.group
+FLAGGER_VERSION = CANARY.version
+CANARIES = CANARY.plural
 PROMOTED = "Promoted"
 """The one condition type Flagger's Canary has."""
 

@@ -16,6 +16,12 @@ reads and makes no write for work already done. "Differs" is judged two ways at 
   ``coalmine.io/fingerprint``), which catches what a subset test cannot: a field removed from
   the wanted object.
 
+An object `converge` creates gets an ownerReference to its Canary when the Canary exists in the
+cluster (`CanaryOwner`), as Flagger's ``NewControllerRef`` sets it: deleting the Canary lets
+the garbage collector delete what Coalmine made for it. Only on creation, as Flagger: an object
+that existed before (the user's own apex Service, adopted) is never given an owner, so it
+outlives the Canary; and the owner is never part of "differs", so adding it costs no write.
+
 Replacing sends the ``resourceVersion`` read a moment before, so a concurrent writer makes the
 write fail with `Conflict` (retryable) instead of being silently overwritten.
 """
@@ -77,6 +83,7 @@ SECRET = Kind("Secret", client.CoreV1Api, "namespaced_secret")
 HPA = Kind(
     "HorizontalPodAutoscaler", client.AutoscalingV2Api, "namespaced_horizontal_pod_autoscaler"
 )
+CANARY = Kind("Canary", group="flagger.app", version="v1beta1", plural="canaries")
 
 
 class Resources:
@@ -221,6 +228,42 @@ def _overlay(live: Obj, desired: Obj, *, whole_spec: bool) -> Obj:
     return body
 
 
+class CanaryOwner:
+    """The ownerReference objects created for one Canary get, looked up once, when first needed.
+
+    A rollout's later runs find every object in place and create nothing, so they make no
+    lookup at all. No Canary in the cluster (a CI rollout from a file, or no CRD): no owner.
+    The lookup happens at creation, never earlier, so the uid is the live Canary's: an owner
+    uid that no longer exists would make the garbage collector delete the new object at once.
+    """
+
+    def __init__(self, res: Resources, namespace: str, name: str) -> None:
+        self._res, self._namespace, self._name = res, namespace, name
+        self._looked_up = False
+        self._reference: Obj | None = None
+
+    def reference(self) -> Obj | None:
+        if not self._looked_up:
+            self._reference = _owner_reference(self._res.get(CANARY, self._namespace, self._name))
+            self._looked_up = True
+        return self._reference
+
+
+def _owner_reference(canary: Obj | None) -> Obj | None:
+    meta = (canary or {}).get("metadata") or {}
+    if not meta.get("uid") or meta.get("deletionTimestamp"):
+        # A Canary being deleted owns nothing new: the collector would delete it right away.
+        return None
+    return {
+        "apiVersion": f"{CANARY.group}/{CANARY.version}",
+        "kind": CANARY.name,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 class Outcome(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
@@ -236,6 +279,7 @@ def converge(
     basis: Any = None,
     carry: Callable[[Obj, Obj], None] | None = None,
     whole_spec: bool = False,
+    owner: CanaryOwner | None = None,
 ) -> tuple[Outcome, Obj]:
     """Create ``desired`` when absent; replace the live object only when it differs.
 
@@ -244,8 +288,9 @@ def converge(
     from the live object and must not count as a change; the whole desired object otherwise.
     ``carry(desired, live)``: copy into ``desired`` what the server allocated and must be kept
     (a Service's node ports). ``whole_spec``: the wanted ``spec`` is all of it, so a field
-    dropped from it is removed from the live object too. Safe to repeat: the second call finds
-    the object as wanted and writes nothing.
+    dropped from it is removed from the live object too. ``owner``: the Canary a created
+    object gets as its controller owner (never added to an existing one). Safe to repeat: the
+    second call finds the object as wanted and writes nothing.
     """
     meta = desired["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -254,6 +299,9 @@ def converge(
     if live is not None and carry is not None:
         carry(desired, live)
     if live is None:
+        reference = owner.reference() if owner is not None else None
+        if reference is not None:
+            desired["metadata"]["ownerReferences"] = [reference]
         try:
             return Outcome.CREATED, res.create(kind, namespace, desired)
         except AlreadyExists:

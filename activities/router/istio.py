@@ -28,6 +28,7 @@ from activities.errors import InvalidSpec, RoutesNotFound
 from activities.kubernetes.resources import (
     CANARY_ANNOTATION,
     MANAGED_BY,
+    CanaryOwner,
     Kind,
     Obj,
     Resources,
@@ -157,16 +158,19 @@ class IstioRouter:
         self._res = Resources(api_client)
 
     def reconcile(self, canary: Canary) -> None:
+        # Created routes are owned by the Canary when it is in the cluster (Flagger's
+        # NewControllerRef), so deleting the Canary deletes them; existing ones get no owner.
+        owner = CanaryOwner(self._res, canary.namespace, canary.name)
         primary_host, canary_host = _hosts(canary.service_name)
         for host in (canary_host, primary_host):
             rule = render_destination_rule(canary, host)
-            converge(self._res, DESTINATION_RULE, rule, whole_spec=True)
+            converge(self._res, DESTINATION_RULE, rule, whole_spec=True, owner=owner)
         live = self._res.get(VIRTUAL_SERVICE, canary.namespace, canary.service_name)
         found = find_route(live, canary.service_name) if live else None
         weights = found[1] if found else Weights(primary=100, canary=0)
         wanted = render_virtual_service(canary, weights.primary, weights.canary)
         basis = render_virtual_service(canary)  # weights are not part of what must converge
-        converge(self._res, VIRTUAL_SERVICE, wanted, basis=basis, whole_spec=True)
+        converge(self._res, VIRTUAL_SERVICE, wanted, basis=basis, whole_spec=True, owner=owner)
 
     def set_routes(self, ref: CanaryRef, primary: int, canary: int) -> bool:
         if primary + canary != 100:

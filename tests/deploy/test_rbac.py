@@ -284,10 +284,11 @@ def run_rollout(api_client: Any, canary: Any, prometheus: str) -> None:
     from temporalio.testing import ActivityEnvironment
 
     from activities.analysis import AnalysisActivities, AnalysisSettings
-    from activities.kubernetes import KubernetesActivities
+    from activities.kubernetes import CanaryStatusActivities, KubernetesActivities
     from activities.router import RouterActivities
     from workflows.activity_api import (
         CanaryRef,
+        CanaryStatusInput,
         EventInput,
         InitializeInput,
         MetricCheckInput,
@@ -307,6 +308,7 @@ def run_rollout(api_client: Any, canary: Any, prometheus: str) -> None:
     analysis = AnalysisActivities(
         api_client=api_client, settings=AnalysisSettings(prometheus_url=prometheus)
     )
+    status = CanaryStatusActivities(api_client)
     ref = CanaryRef.of(canary)
 
     def ready(deployment: str) -> None:
@@ -318,6 +320,8 @@ def run_rollout(api_client: Any, canary: Any, prometheus: str) -> None:
     env.run(k8s.initialize, InitializeInput(canary=canary))
     env.run(router.reconcile_routes, RoutesInput(canary=canary))
     revision = env.run(k8s.read_revision, ReadRevisionInput(ref=ref)).revision
+    progressing = CanaryStatusInput(ref=ref, phase=Phase.PROGRESSING, revision=revision)
+    assert env.run(status.sync_canary_status, progressing).exists
     env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary))
     ready(ref.target)
     env.run(router.set_weights, SetWeightsInput(ref=ref, primary=90, canary=10))
@@ -341,6 +345,10 @@ def run_rollout(api_client: Any, canary: Any, prometheus: str) -> None:
         alert_severity="info",
     )
     env.run(analysis.record_event, event)
+    done = CanaryStatusInput(
+        ref=ref, phase=Phase.SUCCEEDED, revision=revision, last_promoted_revision=revision
+    )
+    env.run(status.sync_canary_status, done)
 
 
 def _second_revision(kubectl: Kubectl, namespace: str, canary: Any) -> Any:
@@ -382,7 +390,10 @@ def rollouts(
 
     namespace = f"rbac-{uuid.uuid4().hex[:6]}"
     prometheus = sandbox_cluster.prometheus_url
-    kubectl.apply(yaml.safe_dump_all(_podinfo(namespace, prometheus, peer)))
+    # The Canary is in the cluster, as the controller's rollouts have it: its status is written,
+    # events go on it, and what the activities create is owned by it.
+    document = _canary(namespace, peer).model_dump(by_alias=True, mode="json", exclude_none=True)
+    kubectl.apply(yaml.safe_dump_all([*_podinfo(namespace, prometheus, peer), document]))
     try:
         api_client = build_api_client(kubeconfig=sandbox_cluster.worker_kubeconfig)
         api_client.user_agent = USER_AGENT

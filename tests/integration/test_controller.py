@@ -388,12 +388,48 @@ async def test_suspend_pauses_the_rollout_and_stops_new_ones(
     assert (await canary_status(kubectl, ns))["phase"] == "Succeeded"
 
 
+USER_SERVICE = """
+apiVersion: v1
+kind: Service
+metadata: {{name: podinfo, namespace: {ns}}}
+spec:
+  selector: {{app: podinfo}}
+  ports: [{{name: http, port: 9898, targetPort: 9898}}]
+"""
+
+GENERATED = (
+    "deployment/podinfo-primary",
+    "service/podinfo-primary",
+    "service/podinfo-canary",
+    "virtualservice/podinfo",
+    "destinationrule/podinfo-primary",
+    "destinationrule/podinfo-canary",
+)
+
+
+async def owners(kubectl: Kubectl, ns: str, what: str) -> list[dict[str, Any]]:
+    obj = json.loads(await kube(kubectl, "-n", ns, "get", what, "-o", "json"))
+    refs: list[dict[str, Any]] = obj["metadata"].get("ownerReferences") or []
+    return refs
+
+
+async def gone(kubectl: Kubectl, ns: str, names: tuple[str, ...], *, within: float = 60) -> None:
+    """Until the garbage collector has deleted every one of ``names``."""
+    deadline = time.monotonic() + within
+    left = list(names)
+    while left and time.monotonic() < deadline:
+        left = [n for n in left if await kube(kubectl, "-n", ns, "get", n, "--ignore-not-found")]
+        await asyncio.sleep(0.5)
+    assert not left, f"never garbage-collected: {left}"
+
+
 async def test_delete_with_revert_on_deletion_restores_the_target(
     controllers: Running, kubectl: Kubectl, sandbox_namespace: str
 ) -> None:
     ns = sandbox_namespace
     await controllers.start()
     await kube(kubectl, "apply", "-f", "-", stdin=DEPLOYMENT.format(ns=ns))
+    await kube(kubectl, "apply", "-f", "-", stdin=USER_SERVICE.format(ns=ns))
     revert = _canary(ns).replace("  targetRef:", "  revertOnDeletion: true\n  targetRef:")
     await kube(kubectl, "apply", "-f", "-", stdin=revert)
     await until(kubectl, ns, lambda s: s.get("phase") == "Initialized")
@@ -405,44 +441,48 @@ async def test_delete_with_revert_on_deletion_restores_the_target(
     assert await kube(kubectl, "-n", ns, "get", "deploy", "podinfo", "-o", replicas) == "0"
     await kube(kubectl, "-n", ns, "delete", "canary", "podinfo", "--timeout=90s", timeout=100)
     assert await kube(kubectl, "-n", ns, "get", "deploy", "podinfo", "-o", replicas) == "1"
+    # The user's own Service, adopted as the apex, selects the target again and stays; what
+    # Coalmine created (owned by the Canary) is garbage-collected after the revert.
     selector = await kube(
         kubectl, "-n", ns, "get", "svc", "podinfo", "-o", "jsonpath={.spec.selector.app}"
     )
     assert selector == "podinfo"
-    routes = await kube(
-        kubectl,
-        "-n",
-        ns,
-        "get",
-        "virtualservice",
-        "podinfo",
-        "-o",
-        "jsonpath={.spec.http[0].route[*].weight}",
+    await gone(kubectl, ns, GENERATED)
+    assert (
+        await kube(kubectl, "-n", ns, "get", "svc", "podinfo", "-o", "name") == "service/podinfo\n"
     )
-    assert routes.split() == ["0", "100"]
 
 
-async def test_delete_without_revert_leaves_the_primary_serving(
+async def test_generated_objects_are_owned_by_the_canary_and_go_with_it(
     controllers: Running, kubectl: Kubectl, sandbox_namespace: str
 ) -> None:
     ns = sandbox_namespace
     await controllers.start()
     await kube(kubectl, "apply", "-f", "-", stdin=DEPLOYMENT.format(ns=ns))
+    await kube(kubectl, "apply", "-f", "-", stdin=USER_SERVICE.format(ns=ns))
     await kube(kubectl, "apply", "-f", "-", stdin=_canary(ns))
     await until(kubectl, ns, lambda s: s.get("phase") == "Initialized")
+    uid = await kube(
+        kubectl, "-n", ns, "get", "canary", "podinfo", "-o", "jsonpath={.metadata.uid}"
+    )
+    for what in GENERATED:
+        refs = await owners(kubectl, ns, what)
+        assert refs == [
+            {
+                "apiVersion": "flagger.app/v1beta1",
+                "kind": "Canary",
+                "name": "podinfo",
+                "uid": uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ], what
+    # Adopted, not created: the user's Service gets no owner, as Flagger leaves it.
+    assert await owners(kubectl, ns, "service/podinfo") == []
+    assert await owners(kubectl, ns, "deployment/podinfo") == []
+
     await kube(kubectl, "-n", ns, "delete", "canary", "podinfo", "--timeout=30s", timeout=40)
-    selector = await kube(
-        kubectl, "-n", ns, "get", "svc", "podinfo", "-o", "jsonpath={.spec.selector.app}"
-    )
-    assert selector == "podinfo-primary"
-    ready = await kube(
-        kubectl,
-        "-n",
-        ns,
-        "get",
-        "deploy",
-        "podinfo-primary",
-        "-o",
-        "jsonpath={.status.readyReplicas}",
-    )
-    assert ready == "1"
+    await gone(kubectl, ns, GENERATED)
+    # The target and the user's Service stay (the target at zero replicas, as Flagger leaves
+    # it without revertOnDeletion).
+    assert await kube(kubectl, "-n", ns, "get", "deploy/podinfo", "svc/podinfo", "-o", "name")
