@@ -40,7 +40,7 @@ from sandbox.mesh.metrics import CONTENT_TYPE
 from sandbox.prometheus import PrometheusServer
 from sandbox.settings import WorldSettings
 from sandbox.tools import hey_bin
-from sandbox.workloads import LoadTester, Podinfo, WorkloadSet
+from sandbox.workloads import LoadTester, Podinfo, PrometheusForwarder, WorkloadSet
 from worker.kubecache import KubeCache, KubeConfig
 
 __all__ = ["RunOptions", "SandboxHandle", "down", "serve", "start_sandbox", "up"]
@@ -193,14 +193,16 @@ async def _data_plane(
     they stop in reverse order."""
     config = KubeConfig.load(state_dir / "kubeconfig")
     session = await stack.enter_async_context(config.session())
-    if options.loadtester:
-        await seeding.seed_cluster(session, config)
+    await seeding.seed_cluster(session, config, loadtester=options.loadtester)
     cache = KubeCache(config, data_plane_resources(), session=session)
     await cache.start()
     stack.push_async_callback(cache.close)
     metrics = IstioMetrics(source_reporter=options.source_reporter, lean=options.lean_metrics)
     loadtester = LoadTester(mesh_port=ports.mesh, hey_bin=hey_bin(), work_dir=state_dir)
-    mesh = Mesh(cache, WorkloadSet(podinfo=Podinfo(), loadtester=loadtester), metrics)
+    forwarder = PrometheusForwarder(f"http://127.0.0.1:{ports.prometheus}")
+    workloads = WorkloadSet(podinfo=Podinfo(), loadtester=loadtester, prometheus=forwarder)
+    mesh = Mesh(cache, workloads, metrics)
+    stack.push_async_callback(forwarder.close)
     stack.push_async_callback(loadtester.close)
     stack.push_async_callback(mesh.close)
     for app, port in ((mesh.app(), ports.mesh), (metrics_app(metrics), ports.metrics)):

@@ -1,6 +1,16 @@
-"""Objects a fresh sandbox starts with: Flagger's load tester in namespace ``test``.
+"""Objects a fresh sandbox starts with: the article's ``istio-system``, and Flagger's load tester.
 
-As in Flagger's tutorials (``kubectl -n test apply -f artifacts/loadtester/``): a
+The article's cluster (Istio, its Prometheus addon, a public gateway), so a Flagger user's own
+scripts and Canaries work as written:
+
+- namespace ``istio-system`` with a ``prometheus`` Deployment (a Prometheus image, which the mesh
+  answers with the sandbox's real Prometheus: workloads/prometheus.py) and Service on port 9090,
+  so ``http://prometheus.istio-system:9090`` reaches it through the mesh;
+- the Istio ``Gateway`` ``public-gateway`` in ``istio-system`` (HTTP on port 80, every host), the
+  one the article's Canary names in ``service.gateways``. The mesh does not tell gateways apart
+  (one proxy is both the ingress and the mesh), but the object is there for whoever looks.
+
+Then, as in Flagger's tutorials (``kubectl -n test apply -f artifacts/loadtester/``): a
 ``flagger-loadtester`` Deployment (image ``ghcr.io/fluxcd/flagger-loadtester``, port 8080 named
 ``http``) and a Service on port 80, so webhooks written for Flagger
 (``http://flagger-loadtester.test/``) work unchanged.
@@ -24,6 +34,56 @@ log = logging.getLogger("sandbox")
 
 LOADTESTER_IMAGE = "ghcr.io/fluxcd/flagger-loadtester:0.34.0"
 LABELS = {"app": "flagger-loadtester"}
+PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v3.5.0"
+ISTIO_NAMESPACE = "istio-system"
+PUBLIC_GATEWAY = "public-gateway"
+
+
+def article_objects() -> list[tuple[str, str, dict[str, Any]]]:
+    """(group, plural, object): ``istio-system``, its Prometheus and the public Gateway."""
+    ns = ISTIO_NAMESPACE
+    labels = {"app": "prometheus"}
+    container = {
+        "name": "prometheus",
+        "image": PROMETHEUS_IMAGE,
+        "ports": [{"name": "http", "containerPort": 9090}],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "prometheus", "namespace": ns, "labels": dict(labels)},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": dict(labels)},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": {"containers": [container]}},
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "prometheus", "namespace": ns, "labels": dict(labels)},
+        "spec": {
+            "selector": dict(labels),
+            "ports": [{"name": "http", "port": 9090, "protocol": "TCP", "targetPort": 9090}],
+        },
+    }
+    gateway = {
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "Gateway",
+        "metadata": {"name": PUBLIC_GATEWAY, "namespace": ns},
+        "spec": {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [
+                {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+            ],
+        },
+    }
+    return [
+        ("", "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        ("apps", "deployments", deployment),
+        ("", "services", service),
+        ("networking.istio.io", "gateways", gateway),
+    ]
 
 
 def loadtester_objects(namespace: str = "test") -> list[tuple[str, str, dict[str, Any]]]:
@@ -85,12 +145,12 @@ async def seed_cluster(
     """Create the initial objects through the API; returns the ones created by this call.
 
     ``session`` is one made by ``config.session()``. Errors other than AlreadyExists are raised
-    (`activities.errors`); the caller runs this once the API server is ready.
+    (`activities.errors`); the caller runs this once the API server is ready. ``loadtester``
+    False leaves out namespace ``test`` and the load tester (``istio-system`` is always there).
     """
     created: list[str] = []
-    if not loadtester:
-        return created
-    for _, plural, obj in loadtester_objects():
+    objects = article_objects() + (loadtester_objects() if loadtester else [])
+    for _, plural, obj in objects:
         name = f"{plural}/{obj['metadata']['name']}"
         try:
             await request_json(session, "POST", config.url(collection_path(plural, obj)), body=obj)
