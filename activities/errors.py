@@ -1,6 +1,8 @@
-"""The errors activities raise: our own Kubernetes API errors, and the typed rollout failures.
+"""The errors activities raise: our own Kubernetes API errors, analysis failures, and the typed
+rollout failures. One tree for every activity package: routers, Kubernetes and analysis all
+catch the same ``NotFound``.
 
-Two families, for two audiences:
+Three families, for three audiences:
 
 - **Kubernetes API errors** are translated from the client library's ``ApiException`` (and
   urllib3's connection errors) by `api_errors`, so nothing above ``activities/kubernetes`` and
@@ -9,6 +11,9 @@ Two families, for two audiences:
   *retryable* ``ApplicationError`` whose type is the class name (``Conflict``, ``NotFound``…):
   a lost optimistic-concurrency race or an API server restart is exactly what a retry fixes,
   and every activity re-reads before it writes, so retrying is safe.
+- **Analysis failures** are caught on the way to a verdict and never leave an activity as
+  themselves: a metric query that gives no usable number becomes a failed check, an alert that
+  cannot be posted is logged. Their messages never contain a secret value.
 - **Rollout failures** are ``ApplicationError`` subclasses marked non-retryable, for what no retry
   can fix (the target Deployment is missing, the spec is invalid). Their ``type`` is stable: the
   workflow matches on it, and it is what the Web UI shows.
@@ -29,11 +34,17 @@ The tree::
     │       ├── Invalid              422 (the server refused the object)
     │       ├── TooManyRequests      429
     │       └── ServerError          5xx
+    ├── AnalysisError                caught by the analysis activities, never raised out
+    │   ├── MetricError              a query gave no usable number (becomes a verdict)
+    │   │   ├── NoData               empty result vector, or NaN
+    │   │   └── ProviderError        backend unreachable, HTTP error, unparsable answer
+    │   └── NotifierError            an alert could not be posted (logged)
     └── temporalio.exceptions.ApplicationError
         └── RolloutError             non-retryable, with a stable ``type``
             ├── TargetNotFound       type "TargetNotFound": the target Deployment does not exist
             ├── PrimaryNotFound      type "PrimaryNotFound": promote before initialize
-            ├── InvalidSpec          type "InvalidSpec": the Canary or its target cannot work
+            ├── InvalidSpec          type "InvalidSpec": the Canary, its target, a MetricTemplate,
+            │                        Secret key or URL cannot work
             ├── RevisionMismatch     type "RevisionMismatch": the target changed under promotion
             ├── RoutesNotFound       type "RoutesNotFound": no route to set weights on
             └── ConfigurationError   type "ConfigurationError": e.g. an unknown router provider
@@ -152,6 +163,29 @@ def api_errors() -> Iterator[None]:
         raise ApiUnavailable(f"Kubernetes API unreachable: {exc}") from exc
 
 
+# --- analysis failures ---------------------------------------------------------------------
+
+
+class AnalysisError(Exception):
+    """A metric or alert failure the analysis activities turn into a verdict or a log line."""
+
+
+class MetricError(AnalysisError):
+    """A metric query gave no usable number."""
+
+
+class NoData(MetricError):
+    """The query returned an empty vector or NaN: probably no traffic reaches the canary."""
+
+
+class ProviderError(MetricError):
+    """The metric backend could not answer: unreachable, HTTP error or unreadable response."""
+
+
+class NotifierError(AnalysisError):
+    """An alert provider did not accept a message; the message never contains its URL."""
+
+
 # --- rollout failures ----------------------------------------------------------------------
 
 
@@ -202,6 +236,7 @@ class ConfigurationError(RolloutError):
 
 __all__ = [
     "AlreadyExists",
+    "AnalysisError",
     "ApiStatusError",
     "ApiUnavailable",
     "BadRequest",
@@ -212,8 +247,12 @@ __all__ = [
     "Invalid",
     "InvalidSpec",
     "KubernetesError",
+    "MetricError",
+    "NoData",
     "NotFound",
+    "NotifierError",
     "PrimaryNotFound",
+    "ProviderError",
     "RevisionMismatch",
     "RolloutError",
     "RoutesNotFound",

@@ -10,9 +10,13 @@ boundary:
   (connection error, timeout, 429, 5xx) raises a retryable ``ApplicationError`` of type
   ``WebhookFailed`` while the spec's ``retries`` and the activity's retry policy allow another
   attempt, so Temporal does the retrying;
-- `InvalidSpec` becomes a non-retryable ``ApplicationError`` of type ``InvalidSpec``;
+- `InvalidSpec` (from `activities.errors`, like every error here) is already a non-retryable
+  ``ApplicationError`` of type ``InvalidSpec``;
 - `KubernetesError` becomes a retryable ``ApplicationError`` of type ``KubernetesError``, so the
   workflow's retry policy decides how long to insist.
+
+Every Kubernetes read and write goes through `activities.kubernetes.resources.Resources`, the
+one client the routers and the Kubernetes activities use too.
 
 Constructing it installs log filters (`redaction`) so httpx and the Kubernetes client cannot log
 a notifier URL or a Secret.
@@ -32,12 +36,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.analysis import redaction
-from activities.analysis.errors import InvalidSpec, KubernetesError
 from activities.analysis.events import EventRecorder
-from activities.analysis.kube import Cluster
 from activities.analysis.metrics.check import MetricChecker
 from activities.analysis.settings import AnalysisSettings
 from activities.analysis.webhooks import WebhookCaller
+from activities.errors import KubernetesError
+from activities.kubernetes.resources import Resources
 from workflows.activity_api import (
     ActivityName,
     EventInput,
@@ -53,8 +57,6 @@ T = TypeVar("T")
 def _boundary(fn: Callable[[], T]) -> T:
     try:
         return fn()
-    except InvalidSpec as exc:
-        raise exc.to_application_error() from None
     except KubernetesError as exc:
         raise ApplicationError(str(exc), type="KubernetesError") from None
 
@@ -83,7 +85,8 @@ class AnalysisActivities:
     ) -> None:
         """``http_transport`` and ``environ`` are test seams; the worker passes neither."""
         redaction.install()  # before any call: library loggers must not print credentials
-        cluster = Cluster(api_client, timeout_seconds=settings.kubernetes_timeout_seconds)
+        seconds = settings.kubernetes_timeout_seconds
+        cluster = Resources(api_client, timeout=(seconds, seconds))
         self.settings = settings
         self.metrics = MetricChecker(cluster=cluster, settings=settings, environ=environ)
         self.webhooks = WebhookCaller(cluster=cluster, settings=settings, transport=http_transport)

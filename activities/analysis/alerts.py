@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from activities.analysis.errors import InvalidSpec
 from activities.analysis.notifiers import Field, notifier_for
+from activities.errors import InvalidSpec
 
 __all__ = ["AlertSender", "AlertTarget", "read_target"]
 

@@ -33,11 +33,18 @@ from typing import Any
 import httpx
 
 from activities.analysis.alerts import AlertSender, read_target
-from activities.analysis.errors import AlreadyExists, AnalysisError, NotFound
-from activities.analysis.kube import Cluster
 from activities.analysis.notifiers import Field
 from activities.analysis.settings import AnalysisSettings
 from activities.analysis.webhooks import WebhookCaller, event_metadata, payload
+from activities.errors import AlreadyExists, AnalysisError, InvalidSpec, KubernetesError
+from activities.kubernetes.resources import (
+    ALERT_PROVIDER,
+    CANARY,
+    DEPLOYMENT,
+    EVENT,
+    Resources,
+    secret_value,
+)
 from workflows.activity_api import EventInput
 from workflows.spec import AlertSpec
 
@@ -80,7 +87,7 @@ class EventRecorder:
     def __init__(
         self,
         *,
-        cluster: Cluster,
+        cluster: Resources,
         settings: AnalysisSettings,
         webhooks: WebhookCaller,
         transport: httpx.BaseTransport | None = None,
@@ -109,17 +116,16 @@ class EventRecorder:
         namespace = event.ref.namespace
         name = event_name(event, self._settings.event_component)
         now = _timestamp(self._clock())
-        try:
-            existing = self._cluster.read_event(namespace, name)
-        except NotFound:
+        existing = self._cluster.get(EVENT, namespace, name)
+        if existing is None:
             try:
-                self._cluster.create_event(namespace, self._new_event(event, name, now))
+                self._cluster.create(EVENT, namespace, self._new_event(event, name, now))
                 return
             except AlreadyExists:
                 # Another writer (or our own earlier attempt) created it meanwhile: aggregate.
-                existing = self._cluster.read_event(namespace, name)
-        count = (existing.count or 1) + 1
-        self._cluster.patch_event(namespace, name, {"count": count, "lastTimestamp": now})
+                existing = self._cluster.get(EVENT, namespace, name) or {}
+        count = int(existing.get("count") or 1) + 1
+        self._cluster.patch(EVENT, namespace, name, {"count": count, "lastTimestamp": now})
 
     def _new_event(self, event: EventInput, name: str, now: str) -> dict[str, Any]:
         ref = event.ref
@@ -143,7 +149,7 @@ class EventRecorder:
     def _involved_object(self, event: EventInput) -> dict[str, Any]:
         """The Canary when it is in the cluster (as Flagger records), else the target."""
         ref = event.ref
-        canary_uid = self._cluster.canary_uid(ref.namespace, ref.name)
+        canary_uid = _uid(self._cluster.get(CANARY, ref.namespace, ref.name))
         if canary_uid:
             return {
                 "apiVersion": "flagger.app/v1beta1",
@@ -158,7 +164,7 @@ class EventRecorder:
             "name": ref.target,
             "namespace": ref.namespace,
         }
-        uid = self._cluster.deployment_uid(ref.namespace, ref.target)
+        uid = _uid(self._cluster.get(DEPLOYMENT, ref.namespace, ref.target))
         if uid:
             involved["uid"] = uid
         return involved
@@ -174,7 +180,7 @@ class EventRecorder:
                 result, _ = self._webhooks.post(
                     event.ref, hook, body, timeout=self._settings.event_webhook_timeout_seconds
                 )
-            except AnalysisError as exc:
+            except (AnalysisError, KubernetesError, InvalidSpec) as exc:
                 log.warning("event webhook %s for %s failed: %s", hook.name, event.ref.display, exc)
                 continue
             except Exception as exc:
@@ -201,7 +207,7 @@ class EventRecorder:
         for alert in wanted:
             try:
                 self._send_alert(event, alert, severity)
-            except AnalysisError as exc:
+            except (AnalysisError, KubernetesError, InvalidSpec) as exc:
                 # Never the URL or the proxy: the message names the alert and the reason only.
                 log.warning("alert %s for %s not sent: %s", alert.name, event.ref.display, exc)
             except Exception as exc:
@@ -217,9 +223,11 @@ class EventRecorder:
     def _send_alert(self, event: EventInput, alert: AlertSpec, severity: str) -> None:
         namespace = alert.provider_ref.namespace or event.ref.namespace
         name = alert.provider_ref.name
-        provider = self._cluster.flagger_object("alertproviders", namespace, name)
+        provider = self._cluster.get(ALERT_PROVIDER, namespace, name)
+        if provider is None:
+            raise InvalidSpec(f"alertproviders {namespace}/{name} not found")
         target = read_target(
-            provider, lambda secret, key: self._cluster.secret_value(namespace, secret, key)
+            provider, lambda secret, key: secret_value(self._cluster, namespace, secret, key)
         )
         if target is None:
             log.warning(
@@ -234,3 +242,8 @@ class EventRecorder:
             fields=alert_fields(event),
             severity=severity,
         )
+
+
+def _uid(obj: dict[str, Any] | None) -> str | None:
+    uid = ((obj or {}).get("metadata") or {}).get("uid")
+    return str(uid) if uid else None

@@ -32,9 +32,9 @@ from urllib.parse import urlparse
 
 import httpx
 
-from activities.analysis.errors import InvalidSpec
-from activities.analysis.kube import Cluster
 from activities.analysis.settings import AnalysisSettings
+from activities.errors import InvalidSpec
+from activities.kubernetes.resources import Resources, secret_value
 from workflows._base import duration_seconds
 from workflows.activity_api import CanaryRef, WebhookInput, WebhookResult
 from workflows.model import Phase
@@ -91,7 +91,7 @@ class WebhookCaller:
     def __init__(
         self,
         *,
-        cluster: Cluster,
+        cluster: Resources,
         settings: AnalysisSettings,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -143,7 +143,7 @@ class WebhookCaller:
         if hook.secret_ref is None:
             return None
         namespace = hook.secret_ref.namespace or ref.namespace
-        return self._cluster.secret_value(namespace, hook.secret_ref.name, hook.secret_ref.key)
+        return secret_value(self._cluster, namespace, hook.secret_ref.name, hook.secret_ref.key)
 
 
 def _once(

@@ -28,6 +28,7 @@ write fail with `Conflict` (retryable) instead of being silently overwritten.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ from typing import Any
 
 from kubernetes import client
 
-from activities.errors import AlreadyExists, NotFound, api_errors
+from activities.errors import AlreadyExists, InvalidSpec, NotFound, api_errors
 from activities.kubernetes.client import REQUEST_TIMEOUT
 
 Obj = dict[str, Any]
@@ -83,7 +84,14 @@ SECRET = Kind("Secret", client.CoreV1Api, "namespaced_secret")
 HPA = Kind(
     "HorizontalPodAutoscaler", client.AutoscalingV2Api, "namespaced_horizontal_pod_autoscaler"
 )
+EVENT = Kind("Event", client.CoreV1Api, "namespaced_event")
 CANARY = Kind("Canary", group="flagger.app", version="v1beta1", plural="canaries")
+METRIC_TEMPLATE = Kind(
+    "MetricTemplate", group="flagger.app", version="v1beta1", plural="metrictemplates"
+)
+ALERT_PROVIDER = Kind(
+    "AlertProvider", group="flagger.app", version="v1beta1", plural="alertproviders"
+)
 
 
 class Resources:
@@ -313,6 +321,27 @@ def converge(
         return Outcome.UNCHANGED, live
     body = _overlay(live, desired, whole_spec=whole_spec)
     return Outcome.UPDATED, res.replace(kind, namespace, name, body)
+
+
+def secret_data(res: Resources, namespace: str, name: str) -> dict[str, str] | None:
+    """All keys of a Secret, decoded (the server merges ``stringData`` into ``data``); None when
+    it does not exist. The values go straight to their user: never logged, never returned from
+    an activity."""
+    secret = res.get(SECRET, namespace, name)
+    if secret is None:
+        return None
+    raw: Mapping[str, str] = secret.get("data") or {}
+    return {key: base64.b64decode(value).decode() for key, value in raw.items()}
+
+
+def secret_value(res: Resources, namespace: str, name: str, key: str) -> str:
+    """One key of a Secret; a missing Secret or key is `InvalidSpec` (named, never quoted)."""
+    data = secret_data(res, namespace, name)
+    if data is None:
+        raise InvalidSpec(f"secret {namespace}/{name} not found")
+    if key not in data:
+        raise InvalidSpec(f"secret {namespace}/{name} has no key {key!r}")
+    return data[key]
 
 
 def annotations_of(obj: Mapping[str, Any] | None) -> dict[str, str]:

@@ -20,9 +20,9 @@ from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
 
 from activities.analysis import AnalysisActivities, AnalysisSettings
-from activities.analysis.errors import NoData, ProviderError
 from activities.analysis.metrics.credentials import Credentials
 from activities.analysis.metrics.prometheus import PrometheusProvider
+from activities.errors import NoData, ProviderError
 from tests.integration.analysis_support import (
     PrometheusProcess,
     Workload,

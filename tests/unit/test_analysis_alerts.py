@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from activities.analysis.alerts import AlertSender, AlertTarget, read_target
-from activities.analysis.errors import InvalidSpec, NotifierError
 from activities.analysis.notifiers import Field
+from activities.errors import InvalidSpec, NotifierError
 
 HOOK = "http://hooks.invalid/services/T000/SECRET-HOOK"
 POST = {

@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from activities.analysis.errors import InvalidSpec, NoData, ProviderError
 from activities.analysis.metrics import credentials as creds
 from activities.analysis.metrics.prometheus import PrometheusProvider
 from activities.analysis.metrics.provider import provider_for
+from activities.errors import InvalidSpec, NoData, ProviderError
 from tests.integration.analysis_support import receiver
 
 

@@ -7,9 +7,9 @@ import json
 import httpx
 import pytest
 
-from activities.analysis.errors import InvalidSpec, NotifierError
 from activities.analysis.events import alert_fields, event_name, should_alert
 from activities.analysis.notifiers import Field, notifier_for
+from activities.errors import InvalidSpec, NotifierError
 from workflows.activity_api import CanaryRef, EventInput
 from workflows.model import Phase
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from activities.analysis.errors import InvalidSpec
 from activities.analysis.templates import BUILTIN_QUERIES, TemplateModel, render
+from activities.errors import InvalidSpec
 
 MODEL = TemplateModel(
     name="podinfo",

@@ -14,10 +14,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.analysis import AnalysisActivities
-from activities.analysis.errors import InvalidSpec
-from activities.analysis.kube import Cluster
 from activities.analysis.settings import AnalysisSettings
 from activities.analysis.webhooks import WebhookCaller, event_metadata, payload
+from activities.errors import InvalidSpec
+from activities.kubernetes.resources import Resources
 from workflows.activity_api import CanaryRef, WebhookInput, WebhookResult
 from workflows.model import Phase
 from workflows.spec import WebhookSpec
@@ -26,10 +26,10 @@ REF = CanaryRef(namespace="test", name="podinfo", target="podinfo", service="pod
 SETTINGS = AnalysisSettings()
 
 
-def _unused_cluster() -> Cluster:
+def _unused_cluster() -> Resources:
     # No secretRef in these tests: the cluster is never asked anything.
     config = k8s.Configuration(host="http://127.0.0.1:1")
-    return Cluster(k8s.ApiClient(config), timeout_seconds=1)
+    return Resources(k8s.ApiClient(config), timeout=(1, 1))
 
 
 def _caller(handler: httpx.MockTransport) -> WebhookCaller:

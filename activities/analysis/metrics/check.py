@@ -23,13 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from activities.analysis.errors import InvalidSpec, NoData, NotFound, ProviderError
-from activities.analysis.kube import Cluster
 from activities.analysis.metrics import credentials as creds
 from activities.analysis.metrics.provider import MetricProvider, provider_for
 from activities.analysis.metrics.verdict import bounds_of, judge, no_data, provider_error
 from activities.analysis.settings import AnalysisSettings
 from activities.analysis.templates import BUILTIN_QUERIES, TemplateModel, render
+from activities.errors import InvalidSpec, NoData, ProviderError
+from activities.kubernetes.resources import METRIC_TEMPLATE, Resources, secret_data
 from workflows.activity_api import CanaryRef, MetricCheckInput
 from workflows.model import MetricResult
 from workflows.spec import MetricSpec
@@ -49,7 +49,7 @@ class MetricChecker:
     def __init__(
         self,
         *,
-        cluster: Cluster,
+        cluster: Resources,
         settings: AnalysisSettings,
         router: str = "istio",
         environ: Mapping[str, str] | None = None,
@@ -98,10 +98,9 @@ class MetricChecker:
         return _Plan(self._default_prometheus(), "prometheus", render(builtin, model), False)
 
     def _template_plan(self, namespace: str, name: str, model: TemplateModel) -> _Plan:
-        try:
-            template = self._cluster.flagger_object("metrictemplates", namespace, name)
-        except NotFound:
-            raise InvalidSpec(f"metric template {namespace}/{name} not found") from None
+        template = self._cluster.get(METRIC_TEMPLATE, namespace, name)
+        if template is None:
+            raise InvalidSpec(f"metric template {namespace}/{name} not found")
         spec: dict[str, Any] = template.get("spec") or {}
         provider: dict[str, Any] = spec.get("provider") or {}
         query = spec.get("query")
@@ -115,10 +114,9 @@ class MetricChecker:
         secret_ref = provider.get("secretRef") or {}
         if secret_ref.get("name"):
             secret = f"{namespace}/{secret_ref['name']}"
-            try:
-                data = self._cluster.secret_data(namespace, secret_ref["name"])
-            except NotFound:
-                raise InvalidSpec(f"secret {secret} of metric template not found") from None
+            data = secret_data(self._cluster, namespace, secret_ref["name"])
+            if data is None:
+                raise InvalidSpec(f"secret {secret} of metric template not found")
             credentials = creds.from_secret(data, secret=secret)
         backend = provider_for(
             type_name,

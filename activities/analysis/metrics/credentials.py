@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from activities.analysis.errors import InvalidSpec
+from activities.errors import InvalidSpec
 
 ENV_URL = "PROMETHEUS_URL"
 ENV_TOKEN = "PROMETHEUS_TOKEN"

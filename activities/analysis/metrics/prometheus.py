@@ -20,8 +20,8 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from activities.analysis.errors import InvalidSpec, NoData, ProviderError
 from activities.analysis.metrics.credentials import Credentials
+from activities.errors import InvalidSpec, NoData, ProviderError
 
 ONLINE_QUERY = "vector(1)"
 _SPACE = re.compile(r"\s+")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from activities.analysis.errors import InvalidSpec
 from activities.analysis.metrics.credentials import Credentials
 from activities.analysis.metrics.prometheus import PrometheusProvider
+from activities.errors import InvalidSpec
 
 
 class MetricProvider(Protocol):

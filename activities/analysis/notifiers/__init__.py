@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import httpx
 
-from activities.analysis.errors import InvalidSpec
 from activities.analysis.notifiers._base import Field, Notifier
 from activities.analysis.notifiers.gchat import GChatNotifier
 from activities.analysis.notifiers.generic import GenericNotifier
 from activities.analysis.notifiers.msteams import MSTeamsNotifier
 from activities.analysis.notifiers.slack import DiscordNotifier, RocketNotifier, SlackNotifier
+from activities.errors import InvalidSpec
 
 _Factory = Callable[[str, str, str, httpx.Client], Notifier]
 

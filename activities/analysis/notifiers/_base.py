@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from activities.analysis.errors import NotifierError
+from activities.errors import NotifierError
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from activities.analysis.errors import InvalidSpec
 from activities.analysis.templates.gotemplate import TemplateError, UndefinedError, execute
+from activities.errors import InvalidSpec
 
 
 @dataclass(frozen=True, kw_only=True)
