@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -100,7 +101,31 @@ class TemporalServer:
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         wait_for_port(self.port)
+        self._wait_serving()
         return self
+
+    def _wait_serving(self, timeout: float = 60) -> None:
+        """An open port is not a ready server: the frontend answers "not healthy yet" for a
+        moment after it binds. Wait until the CLI's health check says SERVING."""
+        deadline = time.monotonic() + timeout
+        while True:
+            check = subprocess.run(
+                [TEMPORAL_CLI, "operator", "cluster", "health", "--address", self.address],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            if check.returncode == 0 and "SERVING" in check.stdout:
+                return
+            if time.monotonic() > deadline or (
+                self.process is not None and self.process.poll() is not None
+            ):
+                raise RuntimeError(
+                    f"the Temporal dev server at {self.address} is not serving: "
+                    f"{check.stdout}{check.stderr}; see {self.state_dir / 'temporal.log'}"
+                )
+            time.sleep(0.2)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         """Stop as an operator would (SIGTERM) or as a crash does (SIGKILL); wait for the exit."""
