@@ -41,8 +41,12 @@ def product_activities(api_client: Any, settings: Settings) -> list[object]:
     return [
         KubernetesActivities(api_client),
         CanaryStatusActivities(api_client),
-        RouterActivities(api_client),
-        AnalysisActivities(api_client=api_client, settings=analysis),
+        RouterActivities(api_client, default_provider=settings.worker.mesh_provider),
+        AnalysisActivities(
+            api_client=api_client,
+            settings=analysis,
+            default_provider=settings.worker.mesh_provider,
+        ),
     ]
 
 

@@ -17,6 +17,7 @@ variable, which wins over the default:
 ``TEMPORAL_UI_URL``                ``--ui-url``         Web UI base address for links
 ``KUBECONFIG``                     ``--kubeconfig``     kubeconfig; in-cluster config when unset
 ``PROMETHEUS_URL``                 ``--prometheus-url`` Prometheus the analysis queries
+``COALMINE_MESH_PROVIDER``         ``--mesh-provider``  traffic router of Canaries naming none
 ``COALMINE_METRICS_PORT``          ``--metrics-port``   the worker's own /metrics port (0: off)
 =================================  =============================================================
 
@@ -32,7 +33,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from workflows import providers
 from workflows.model import DEFAULT_TASK_QUEUE
+from workflows.providers import DEFAULT_PROVIDER
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_UI_PORT = 8233
@@ -187,12 +190,20 @@ class WorkerSettings:
     prometheus_url: str = DEFAULT_PROMETHEUS_URL
     """Prometheus the analysis activities query."""
 
+    mesh_provider: str = DEFAULT_PROVIDER
+    """The cluster-wide traffic-router provider: a Canary without ``spec.provider`` uses it
+    (Flagger's ``-mesh-provider``). An unknown name is refused at start-up."""
+
     def __post_init__(self) -> None:
         for name in ("max_concurrent_activities", "activity_threads", "max_cached_workflows"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
         if not 0 <= self.metrics_port <= 65535:
             raise SettingsError(f"metrics port {self.metrics_port} is not a port (0–65535)")
+        if providers.canonical(self.mesh_provider) is None:
+            raise SettingsError(
+                f"unknown mesh provider {self.mesh_provider!r}: use one of {providers.known()}"
+            )
         if self.activity_threads < self.max_concurrent_activities:
             raise SettingsError(
                 f"activity threads ({self.activity_threads}) must be at least "
@@ -202,7 +213,10 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: Any) -> WorkerSettings:
         env = os.environ if env is None else env
-        values: dict[str, Any] = {"prometheus_url": env.get("PROMETHEUS_URL") or None}
+        values: dict[str, Any] = {
+            "prometheus_url": env.get("PROMETHEUS_URL") or None,
+            "mesh_provider": env.get("COALMINE_MESH_PROVIDER") or None,
+        }
         if port := env.get("COALMINE_METRICS_PORT"):
             values["metrics_port"] = _int("COALMINE_METRICS_PORT", port)
         values.update({k: v for k, v in flags.items() if v is not None})

@@ -121,6 +121,14 @@ def worker_command(
         str | None,
         typer.Option("--prometheus-url", help="Prometheus for analysis (env PROMETHEUS_URL)."),
     ] = None,
+    mesh_provider: Annotated[
+        str | None,
+        typer.Option(
+            "--mesh-provider",
+            help="Traffic router of Canaries without spec.provider: istio, kubernetes, "
+            "gatewayapi:v1 (env COALMINE_MESH_PROVIDER; default istio).",
+        ),
+    ] = None,
     max_concurrent_activities: Annotated[
         int | None,
         typer.Option(help="Activity tasks at once (default 100).", rich_help_panel=_SIZING),
@@ -171,6 +179,7 @@ def worker_command(
             ),
             worker=WorkerSettings.from_env(
                 prometheus_url=prometheus_url,
+                mesh_provider=mesh_provider,
                 max_concurrent_activities=max_concurrent_activities,
                 activity_threads=activity_threads,
                 max_cached_workflows=max_cached_workflows,

@@ -48,6 +48,11 @@ class CanaryRef(ApiModel):
     name: str = Field(description="Canary name.")
     target: str = Field(description="Target Deployment (the canary workload).")
     service: str = Field(description="Service name (apex Service and VirtualService).")
+    provider: str | None = Field(
+        None,
+        description="The Canary's traffic-router provider (spec.provider); None: the worker's "
+        "cluster-wide default (and what rollouts started before this field carry).",
+    )
 
     @classmethod
     def of(cls, canary: Canary, cluster: str = "default") -> CanaryRef:
@@ -57,6 +62,7 @@ class CanaryRef(ApiModel):
             name=canary.name,
             target=canary.spec.target_ref.name,
             service=canary.service_name,
+            provider=canary.spec.provider,
         )
 
     @property

@@ -42,6 +42,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from workflows import providers
 from workflows._base import SpecModel, drop_nulls, format_duration
 from workflows.spec_analysis import (
     BUILTIN_METRICS,
@@ -142,7 +143,11 @@ class CanarySpec(SpecModel):
 
     model_config = ConfigDict(json_schema_extra=_schema_with_canary_analysis)
 
-    provider: str = Field("istio", description="Traffic router; only istio for now.")
+    provider: str | None = Field(
+        None,
+        description="Traffic router: istio, kubernetes (Blue/Green) or gatewayapi:v1; unset, "
+        "the worker's cluster-wide default (--mesh-provider).",
+    )
     metrics_server: HttpUrl | None = Field(
         None, description="Prometheus address for this Canary; the worker's default when omitted."
     )
@@ -180,10 +185,46 @@ class CanarySpec(SpecModel):
 
     @field_validator("provider")
     @classmethod
-    def _istio(cls, value: str) -> str:
-        if value != "istio":
-            raise ValueError(f"provider {value!r} is not supported yet: use 'istio' (the default)")
-        return value
+    def _known_provider(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None  # Flagger's zero value: the cluster-wide default
+        name = providers.canonical(value)
+        if name is None:
+            raise ValueError(
+                f"provider {value!r} is not supported yet: use one of {providers.known()}, or "
+                "leave it unset for the cluster-wide default"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _fields_of_the_provider(self) -> CanarySpec:
+        if self.provider is None:
+            return self  # the default is the worker's to know; its router reads what it needs
+        service = self.spec_fields_given()
+        for field in sorted(service):
+            owner = providers.owner_of(field)
+            if owner is not None and owner != self.provider:
+                raise field_error(
+                    "service",
+                    f"{field} belongs to the {owner} provider, but this Canary's provider is "
+                    f"{self.provider}: set provider: {owner}, or remove {field}",
+                )
+        traits = providers.PROVIDERS[self.provider]
+        if self.provider == providers.GATEWAY_API and not self.service.gateway_refs:
+            raise field_error("service", "provider gatewayapi:v1 needs service.gatewayRefs")
+        if not traits.weighted:
+            raise field_error(
+                "provider",
+                f"the {self.provider} provider does Blue/Green only (analysis.iterations), "
+                "which Coalmine does not support yet",
+            )
+        return self
+
+    def spec_fields_given(self) -> set[str]:
+        """Provider-specific service fields (as written) this Canary sets."""
+        service = self.service
+        given = {"gatewayRefs": service.gateway_refs, "backendTimeout": service.backend_timeout}
+        return {name for name, value in given.items() if value}
 
     @field_validator("ingress_ref", "route_ref", "upstream_ref", mode="before")
     @classmethod

@@ -103,8 +103,8 @@ def refuse_other_provider(field: str, value: Any) -> Any:
         return value
     raise ValueError(
         f"{field} belongs to {OTHER_PROVIDERS_FIELDS[field]}, not supported yet by Coalmine, "
-        "which routes with Istio only: keep this Canary on Flagger for now (removing the field "
-        "would not make it an Istio canary)"
+        "which routes with Istio, Gateway API and Kubernetes Services only: keep this Canary on "
+        "Flagger for now (removing the field would not make it a canary of another provider)"
     )
 
 
@@ -257,10 +257,10 @@ class ServiceSpec(SpecModel):
         None, description="App Mesh only: not supported yet (refused unless empty)."
     )
     gateway_refs: list[dict[str, Any]] | None = Field(
-        None, description="Gateway API only: not supported yet (refused unless empty)."
+        None, description="Gateway API only: the HTTPRoute's parentRefs (Gateways)."
     )
-    backend_timeout: str | None = Field(
-        None, description="Gateway API only: not supported yet (refused unless empty)."
+    backend_timeout: Duration | None = Field(
+        None, description="Gateway API only: the HTTPRoute rule's backendRequest timeout."
     )
     mirror: list[dict[str, Any]] | None = Field(
         None, description="Gateway API request mirroring: not supported yet (refused unless empty)."
@@ -283,7 +283,7 @@ class ServiceSpec(SpecModel):
         None, description="Labels and annotations left alone: not supported yet."
     )
 
-    @field_validator("mesh_name", "backends", "gateway_refs", "backend_timeout", "mirror")
+    @field_validator("mesh_name", "backends", "mirror")
     @classmethod
     def _other_providers(cls, value: Any, info: ValidationInfo) -> Any:
         return refuse_other_provider(to_camel(info.field_name or ""), value)

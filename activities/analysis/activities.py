@@ -42,6 +42,7 @@ from activities.analysis.settings import AnalysisSettings
 from activities.analysis.webhooks import WebhookCaller
 from activities.errors import KubernetesError
 from activities.kubernetes.resources import Resources
+from activities.router.registry import provider_for
 from workflows.activity_api import (
     ActivityName,
     EventInput,
@@ -50,6 +51,7 @@ from workflows.activity_api import (
     WebhookResult,
 )
 from workflows.model import MetricResult
+from workflows.providers import DEFAULT_PROVIDER
 
 T = TypeVar("T")
 
@@ -82,13 +84,20 @@ class AnalysisActivities:
         settings: AnalysisSettings,
         http_transport: httpx.BaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
+        default_provider: str = DEFAULT_PROVIDER,
     ) -> None:
-        """``http_transport`` and ``environ`` are test seams; the worker passes neither."""
+        """``default_provider``: the cluster-wide traffic router, whose builtin checks a Canary
+        naming no provider gets. ``http_transport`` and ``environ`` are test seams."""
         redaction.install()  # before any call: library loggers must not print credentials
         seconds = settings.kubernetes_timeout_seconds
         cluster = Resources(api_client, timeout=(seconds, seconds))
         self.settings = settings
-        self.metrics = MetricChecker(cluster=cluster, settings=settings, environ=environ)
+        self.metrics = MetricChecker(
+            cluster=cluster,
+            settings=settings,
+            environ=environ,
+            default_provider=provider_for(default_provider).name,
+        )
         self.webhooks = WebhookCaller(cluster=cluster, settings=settings, transport=http_transport)
         self.events = EventRecorder(
             cluster=cluster, settings=settings, webhooks=self.webhooks, transport=http_transport

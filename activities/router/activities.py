@@ -4,9 +4,11 @@ Synchronous (the Kubernetes client is) and idempotent: each delegates to a `Traf
 whose methods read first and write only what differs — `set_weights` at the weights already
 set makes no write, so a retry or replay after a crash does no harm.
 
-The router is chosen by name with `router_for`: `reconcile_routes` by the Canary's
-``spec.provider``; `set_weights` and `get_weights` (whose inputs carry only a `CanaryRef`) by the
-provider the worker was configured with.
+Every activity routes with the Canary's own provider, from the registry: `reconcile_routes` by
+the Canary's ``spec.provider``, `set_weights` and `get_weights` by the ``provider`` their
+`CanaryRef` carries (the same value: `CanaryRef.of` copies it). Neither set — a Canary without
+``spec.provider``, or a rollout started before the field existed — means the cluster-wide
+default the worker was started with (``--mesh-provider``), as Flagger's ``-mesh-provider``.
 """
 
 from __future__ import annotations
@@ -14,27 +16,32 @@ from __future__ import annotations
 from kubernetes import client
 from temporalio import activity
 
-from activities.router.base import TrafficRouter, router_for
+from activities.router.base import TrafficRouter
+from activities.router.registry import provider_for, resolve
 from workflows.activity_api import ActivityName, CanaryRef, RoutesInput, SetWeightsInput, Weights
+from workflows.providers import DEFAULT_PROVIDER
 
 
 class RouterActivities:
     """Activities on the traffic router.
 
-    ``api_client``: the Kubernetes client. ``provider``: the router for `set_weights` and
-    `get_weights`; an unknown name fails here, at worker start-up, not mid-rollout.
+    ``api_client``: the Kubernetes client. ``default_provider``: the cluster-wide default for
+    Canaries that name none; an unknown name fails here, at worker start-up, not mid-rollout.
     """
 
-    def __init__(self, api_client: client.ApiClient, *, provider: str = "istio") -> None:
+    def __init__(
+        self, api_client: client.ApiClient, *, default_provider: str = DEFAULT_PROVIDER
+    ) -> None:
         self._api_client = api_client
-        self._provider = provider
-        self._routers: dict[str, TrafficRouter] = {provider: router_for(provider)(api_client)}
+        self._default = provider_for(default_provider).name
+        self._routers: dict[str, TrafficRouter] = {}
 
-    def _router(self, provider: str | None = None) -> TrafficRouter:
-        name = provider or self._provider
-        router = self._routers.get(name)
+    def _router(self, provider: str | None) -> TrafficRouter:
+        plugin = resolve(provider, self._default)
+        router = self._routers.get(plugin.name)
         if router is None:
-            router = self._routers[name] = router_for(name)(self._api_client)
+            # Routers hold no state but their client: a race that builds one twice is harmless.
+            router = self._routers[plugin.name] = plugin.router(self._api_client)
         return router
 
     @activity.defn(name=ActivityName.RECONCILE_ROUTES)
@@ -45,10 +52,10 @@ class RouterActivities:
     @activity.defn(name=ActivityName.SET_WEIGHTS)
     def set_weights(self, input: SetWeightsInput) -> Weights:
         """Route ``primary``/``canary`` percent (no write when already there); the weights set."""
-        self._router().set_routes(input.ref, input.primary, input.canary)
+        self._router(input.ref.provider).set_routes(input.ref, input.primary, input.canary)
         return Weights(primary=input.primary, canary=input.canary)
 
     @activity.defn(name=ActivityName.GET_WEIGHTS)
     def get_weights(self, input: CanaryRef) -> Weights:
         """The weights the router currently applies."""
-        return self._router().get_routes(input)
+        return self._router(input.provider).get_routes(input)

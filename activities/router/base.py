@@ -1,22 +1,23 @@
-"""The `TrafficRouter` seam, and `router_for`: a provider name to its implementation.
+"""The `TrafficRouter` seam, and what a provider plugin exports: `Provider`.
 
 As Flagger's ``pkg/router/router.go``, a router does four things: reconcile its objects from the
 Canary, set the primary/canary weights, read them back, and finalize (remove what it created).
-One module per implementation (`activities.router.istio`); Kubernetes-only (weights by replica
-count) and Gateway API are natural next ones.
+Its methods take what identifies the Canary (the whole Canary to reconcile, a `CanaryRef`
+otherwise), and `activities.router.registry` picks the implementation per Canary.
 
-Unlike Flagger's factory, `router_for` never falls back to a default: an unknown provider name
-is a `ConfigurationError`, raised before any object is touched.
+A provider is one plugin module in this package exporting one `Provider`: its router, its
+builtin metric query templates (what ``request-success-rate`` and ``request-duration`` mean on
+that data plane), the kinds it manages and the RBAC rules the worker needs for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from kubernetes import client
 
-from activities.errors import ConfigurationError
 from workflows.activity_api import CanaryRef, Weights
 from workflows.spec import Canary
 
@@ -41,21 +42,30 @@ class TrafficRouter(Protocol):
 RouterFactory = Callable[[client.ApiClient], TrafficRouter]
 
 
-def _istio(api_client: client.ApiClient) -> TrafficRouter:
-    from activities.router.istio import IstioRouter
+@dataclass(frozen=True)
+class RbacRule:
+    """One rule of the worker's ClusterRole, as deploy/manifests/cluster/clusterrole.yaml has it."""
 
-    return IstioRouter(api_client)
+    api_group: str
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+
+    def permissions(self) -> set[tuple[str, str, str]]:
+        """(group, resource, verb) triples, as tests compare RBAC."""
+        return {(self.api_group, r, v) for r in self.resources for v in self.verbs}
 
 
-_PROVIDERS: dict[str, RouterFactory] = {"istio": _istio}
+@dataclass(frozen=True, kw_only=True)
+class Provider:
+    """Everything Coalmine knows about one traffic-router provider."""
 
-
-def router_for(provider: str) -> RouterFactory:
-    """The factory of the router for ``provider``; `ConfigurationError` for an unknown name."""
-    try:
-        return _PROVIDERS[provider]
-    except KeyError:
-        known = ", ".join(sorted(_PROVIDERS))
-        raise ConfigurationError(
-            f"unknown traffic router provider {provider!r}: supported providers are {known}"
-        ) from None
+    name: str
+    """Flagger's name for it (``spec.provider``, ``--mesh-provider``)."""
+    router: RouterFactory
+    """Builds the `TrafficRouter` on the worker's Kubernetes client."""
+    queries: Mapping[str, str] = field(default_factory=dict)
+    """Builtin metric name → PromQL template (Flagger's variables: namespace, target, interval)."""
+    kinds: tuple[str, ...] = ()
+    """``<plural>.<group>`` of the objects its router creates (``virtualservices.networking…``)."""
+    rbac: tuple[RbacRule, ...] = ()
+    """What the worker must be allowed to do on those kinds."""

@@ -8,6 +8,8 @@ What Flagger's ``pkg/router/istio.go`` creates for a Canary whose service is ``p
   and corsPolicy — to ``podinfo-primary`` (weight 100 − w) and ``podinfo-canary`` (weight w);
 - DestinationRules ``podinfo-primary`` and ``podinfo-canary`` with ``service.trafficPolicy``.
 
+Its builtin checks are the PromQL Flagger runs for Istio (`activities.router._istio_metrics`).
+
 Rendering is pure (`render_virtual_service`, `render_destination_rule`); `IstioRouter` reads and
 converges. Reconciling keeps the live weights (as Flagger ignores weights when it diffs), and the
 fingerprint of the VirtualService is taken at 100/0, so a reconcile after a weight change writes
@@ -35,6 +37,8 @@ from activities.kubernetes.resources import (
     converge,
     labels_of,
 )
+from activities.router._istio_metrics import REQUEST_DURATION, REQUEST_SUCCESS_RATE
+from activities.router.base import Provider, RbacRule
 from workflows.activity_api import CanaryRef, Weights
 from workflows.spec import Canary
 
@@ -214,3 +218,16 @@ class IstioRouter:
                 f"{primary_host} and {canary_host}: reconcile the routes first"
             )
         return live, found[0], found[1]
+
+
+PROVIDER = Provider(
+    name="istio",
+    router=IstioRouter,
+    queries={"request-success-rate": REQUEST_SUCCESS_RATE, "request-duration": REQUEST_DURATION},
+    kinds=(f"virtualservices.{GROUP}", f"destinationrules.{GROUP}"),
+    rbac=(
+        # Weights are set by patching the VirtualService's routes.
+        RbacRule(GROUP, ("virtualservices",), ("get", "create", "update", "patch")),
+        RbacRule(GROUP, ("destinationrules",), ("get", "create", "update")),
+    ),
+)

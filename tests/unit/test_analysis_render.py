@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from activities.analysis.templates import BUILTIN_QUERIES, TemplateModel, render
+from activities.analysis.templates import TemplateModel, render
 from activities.errors import InvalidSpec
+from activities.router import provider_for
 
 MODEL = TemplateModel(
     name="podinfo",
@@ -27,7 +28,7 @@ def test_template_variables_render() -> None:
 
 
 def test_istio_success_rate_query_matches_flagger() -> None:
-    query = " ".join(render(BUILTIN_QUERIES["istio"]["request-success-rate"], MODEL).split())
+    query = " ".join(render(provider_for("istio").queries["request-success-rate"], MODEL).split())
     assert 'destination_workload_namespace="test"' in query
     assert 'destination_workload=~"podinfo"' in query
     assert 'response_code!~"5.*"' in query
@@ -37,7 +38,7 @@ def test_istio_success_rate_query_matches_flagger() -> None:
 
 
 def test_istio_duration_query_is_p99_of_the_millisecond_histogram() -> None:
-    query = " ".join(render(BUILTIN_QUERIES["istio"]["request-duration"], MODEL).split())
+    query = " ".join(render(provider_for("istio").queries["request-duration"], MODEL).split())
     assert query.startswith("histogram_quantile( 0.99,")
     assert "istio_request_duration_milliseconds_bucket{" in query
     assert query.endswith("by (le) )")

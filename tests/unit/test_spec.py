@@ -163,7 +163,7 @@ def test_flaggers_defaults() -> None:
     canary = parse_canary(MINIMAL)
     spec, analysis = canary.spec, canary.spec.analysis
     assert canary.namespace == "default"
-    assert spec.provider == "istio"
+    assert spec.provider is None  # the cluster-wide default (the worker's --mesh-provider)
     assert spec.progress_deadline_seconds == 600
     assert (spec.skip_analysis, spec.autoscaler_ref) == (False, None)
     assert (spec.service.port_name, spec.service.target_port, spec.service.gateways) == (

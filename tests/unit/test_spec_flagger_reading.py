@@ -356,9 +356,8 @@ def test_the_nginx_tutorial_canary_is_refused_as_nginx_not_as_a_typo() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "provider"),
     [
-        # pkg/router/gateway_api.go: gatewayRefs, backendTimeout, service.mirror.
-        ("gatewayRefs", [{"name": "gateway", "namespace": "istio-ingress"}], "Gateway API"),
-        ("backendTimeout", "5s", "Gateway API"),
+        # pkg/router/gateway_api.go: service.mirror (gatewayRefs and backendTimeout are read
+        # by Coalmine's gatewayapi:v1 provider: tests/unit/test_providers.py).
         ("mirror", [{"backendRef": {"name": "podinfo-mirror"}}], "Gateway API"),
         # pkg/router/appmesh.go: meshName, backends.
         ("meshName", "global", "App Mesh"),

@@ -27,11 +27,13 @@ from activities.analysis.metrics import credentials as creds
 from activities.analysis.metrics.provider import MetricProvider, provider_for
 from activities.analysis.metrics.verdict import bounds_of, judge, no_data, provider_error
 from activities.analysis.settings import AnalysisSettings
-from activities.analysis.templates import BUILTIN_QUERIES, TemplateModel, render
+from activities.analysis.templates import TemplateModel, render
 from activities.errors import InvalidSpec, NoData, ProviderError
 from activities.kubernetes.resources import METRIC_TEMPLATE, Resources, secret_data
+from activities.router.registry import resolve
 from workflows.activity_api import CanaryRef, MetricCheckInput
 from workflows.model import MetricResult
+from workflows.providers import DEFAULT_PROVIDER
 from workflows.spec import MetricSpec
 
 
@@ -51,12 +53,12 @@ class MetricChecker:
         *,
         cluster: Resources,
         settings: AnalysisSettings,
-        router: str = "istio",
+        default_provider: str = DEFAULT_PROVIDER,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._cluster = cluster
         self._settings = settings
-        self._router = router
+        self._default_provider = default_provider
         self._environ = environ
 
     def check(self, request: MetricCheckInput) -> MetricResult:
@@ -89,11 +91,14 @@ class MetricChecker:
             return self._template_plan(namespace, metric.template_ref.name, model)
         if metric.query:
             return _Plan(self._default_prometheus(), "prometheus", metric.query, custom=True)
-        builtin = BUILTIN_QUERIES.get(self._router, {}).get(metric.name)
+        # What a builtin check measures depends on the Canary's traffic router (Flagger's
+        # per-mesh observers): the provider travels with the ref, None is the worker's default.
+        router = resolve(ref.provider, self._default_provider)
+        builtin = router.queries.get(metric.name)
         if builtin is None:
             raise InvalidSpec(
                 f"metric {metric.name!r} has neither a templateRef nor a query, and is not a "
-                f"builtin {self._router} metric (request-success-rate, request-duration)"
+                f"builtin {router.name} metric ({', '.join(sorted(router.queries))})"
             )
         return _Plan(self._default_prometheus(), "prometheus", render(builtin, model), False)
 

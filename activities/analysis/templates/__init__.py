@@ -1,17 +1,14 @@
-"""What to measure: per-router query templates, kept apart from the providers that run them.
+"""Rendering query templates as Flagger does.
 
-One module per traffic router (``istio`` first) maps the builtin check names to PromQL templates;
-`render` fills Flagger's template variables. Adding a router means adding a module and one entry
-in `BUILTIN_QUERIES`.
+What to measure is the traffic-router provider's business: each plugin in ``activities/router``
+exports the PromQL of its builtin checks (``Provider.queries``), kept apart from the metric
+providers that run them; `render` fills Flagger's template variables in either those or a
+MetricTemplate's query.
 """
 
 from __future__ import annotations
 
-from activities.analysis.templates import istio
 from activities.analysis.templates.render import TemplateModel, render
-
-BUILTIN_QUERIES: dict[str, dict[str, str]] = {"istio": istio.QUERIES}
-"""Router name → builtin metric name → query template."""
 
 REQUEST_SUCCESS_RATE = "request-success-rate"
 REQUEST_DURATION = "request-duration"
@@ -19,7 +16,6 @@ BUILTIN_METRICS = (REQUEST_SUCCESS_RATE, REQUEST_DURATION)
 
 __all__ = [
     "BUILTIN_METRICS",
-    "BUILTIN_QUERIES",
     "REQUEST_DURATION",
     "REQUEST_SUCCESS_RATE",
     "TemplateModel",

@@ -1,11 +1,13 @@
-"""Istio's builtin checks, with the PromQL Flagger runs for them.
+"""Istio's telemetry as Flagger's builtin checks query it (``pkg/metrics/observers/istio.go``).
+
+Shared by the providers whose data plane exports Istio's metrics: ``istio``, and
+``gatewayapi:v1`` (Flagger has no Gateway API observer, and its factory's default is Istio's;
+Istio's own Gateway API mode, and the local mesh, export these names).
 
 ``request-success-rate``: the percentage of requests to the canary workload that did not answer
-5xx, over the metric's interval. ``request-duration``: the 99th percentile of the request duration
-in milliseconds. Both read the destination reporter (the canary's own sidecar), and match the
-workload with ``=~`` as Flagger does, so a regular expression in the target name keeps working.
-The queries are kept as Flagger writes them so dashboards and alert rules built on its numbers
-agree with ours; whitespace is irrelevant to PromQL.
+5xx, over the metric's interval. ``request-duration``: their 99th percentile in milliseconds.
+Both read the destination reporter (the canary's own sidecar) and match the workload with
+``=~`` as Flagger does. Kept as Flagger writes them, so dashboards built on its numbers agree.
 """
 
 from __future__ import annotations
@@ -48,8 +50,3 @@ histogram_quantile(
   ) by (le)
 )
 """
-
-QUERIES = {
-    "request-success-rate": REQUEST_SUCCESS_RATE,
-    "request-duration": REQUEST_DURATION,
-}

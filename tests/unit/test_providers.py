@@ -1,0 +1,185 @@
+"""The provider registry, the spec's reading of provider names and fields, and the Gateway API
+and Kubernetes plugins' pure parts (rendering, queries). No cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from activities.analysis.templates import TemplateModel, render
+from activities.errors import ConfigurationError, InvalidSpec
+from activities.router import PROVIDERS, provider_for, resolve
+from activities.router.gatewayapi import find_weights, render_http_route, route_matches
+from workflows import providers
+from workflows.activity_api import CanaryRef
+from workflows.spec import Canary, SpecError, parse_canary
+
+GATEWAY = [{"name": "gateway", "namespace": "istio-ingress"}]
+
+
+def document(provider: str | None = None, **service: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+        "service": {"port": 9898, **service},
+        "analysis": {"interval": "30s", "maxWeight": 50, "stepWeight": 5},
+    }
+    if provider is not None:
+        spec["provider"] = provider
+    return {
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": spec,
+    }
+
+
+def problems(doc: dict[str, Any]) -> str:
+    with pytest.raises(SpecError) as caught:
+        parse_canary(doc)
+    return str(caught.value)
+
+
+# --- one registry --------------------------------------------------------------------------
+
+
+def test_the_registry_and_the_validators_names_agree() -> None:
+    assert set(PROVIDERS) == set(providers.PROVIDERS)
+    for name, plugin in PROVIDERS.items():
+        assert plugin.name == name
+        assert set(plugin.queries) == {"request-success-rate", "request-duration"}
+        assert plugin.rbac, f"{name} declares no RBAC rule"
+
+
+def test_unknown_provider_is_a_configuration_error_never_a_fallback() -> None:
+    with pytest.raises(ConfigurationError, match="supported providers are gatewayapi:v1"):
+        provider_for("linkerd")
+    with pytest.raises(ConfigurationError):
+        resolve("linkerd", "istio")
+
+
+def test_the_canarys_provider_wins_over_the_default_and_none_is_the_default() -> None:
+    assert resolve("kubernetes", "istio").name == "kubernetes"
+    assert resolve(None, "gatewayapi").name == "gatewayapi:v1"
+    assert provider_for("gatewayapi").name == "gatewayapi:v1"  # Flagger's bare prefix
+
+
+def test_the_ref_carries_the_canarys_provider() -> None:
+    canary = parse_canary(document("gatewayapi", gatewayRefs=GATEWAY))
+    assert CanaryRef.of(canary).provider == "gatewayapi:v1"
+    assert CanaryRef.of(parse_canary(document())).provider is None
+    # A ref recorded before the field existed still reads (running rollouts replay).
+    old = {"namespace": "test", "name": "podinfo", "target": "podinfo", "service": "podinfo"}
+    assert CanaryRef.model_validate(old).provider is None
+
+
+# --- the spec ------------------------------------------------------------------------------
+
+
+def test_an_unknown_provider_is_refused_naming_the_known_ones() -> None:
+    message = problems(document("linkerd"))
+    assert "linkerd" in message
+    assert "gatewayapi:v1, istio, kubernetes" in message
+
+
+def test_gateway_refs_are_read_with_the_gateway_api_provider() -> None:
+    canary = parse_canary(document("gatewayapi:v1", gatewayRefs=GATEWAY, backendTimeout="5s"))
+    assert canary.spec.service.gateway_refs == GATEWAY
+
+
+def test_gateway_refs_with_another_provider_are_refused_naming_the_owner() -> None:
+    message = problems(document("istio", gatewayRefs=GATEWAY))
+    assert "gatewayRefs belongs to the gatewayapi:v1 provider" in message
+
+
+def test_the_gateway_api_provider_needs_gateway_refs() -> None:
+    assert "needs service.gatewayRefs" in problems(document("gatewayapi:v1"))
+
+
+def test_the_kubernetes_provider_is_blue_green_only() -> None:
+    assert "Blue/Green only" in problems(document("kubernetes"))
+
+
+# --- Gateway API rendering (Flagger's pkg/router/gateway_api.go) ----------------------------
+
+
+def gateway_canary(**service: Any) -> Canary:
+    return parse_canary(document("gatewayapi:v1", gatewayRefs=GATEWAY, **service))
+
+
+def test_http_route_with_parent_refs_hosts_and_two_weighted_backends() -> None:
+    route = render_http_route(gateway_canary(hosts=["app.example.com"]), 80, 20)
+    spec = route["spec"]
+    assert route["metadata"]["name"] == "podinfo"
+    assert spec["parentRefs"] == GATEWAY
+    assert spec["hostnames"] == ["app.example.com"]
+    (rule,) = spec["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    assert rule["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": "podinfo-primary", "port": 9898, "weight": 80},
+        {"group": "", "kind": "Service", "name": "podinfo-canary", "port": 9898, "weight": 20},
+    ]
+    found = find_weights(route, "podinfo")
+    assert found is not None
+    assert (found[0], found[1].primary, found[1].canary) == (0, 80, 20)
+
+
+def test_matches_filters_and_timeouts_as_flagger_renders_them() -> None:
+    canary = gateway_canary(
+        match=[{"uri": {"prefix": "/api"}, "headers": {"x-user": {"exact": "qa"}}}],
+        headers={"request": {"set": {"b": "2", "a": "1"}, "remove": ["x"]}},
+        rewrite={"uri": "/", "authority": "internal"},
+        timeout="30s",
+        backendTimeout="10s",
+    )
+    (rule,) = render_http_route(canary)["spec"]["rules"]
+    assert rule["matches"] == [
+        {
+            "path": {"type": "PathPrefix", "value": "/api"},
+            "headers": [{"name": "x-user", "type": "Exact", "value": "qa"}],
+        }
+    ]
+    assert rule["filters"] == [
+        {
+            "type": "RequestHeaderModifier",
+            "requestHeaderModifier": {
+                "set": [{"name": "a", "value": "1"}, {"name": "b", "value": "2"}],
+                "remove": ["x"],
+            },
+        },
+        {
+            "type": "URLRewrite",
+            "urlRewrite": {
+                "hostname": "internal",
+                "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"},
+            },
+        },
+    ]
+    assert rule["timeouts"] == {"request": "30s", "backendRequest": "10s"}
+
+
+def test_a_match_gateway_api_cannot_express_is_invalid() -> None:
+    with pytest.raises(InvalidSpec):
+        route_matches([{"uri": {"suffix": ".png"}}])
+
+
+# --- builtin queries -------------------------------------------------------------------------
+
+MODEL = TemplateModel(
+    name="podinfo", namespace="test", target="podinfo", service="podinfo", interval="1m"
+)
+
+
+def test_kubernetes_checks_read_the_apps_own_metrics_by_pod_name() -> None:
+    query = " ".join(
+        render(provider_for("kubernetes").queries["request-success-rate"], MODEL).split()
+    )
+    assert "http_request_duration_seconds_count{" in query
+    assert 'kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"' in query
+    duration = render(provider_for("kubernetes").queries["request-duration"], MODEL)
+    assert "http_request_duration_seconds_bucket" in duration
+    assert duration.strip().endswith("* 1000")  # Flagger reports it in milliseconds
+
+
+def test_gateway_api_checks_are_istios_as_flaggers_factory_falls_back() -> None:
+    assert provider_for("gatewayapi:v1").queries == provider_for("istio").queries
