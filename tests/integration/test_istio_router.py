@@ -224,4 +224,4 @@ def test_finalize_removes_only_what_coalmine_created(admin_client, namespace) ->
 
 def test_an_unknown_provider_fails_at_construction(worker_client) -> None:
     with pytest.raises(ConfigurationError, match="'linkerd'"):
-        RouterActivities(worker_client, provider="linkerd")
+        RouterActivities(worker_client, default_provider="linkerd")
