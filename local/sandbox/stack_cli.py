@@ -47,7 +47,7 @@ def demo(
     state_dir: StateDir = DEFAULT_STATE,
     interval: Annotated[
         str, typer.Option(help="Analysis interval of the demo Canary (the article uses 30s).")
-    ] = "3s",
+    ] = "2s",
 ) -> None:
     """Bring the stack up; roll out a good release (promoted), then a faulty one (rolled back)."""
     from sandbox import demo as demo_module

@@ -50,6 +50,8 @@ def test_demo_promotes_one_release_and_rolls_back_the_faulty_one(tmp_path: Path)
             "Halt podinfo.test advancement",
             "Rolling back podinfo.test failed checks threshold reached 10",
             "Canary failed! Scaling down podinfo.test",
+            "canary.flagger.app/podinfo condition met",
+            "new revision handed to the running rollout",
         ):
             assert line in output, f"missing {line!r} in:\n{output}"
         assert "/namespaces/default/workflows/canary%2Fdefault%2Ftest%2Fpodinfo" in output
@@ -57,9 +59,10 @@ def test_demo_promotes_one_release_and_rolls_back_the_faulty_one(tmp_path: Path)
         ports = json.loads((state / "stack.json").read_text())["ports"]
         runs = _ui_workflows(f"http://127.0.0.1:{ports['ui']}")
         statuses = [str(run["status"]) for run in runs]
-        # initialization and the good release completed; the faulty one failed (rolled back)
+        # initialization, 1.4.1 (kubectl set image) and the CI release (the fix's rollout,
+        # joined by `rollout start`) completed; the faulty 1.4.2 failed (rolled back)
         assert statuses.count("WORKFLOW_EXECUTION_STATUS_FAILED") == 1, statuses
-        assert statuses.count("WORKFLOW_EXECUTION_STATUS_COMPLETED") == 2, statuses
+        assert statuses.count("WORKFLOW_EXECUTION_STATUS_COMPLETED") == 3, statuses
         failed = next(r for r in runs if r["status"] == "WORKFLOW_EXECUTION_STATUS_FAILED")
         fields = failed["searchAttributes"]["indexedFields"]  # type: ignore[index]
         assert "CanaryPhase" in fields
