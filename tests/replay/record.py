@@ -118,7 +118,8 @@ SCENARIOS = {
     "canary_status_rolled_back": _status_rolled_back,
 }
 """Stored histories; those recorded before a patch are kept (they are what running rollouts
-replay), so re-record only the scenarios a change is about: ``python -m tests.replay.record NAME``."""
+replay), so re-record only the scenarios a change is about:
+``python -m tests.replay.record NAME``."""
 
 
 async def main() -> None:

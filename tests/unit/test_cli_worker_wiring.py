@@ -46,4 +46,7 @@ async def test_worker_is_sized_from_settings(dev_server_env: WorkflowEnvironment
     assert config["max_concurrent_activities"] == 7
     assert config["activity_executor"]._max_workers == 9  # type: ignore[union-attr]
     assert config["graceful_shutdown_timeout"].total_seconds() == 12
-    assert [w.__name__ for w in config["workflows"]] == ["CanaryRolloutWorkflow"]
+    assert [w.__name__ for w in config["workflows"]] == [
+        "CanaryRolloutWorkflow",
+        "CanaryFinalizeWorkflow",
+    ]
