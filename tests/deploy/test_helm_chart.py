@@ -21,14 +21,42 @@ from tests.deploy._support import (
 )
 
 
+def _is_controller(obj: Doc) -> bool:
+    return obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "controller"
+
+
+def worker_part(objects: list[Doc]) -> list[Doc]:
+    """The chart's objects without the controller's (which deploy/manifests/controller holds)."""
+    return [o for o in objects if not _is_controller(o)]
+
+
+def worker_template(*args: str, namespace: str = "coalmine-system") -> list[Doc]:
+    return worker_part(helm_template(*args, namespace=namespace))
+
+
 @pytest.fixture(scope="module")
-def chart() -> list[Doc]:
+def rendered() -> list[Doc]:
     return helm_template()
+
+
+@pytest.fixture(scope="module")
+def chart(rendered: list[Doc]) -> list[Doc]:
+    return worker_part(rendered)
 
 
 @pytest.fixture(scope="module")
 def manifests() -> list[Doc]:
     return kustomize(MANIFESTS)
+
+
+@pytest.fixture(scope="module")
+def controller_chart(rendered: list[Doc]) -> list[Doc]:
+    return [o for o in rendered if _is_controller(o)]
+
+
+@pytest.fixture(scope="module")
+def controller_manifests() -> list[Doc]:
+    return kustomize(MANIFESTS / "controller")
 
 
 def test_chart_lints():
@@ -106,11 +134,8 @@ def test_cluster_role_binding_binds_the_service_account(chart):
 
 
 def test_namespaced_rbac_makes_a_role_per_namespace(chart):
-    objects = helm_template(
-        "--set",
-        "rbac.namespaced=true",
-        "--set",
-        "rbac.namespaces={team-a,team-b}",
+    objects = worker_template(
+        "--set", "rbac.namespaced=true", "--set", "rbac.namespaces={team-a,team-b}"
     )
     assert not by_kind(objects, "ClusterRole")
     assert not by_kind(objects, "ClusterRoleBinding")
@@ -123,19 +148,19 @@ def test_namespaced_rbac_makes_a_role_per_namespace(chart):
 
 
 def test_namespaced_rbac_defaults_to_the_release_namespace():
-    objects = helm_template("--set", "rbac.namespaced=true", namespace="apps")
+    objects = worker_template("--set", "rbac.namespaced=true", namespace="apps")
     assert [r["metadata"]["namespace"] for r in by_kind(objects, "Role")] == ["apps"]
 
 
 def test_rbac_create_false_renders_no_rbac():
-    objects = helm_template("--set", "rbac.create=false")
+    objects = worker_template("--set", "rbac.create=false")
     assert not {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} & {
         o["kind"] for o in objects
     }
 
 
 def test_service_monitor_is_optional():
-    objects = helm_template(
+    objects = worker_template(
         "--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.additionalLabels.team=x"
     )
     monitor = one(objects, "ServiceMonitor")
@@ -164,7 +189,7 @@ def test_service_monitor_without_the_service_is_refused():
 
 
 def test_temporal_api_key_and_tls_from_existing_secrets():
-    objects = helm_template(
+    objects = worker_template(
         "--set",
         "temporal.address=ns.acct.tmprl.cloud:7233",
         "--set",
@@ -191,7 +216,7 @@ def test_temporal_api_key_and_tls_from_existing_secrets():
 
 
 def test_tls_without_a_ca_trusts_the_system_roots():
-    objects = helm_template(
+    objects = worker_template(
         "--set", "temporal.tls.existingSecret=temporal-certs", "--set", "temporal.tls.caKey="
     )
     assert "TEMPORAL_TLS_CA" not in env(objects)
@@ -199,7 +224,7 @@ def test_tls_without_a_ca_trusts_the_system_roots():
 
 
 def test_image_replicas_port_task_queue_and_extra_env():
-    objects = helm_template(
+    objects = worker_template(
         "--set",
         "image.repository=registry.example.com/coalmine",
         "--set",
@@ -256,3 +281,68 @@ def test_values_schema_describes_every_value():
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(schema["properties"]) == {*values, "global"}
+
+
+# --- the controller ------------------------------------------------------------------------
+
+
+def test_controller_objects_equal_the_controller_manifests(controller_chart, controller_manifests):
+    def names(objects: list[Doc]) -> set[tuple[str, str, str | None]]:
+        return {(o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in objects}
+
+    assert names(controller_chart) == names(controller_manifests)
+    assert normalized_rules(one(controller_chart, "ClusterRole")) == normalized_rules(
+        one(controller_manifests, "ClusterRole")
+    )
+    assert (
+        one(controller_chart, "ClusterRoleBinding")["subjects"]
+        == one(controller_manifests, "ClusterRoleBinding")["subjects"]
+    )
+
+
+def test_controller_container_equals_the_manifests(controller_chart, controller_manifests):
+    ours, theirs = container(controller_chart), container(controller_manifests)
+    for key in ("args", "resources", "securityContext", "volumeMounts"):
+        assert ours[key] == theirs[key], key
+    assert env(controller_chart) == env(controller_manifests)
+    pod = one(controller_chart, "Deployment")["spec"]["template"]["spec"]
+    theirs_pod = one(controller_manifests, "Deployment")["spec"]["template"]["spec"]
+    for key in ("serviceAccountName", "securityContext", "terminationGracePeriodSeconds"):
+        assert pod[key] == theirs_pod[key], key
+
+
+def test_controller_selector_matches_its_pods_only(controller_chart, chart):
+    deployment = one(controller_chart, "Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    worker_selector = one(chart, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert not worker_selector.items() <= labels.items()
+
+
+def test_controller_can_be_turned_off_and_shares_the_temporal_credentials():
+    assert not [o for o in helm_template("--set", "controller.enabled=false") if _is_controller(o)]
+    objects = [
+        o
+        for o in helm_template(
+            "--set",
+            "temporal.apiKey.existingSecret=temporal-key",
+            "--set",
+            "temporal.tls.existingSecret=temporal-tls",
+            "--set",
+            "controller.replicaCount=2",
+        )
+        if _is_controller(o)
+    ]
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    variables = env(objects)
+    assert variables["TEMPORAL_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "temporal-key"
+    assert variables["TEMPORAL_TLS_CERT"]["value"].startswith("/etc/coalmine/temporal-tls/")
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "temporal-tls", "secret": {"secretName": "temporal-tls",
+            "defaultMode": 0o440}} in volumes  # fmt: skip
+
+
+def test_controller_rbac_follows_rbac_create():
+    objects = helm_template("--set", "rbac.create=false")
+    assert [o["kind"] for o in objects if _is_controller(o)] == ["ServiceAccount", "Deployment"]
