@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
-from sandbox.runner import start_sandbox
 
 from activities.kubernetes import build_api_client
+from sandbox.runner import start_sandbox
 from worker.controller import Controller, ControllerSettings
 from worker.controller import _decide as d
 from worker.kubecache import KubeConfig

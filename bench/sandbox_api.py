@@ -32,9 +32,9 @@ import time
 from typing import Any
 
 import aiohttp
-from sandbox.kubecache import KubeConfig
 
 from bench._support import cpu_seconds, descendants, process_name, rss_kb, sandbox
+from sandbox.kubecache import KubeConfig
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"

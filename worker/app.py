@@ -12,13 +12,16 @@ import inspect
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
 from worker.metrics import MetricsInterceptor, RolloutMetrics
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from activities.analysis import AnalysisSettings
 
 
 def activity_methods(*objects: object) -> list[Callable[..., Any]]:
@@ -31,13 +34,16 @@ def activity_methods(*objects: object) -> list[Callable[..., Any]]:
     return methods
 
 
-def product_activities(api_client: Any, settings: Settings) -> list[object]:
-    """The activity classes of the product, sharing one Kubernetes API client."""
+def product_activities(
+    api_client: Any, settings: Settings, *, analysis: AnalysisSettings | None = None
+) -> list[object]:
+    """The activity classes of the product, sharing one Kubernetes API client (``analysis``:
+    the analysis settings when not only the worker's Prometheus URL)."""
     from activities.analysis import AnalysisActivities, AnalysisSettings
     from activities.kubernetes import CanaryStatusActivities, KubernetesActivities
     from activities.router import RouterActivities
 
-    analysis = AnalysisSettings(prometheus_url=settings.worker.prometheus_url)
+    analysis = analysis or AnalysisSettings(prometheus_url=settings.worker.prometheus_url)
     return [
         KubernetesActivities(api_client),
         CanaryStatusActivities(api_client),

@@ -208,7 +208,6 @@ async def test_worker_panels_show_the_worker_series(tmp_path):
     import asyncio
 
     from sandbox.prometheus import PrometheusServer, query
-
     from worker.metrics import RolloutMetrics
 
     metrics = RolloutMetrics()

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 import yaml
-from sandbox.runner import start_sandbox
 
+from sandbox.runner import start_sandbox
 from tests.conftest import Kubectl
 from tests.deploy._support import CHART, MANIFESTS, helm, normalized_rules, run
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from sandbox.runner import SandboxHandle, start_sandbox
 
 from activities.kubernetes import build_api_client
+from sandbox.runner import SandboxHandle, start_sandbox
 from tests.conftest import TemporalServer
 from tests.ports import free_port
 

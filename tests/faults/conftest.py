@@ -41,11 +41,11 @@ import httpx
 import pytest
 import yaml
 from kubernetes import client as k8s
-from sandbox.runner import SandboxHandle
-from sandbox.settings import ready_delay as ready_delay_annotation
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from sandbox.runner import SandboxHandle
+from sandbox.settings import ready_delay as ready_delay_annotation
 from tests.conftest import ApiProxy, TemporalServer
 from tests.ports import free_port
 from workflows.model import WORKFLOW_NAME, RolloutInput, RolloutResult, RolloutStatus, workflow_id

@@ -20,8 +20,8 @@ import json
 from typing import Any
 
 from kubernetes import client
-from sandbox.settings import ready_delay
 
+from sandbox.settings import ready_delay
 from tests.conftest import WORKER_USER, WRITE_VERBS, ApiProxy
 from workflows.spec import Canary
 

@@ -23,12 +23,11 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.analysis import AnalysisActivities, AnalysisSettings
-from activities.kubernetes import KubernetesActivities, build_api_client
-from activities.router import RouterActivities
+from activities.analysis import AnalysisSettings
+from activities.kubernetes import build_api_client
 from sandbox.runner import SandboxHandle
 from tests.conftest import Kubectl
-from worker.app import activity_methods, build_worker
+from worker.app import activity_methods, build_worker, product_activities
 from worker.settings import Settings, TemporalSettings
 from workflows.model import (
     WORKFLOW_NAME,
@@ -112,23 +111,25 @@ def api_client(sandbox_cluster: SandboxHandle) -> Any:
 
 @pytest.fixture(scope="module")
 async def rollout_worker(
-    dev_server_env: WorkflowEnvironment, sandbox_cluster: SandboxHandle, api_client: Any
+    dev_server_env: WorkflowEnvironment, sandbox_cluster: SandboxHandle
 ) -> AsyncIterator[Worker]:
+    """The product's worker, as the `coalmine` ServiceAccount through the API proxy: the same
+    activities and workflows `coalmine worker` registers, on a task queue of the module's own."""
     queue = f"rollouts-{uuid.uuid4().hex[:6]}"
     settings = Settings(temporal=TemporalSettings(task_queue=queue))
     analysis = AnalysisSettings(
         prometheus_url=sandbox_cluster.prometheus_url, http_proxy=sandbox_cluster.mesh_url
     )
-    activities = activity_methods(
-        KubernetesActivities(api_client),
-        RouterActivities(api_client),
-        AnalysisActivities(api_client=api_client, settings=analysis),
-    )
+    worker_api = build_api_client(kubeconfig=str(sandbox_cluster.worker_kubeconfig))
+    activities = activity_methods(*product_activities(worker_api, settings, analysis=analysis))
     worker = build_worker(
-        dev_server_env.client, settings, api_client=api_client, activities=activities
+        dev_server_env.client, settings, api_client=worker_api, activities=activities
     )
-    async with worker:
-        yield worker
+    try:
+        async with worker:
+            yield worker
+    finally:
+        worker_api.close()
 
 
 async def start(env: WorkflowEnvironment, worker: Worker, spec: Canary) -> WorkflowHandle[Any, Any]:

@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from sandbox.runner import SandboxHandle
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.kubernetes import build_api_client
+from sandbox.runner import SandboxHandle
 from tests.conftest import Kubectl
 from worker.app import activity_methods, build_worker, product_activities
 from worker.controller import Actions, Controller, ControllerSettings

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox.runner import SandboxHandle
 
+from sandbox.runner import SandboxHandle
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.timeout(120)

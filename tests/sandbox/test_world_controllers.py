@@ -14,6 +14,7 @@ import time
 
 import pytest
 from kubernetes import client
+
 from sandbox.settings import ready_delay
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 
 import pytest
+
 from sandbox.mesh import hosts
 from sandbox.mesh.routes import (
     Destination,
