@@ -89,9 +89,21 @@ def one(objects: list[Doc], kind: str) -> Doc:
     return found[0]
 
 
+def worker_deployment(objects: list[Doc]) -> Doc:
+    """The worker's Deployment (the one running `coalmine worker`; the chart also has the
+    controller's)."""
+    found = [
+        d
+        for d in by_kind(objects, "Deployment")
+        if d["spec"]["template"]["spec"]["containers"][0].get("args", [])[:1] == ["worker"]
+    ]
+    assert len(found) == 1, f"expected one worker Deployment, found {len(found)}"
+    return found[0]
+
+
 def container(objects: list[Doc]) -> Doc:
-    """The worker container of the one Deployment."""
-    (worker,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    """The worker container of the worker's Deployment."""
+    (worker,) = worker_deployment(objects)["spec"]["template"]["spec"]["containers"]
     return worker
 
 

@@ -16,7 +16,7 @@ def blocks(language: str) -> list[str]:
 
 
 def test_the_example_overlay_renders_with_the_image_and_address(tmp_path):
-    (overlay,) = blocks("yaml")
+    (overlay,) = [b for b in blocks("yaml") if "kind: Kustomization" in b]
     shutil.copytree(MANIFESTS, tmp_path / "deploy" / "manifests")
     mine = tmp_path / "my-coalmine"
     mine.mkdir()
