@@ -357,7 +357,7 @@ async def started(server: Scripted, caches: list[KubeCache], **kw: Any) -> KubeC
 
 
 async def test_pages_bad_lines_bookmarks_and_an_error_event(scripted, caches, caplog):
-    caplog.set_level(logging.INFO, logger="sandbox.kubecache")
+    caplog.set_level(logging.INFO, logger="coalmine.kubecache")
     scripted.lists = [pod_list("10", "a1", "a2", "a3"), pod_list("20", "b")]
     big = stored_pod("big", "12", blob="x" * 300_000)  # one line of 300 KB: over aiohttp's cap
     scripted.watches = [
