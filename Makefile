@@ -34,9 +34,11 @@ fmt: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The whole suite: lint, unit, workflow (time-skipping server), sandbox, integration, replay, e2e.
+# The whole suite: lint, unit, workflow (time-skipping server), sandbox, integration, replay, e2e,
+# faults. It mostly waits (rollouts, timers, Prometheus), so three processes share the two cores;
+# each test module stays in one process (its module fixtures), each process has its own cluster.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3 --dist loadfile
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow"
