@@ -28,6 +28,7 @@ from workflows.activity_api import (
     EventInput,
     InitializeInput,
     InitializeResult,
+    InitializeStage,
     MetricCheckInput,
     PromoteInput,
     ReadRevisionInput,
@@ -104,13 +105,20 @@ class Activities:
             summary=f"read revision of {self.ref.target}",
         )
 
-    async def initialize(self) -> InitializeResult:
+    async def initialize(self, stage: InitializeStage | None = None) -> InitializeResult:
+        summaries = {
+            None: f"initialize {self.ref.primary} and services {self.ref.service}",
+            "prepare": f"initialize {self.ref.primary} and services (apex {self.ref.service} "
+            "untouched)",
+            "switch": f"switch service {self.ref.service} to {self.ref.primary}, scale "
+            f"{self.ref.target} down",
+        }
         return await self._call(
             ActivityName.INITIALIZE,
-            InitializeInput(canary=self.canary, cluster=self.cluster),
+            InitializeInput(canary=self.canary, cluster=self.cluster, stage=stage),
             result_type=InitializeResult,
             options=policies.KUBERNETES,
-            summary=f"initialize {self.ref.primary} and services {self.ref.service}",
+            summary=summaries[stage],
         )
 
     async def scale_canary(self, replicas: int | None, *, undo: bool = False) -> ScaleResult:

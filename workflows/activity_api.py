@@ -89,11 +89,23 @@ class RevisionInfo(LenientModel):
     promoted_revision: str | None = Field(None, description="From the primary's annotation.")
 
 
+InitializeStage = Literal["prepare", "switch"]
+
+
 class InitializeInput(ApiModel):
-    """Create or converge the primary Deployment, its HPA and the three Services."""
+    """Create or converge the primary Deployment, its HPA and the three Services.
+
+    A first initialization in two stages, so a live service never loses its endpoints:
+    ``prepare`` builds the primary and everything but the apex Service; once the primary is
+    ready, ``switch`` points the apex Service at it and scales the target down. None does both
+    at once (what rollouts started before the stages existed ask for).
+    """
 
     canary: Canary
     cluster: str = "default"
+    stage: InitializeStage | None = Field(
+        None, description="prepare, switch, or None for both in one call."
+    )
 
 
 class InitializeResult(LenientModel):

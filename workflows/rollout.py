@@ -54,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 _RESUMABLE_IN_ANALYSIS = (Phase.PROGRESSING, Phase.WAITING_PROMOTION)
+ZERO_DOWNTIME_INIT_PATCH = "zero-downtime-init"
+"""``workflow.patched`` ID of the two-stage first initialization (primary ready first)."""
 REVISION_MISMATCH_ERROR = "RevisionMismatch"
 """Type of the promote activity's refusal when the target no longer runs the analysed revision."""
 
@@ -154,9 +156,18 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
             # A revision handed over meanwhile (update-with-start) wins over the one read.
             revision = self._state.status.revision or info.revision
             self._state.set(revision=revision, last_promoted_revision=info.promoted_revision)
-        result = await self._calls.initialize()
-        await self._calls.reconcile_routes()
-        await self._wait_ready(self._calls.ref.primary, primary=True)
+        if workflow.patched(ZERO_DOWNTIME_INIT_PATCH):
+            # The primary is ready before anything routes to it: routes, then the apex
+            # Service, then the target scaled down (Flagger's order, no moment without pods).
+            result = await self._calls.initialize("prepare")
+            await self._wait_ready(self._calls.ref.primary, primary=True)
+            await self._calls.reconcile_routes()
+            if result.first_initialization:
+                await self._calls.initialize("switch")
+        else:
+            result = await self._calls.initialize()
+            await self._calls.reconcile_routes()
+            await self._wait_ready(self._calls.ref.primary, primary=True)
         promoted = result.promoted_revision or self._state.status.last_promoted_revision
         self._first_initialization = result.first_initialization
         self._state.set(last_promoted_revision=promoted)

@@ -84,12 +84,18 @@ class KubernetesActivities:
 
     @activity.defn(name=ActivityName.INITIALIZE)
     def initialize(self, input: InitializeInput) -> InitializeResult:
-        """Create or converge the primary, its HPA and the Services; on the first run, scale
-        the target to zero.
+        """Create or converge the primary, its HPA and the Services; on the first run, switch
+        the apex Service to the primary and scale the target to zero.
+
+        ``input.stage``: ``prepare`` leaves a not yet initialized apex Service alone and scales
+        nothing, ``switch`` only does the switch (the workflow calls it once the primary is
+        ready, so the apex Service never selects pods that are not ready); None does all of it.
 
         An existing primary is never changed here (only promotion changes what production
-        runs); nor are the ``-primary`` config copies. "First" is recorded on the primary only
-        once the target is at zero, so a retry after a crash in between still scales it down.
+        runs); nor are the ``-primary`` config copies. A primary Flagger built (no Coalmine
+        revision on it) is adopted: already initialized, with no revision known as promoted,
+        so the target's revision is analysed. "First" is recorded on the primary only once the
+        target is at zero, so a retry after a crash in between still scales it down.
         """
         canary = input.canary
         namespace, name = canary.namespace, canary.spec.target_ref.name
@@ -104,16 +110,23 @@ class KubernetesActivities:
             copied = self._sync_configs(canary, configs, owner)
             wanted = objects.primary_deployment(canary, target, copied, revision)
             _, primary = converge(self._res, DEPLOYMENT, wanted, update=False, owner=owner)
-        if hpa is not None:
-            wanted_hpa = objects.primary_hpa(canary, hpa)
-            converge(self._res, HPA, wanted_hpa, update=False, whole_spec=True, owner=owner)
-        for service in objects.services(canary, label, value):
-            converge(self._res, SERVICE, service, carry=objects.carry_node_ports, owner=owner)
+        elif objects.built_by_flagger(primary):
+            self._mark_initialized(namespace, name)
+            primary = {**primary, "metadata": objects.initialized_meta(primary)}
         first = objects.INITIALIZED_ANNOTATION not in annotations_of(primary)
-        if first:
+        if input.stage != "switch":
+            if hpa is not None:
+                wanted_hpa = objects.primary_hpa(canary, hpa)
+                converge(self._res, HPA, wanted_hpa, update=False, whole_spec=True, owner=owner)
+            apex, *others = objects.services(canary, label, value)
+            wanted_services = others if first and input.stage == "prepare" else [apex, *others]
+            for service in wanted_services:
+                self._converge_service(service, owner)
+        if first and input.stage != "prepare":
+            if input.stage == "switch":
+                self._converge_service(objects.services(canary, label, value)[0], owner)
             self._scale(namespace, name, 0)
-            mark = {"metadata": {"annotations": {objects.INITIALIZED_ANNOTATION: "true"}}}
-            self._res.patch(DEPLOYMENT, namespace, name + objects.PRIMARY_SUFFIX, mark)
+            self._mark_initialized(namespace, name)
         promoted = annotations_of(primary).get(objects.REVISION_ANNOTATION)
         return InitializeResult(first_initialization=first, promoted_revision=promoted)
 
@@ -246,6 +259,13 @@ class KubernetesActivities:
         hpa = self._autoscaler(canary)
         minimum = ((hpa or {}).get("spec") or {}).get("minReplicas")
         return minimum if isinstance(minimum, int) and minimum > 0 else 1
+
+    def _converge_service(self, service: Obj, owner: CanaryOwner) -> None:
+        converge(self._res, SERVICE, service, carry=objects.carry_node_ports, owner=owner)
+
+    def _mark_initialized(self, namespace: str, name: str) -> None:
+        mark = {"metadata": {"annotations": {objects.INITIALIZED_ANNOTATION: "true"}}}
+        self._res.patch(DEPLOYMENT, namespace, name + objects.PRIMARY_SUFFIX, mark)
 
     def _scale(self, namespace: str, name: str, replicas: int) -> bool:
         """Set the replicas through ``/scale``; no write when already there."""

@@ -79,6 +79,20 @@ def selector_label(deployment: Obj) -> tuple[str, str]:
     )
 
 
+def built_by_flagger(primary: Obj) -> bool:
+    """Whether a primary was built by someone else (Flagger): Coalmine stamps a revision on
+    every primary it creates, and the initialized mark on one it adopted."""
+    annotations = _meta(primary).get("annotations") or {}
+    return REVISION_ANNOTATION not in annotations and INITIALIZED_ANNOTATION not in annotations
+
+
+def initialized_meta(primary: Obj) -> Obj:
+    """The primary's metadata with the initialized mark (what `_mark_initialized` wrote)."""
+    meta = dict(_meta(primary))
+    meta["annotations"] = {**(meta.get("annotations") or {}), INITIALIZED_ANNOTATION: "true"}
+    return meta
+
+
 def primary_labels(labels: dict[str, str] | None, label: str, value: str) -> dict[str, str]:
     """``labels`` with the selector label set to ``<value>-primary`` (others kept)."""
     return {**(labels or {}), label: value + PRIMARY_SUFFIX}

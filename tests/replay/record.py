@@ -110,12 +110,22 @@ async def _status_rolled_back(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def _first_initialization(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """A first initialization in two stages (the ``zero-downtime-init`` patch): prepare, the
+    primary ready, routes, then the switch of the apex Service."""
+    cluster = FakeCluster(first_initialization=True, promoted_revision=None)
+    handle = await rollouts.start(cluster)
+    await handle.result()
+    return handle
+
+
 SCENARIOS = {
     "succeeded": _succeeded,
     "rolled_back": _rolled_back,
     "operated": _operated,
     "canary_status": _canary_status,
     "canary_status_rolled_back": _status_rolled_back,
+    "first_initialization": _first_initialization,
 }
 """Stored histories; those recorded before a patch are kept (they are what running rollouts
 replay), so re-record only the scenarios a change is about:
