@@ -77,6 +77,13 @@ from workflows.spec_service import (
     check_http_url,
     refuse_other_provider,
 )
+from workflows.spec_strategy import (
+    MatchCondition,
+    SessionAffinity,
+    Strategy,
+    StringMatch,
+    strategy_of,
+)
 from workflows.spec_template import (
     MetricTemplate,
     MetricTemplateProvider,
@@ -97,6 +104,7 @@ __all__ = [
     "Canary",
     "CanarySpec",
     "LocalObjectRef",
+    "MatchCondition",
     "MetricSpec",
     "MetricTemplate",
     "MetricTemplateProvider",
@@ -106,8 +114,11 @@ __all__ = [
     "ScalerReplicas",
     "SecretKeyRef",
     "ServiceSpec",
+    "SessionAffinity",
     "SpecError",
     "SpecProblem",
+    "Strategy",
+    "StringMatch",
     "TargetRef",
     "ThresholdRange",
     "WebhookSpec",
@@ -118,6 +129,7 @@ __all__ = [
     "parse_canary",
     "parse_metric_template",
     "read_canary",
+    "strategy_of",
 ]
 
 # --- the document ----------------------------------------------------------------------------
@@ -212,12 +224,26 @@ class CanarySpec(SpecModel):
         traits = providers.PROVIDERS[self.provider]
         if self.provider == providers.GATEWAY_API and not self.service.gateway_refs:
             raise field_error("service", "provider gatewayapi:v1 needs service.gatewayRefs")
-        if not traits.weighted:
+        if not traits.weighted and not self.analysis.iterations:
             raise field_error(
                 "provider",
-                f"the {self.provider} provider does Blue/Green only (analysis.iterations), "
-                "which Coalmine does not support yet",
+                f"the {self.provider} provider does Blue/Green only: set analysis.iterations "
+                "(Flagger uses 10 when it is unset)",
             )
+        if self.provider != providers.ISTIO:
+            analysis = self.analysis
+            given = {
+                "match": analysis.match,
+                "mirror": analysis.mirror,
+                "sessionAffinity": analysis.session_affinity,
+            }
+            for field, value in given.items():
+                if value:
+                    raise field_error(
+                        f"analysis.{field}",
+                        f"analysis.{field} is not supported yet by Coalmine's {self.provider} "
+                        "router (the istio provider supports it): remove it or use istio",
+                    )
         return self
 
     def spec_fields_given(self) -> set[str]:

@@ -28,6 +28,7 @@ from pydantic.alias_generators import to_snake
 from workflows._base import Duration, SpecModel, drop_nulls, duration_seconds
 from workflows.spec_errors import field_error
 from workflows.spec_service import HttpUrl, LocalObjectRef, SecretKeyRef
+from workflows.spec_strategy import MatchCondition, SessionAffinity, Strategy, strategy_of
 
 REQUEST_SUCCESS_RATE = "request-success-rate"
 REQUEST_DURATION = "request-duration"
@@ -209,9 +210,6 @@ class AlertSpec(SpecModel):
         return "info" if value == "" else value
 
 
-_LATER = "A/B testing, blue/green and mirroring come later: remove it to run a weighted canary"
-
-
 class AnalysisSpec(SpecModel):
     """The canary analysis: how traffic moves and what must hold at every step."""
 
@@ -243,14 +241,27 @@ class AnalysisSpec(SpecModel):
     metrics: list[MetricSpec] = Field(default_factory=list, description="Metric checks.")
     webhooks: list[WebhookSpec] = Field(default_factory=list, description="Webhooks.")
     alerts: list[AlertSpec] = Field(default_factory=list, description="Alert targets.")
-    # Parsed so a document that uses them is refused clearly instead of silently ignored; their
-    # zero values (what Flagger writes for "unset") are accepted.
-    iterations: int | None = Field(None, ge=0, description="A/B, blue/green: not supported yet.")
-    match: list[dict[str, Any]] | None = Field(None, description="A/B testing: not supported yet.")
-    mirror: bool | None = Field(None, description="Traffic mirroring: not supported yet.")
-    mirror_weight: Percent | None = Field(None, description="Mirroring: not supported yet.")
-    session_affinity: dict[str, Any] | None = Field(
-        None, description="Session affinity: not supported yet."
+    iterations: int = Field(
+        0,
+        ge=0,
+        description="A/B testing (with match) or Blue/Green (alone): the number of successful "
+        "analysis intervals before promotion; 0 runs a weighted canary.",
+    )
+    match: list[MatchCondition] = Field(
+        default_factory=list,
+        description="A/B testing: the requests (headers, cookies via the cookie header, source "
+        "labels) routed to the canary; needs iterations.",
+    )
+    mirror: bool = Field(
+        False,
+        description="Copy traffic to the canary (callers get the primary's answers): during all "
+        "of Blue/Green, or as the first step of a canary.",
+    )
+    mirror_weight: Percent = Field(
+        0, description="Percent of the traffic mirrored; 0 mirrors all of it, as in Flagger."
+    )
+    session_affinity: SessionAffinity | None = Field(
+        None, description="Keep users who reached the canary on it (weighted canaries)."
     )
     primary_ready_threshold: Percent = Field(100, description="% of primary pods ready.")
     canary_ready_threshold: Percent = Field(100, description="% of canary pods ready.")
@@ -268,6 +279,8 @@ class AnalysisSpec(SpecModel):
         zero_is_unset = ["threshold", "maxWeight", "stepWeightPromotion"]
         if isinstance(_given(data, "stepWeights"), list) and _given(data, "stepWeights"):
             zero_is_unset.append("stepWeight")
+        if _is_number(_given(data, "iterations")) and _given(data, "iterations"):
+            zero_is_unset.append("stepWeight")  # A/B and Blue/Green never read it
         for name in zero_is_unset:
             for key in (name, to_snake(name)):
                 if _is_zero(data.get(key)):
@@ -282,20 +295,6 @@ class AnalysisSpec(SpecModel):
                 "a stepWeight of 0 never moves traffic (Flagger's canary would wait forever): "
                 "set stepWeight (e.g. 10) or stepWeights (e.g. [5, 20, 50])"
             )
-        return value
-
-    @field_validator("iterations", "mirror", "mirror_weight")
-    @classmethod
-    def _not_yet(cls, value: Any) -> Any:
-        if value:
-            raise ValueError(f"not supported yet ({_LATER})")
-        return value
-
-    @field_validator("match", "session_affinity")
-    @classmethod
-    def _not_yet_given(cls, value: Any) -> Any:
-        if value is not None and value != []:
-            raise ValueError(f"not supported yet ({_LATER})")
         return value
 
     @field_validator("step_weights")
@@ -313,6 +312,8 @@ class AnalysisSpec(SpecModel):
 
     @model_validator(mode="after")
     def _check_steps(self) -> AnalysisSpec:
+        if self.iterations:
+            return self._check_iterative()
         if self.step_weight is None and self.step_weights is None:
             raise field_error(
                 "stepWeight", "set stepWeight (e.g. 10) or stepWeights (e.g. [5, 20, 50])"
@@ -352,6 +353,17 @@ class AnalysisSpec(SpecModel):
         fields = analysis.model_dump(by_alias=True, exclude_unset=True, exclude={"step_weights"})
         fields["maxWeight"] = analysis.step_weights[-1]
         return handler(fields)
+
+    def _check_iterative(self) -> AnalysisSpec:
+        # Flagger never reads the weights of an A/B or Blue/Green analysis: they need none.
+        self._check_unique("webhooks", [w.name for w in self.webhooks])
+        self._check_unique("metrics", [m.name for m in self.metrics])
+        return self
+
+    @property
+    def strategy(self) -> Strategy:
+        """The deployment strategy these fields choose (Flagger's order)."""
+        return strategy_of(iterations=self.iterations, match=self.match, mirror=self.mirror)
 
     @staticmethod
     def _check_unique(field: str, names: list[str]) -> None:

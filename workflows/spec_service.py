@@ -274,7 +274,11 @@ class ServiceSpec(SpecModel):
     canary: CustomMetadata | None = Field(
         None, description="Labels and annotations of the -canary Service."
     )
-    delegation: bool = Field(False, description="Istio delegate VirtualService: not supported yet.")
+    delegation: bool = Field(
+        False,
+        description="Istio delegate VirtualService: no hosts and no gateways, for a root "
+        "VirtualService to delegate to (service.hosts and service.gateways must be empty).",
+    )
     headless: bool = Field(False, description="Headless Services: not supported yet.")
     traffic_distribution: str | None = Field(
         None, description="The Services' trafficDistribution: not supported yet."
@@ -288,12 +292,18 @@ class ServiceSpec(SpecModel):
     def _other_providers(cls, value: Any, info: ValidationInfo) -> Any:
         return refuse_other_provider(to_camel(info.field_name or ""), value)
 
-    @field_validator("delegation")
-    @classmethod
-    def _no_delegation(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("delegation is not supported yet: remove it (or set it to false)")
-        return value
+    @model_validator(mode="after")
+    def _delegate_has_no_hosts(self) -> ServiceSpec:
+        # Flagger's reconcileVirtualService refuses the same: a delegate VirtualService is
+        # reached through its root, so it may not name hosts or gateways of its own.
+        if self.delegation and (self.hosts or self.gateways):
+            raise field_error(
+                "delegation",
+                "a delegate VirtualService (delegation: true) cannot have hosts or gateways: "
+                "remove service.hosts and service.gateways, and name them in the root "
+                "VirtualService that delegates to this one",
+            )
+        return self
 
     @field_validator("headless")
     @classmethod

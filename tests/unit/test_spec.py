@@ -16,6 +16,7 @@ from workflows.spec import (
     Canary,
     MetricSpec,
     SpecError,
+    Strategy,
     WebhookSpec,
     parse_canary,
     parse_metric_template,
@@ -434,12 +435,13 @@ def test_flaggers_2019_v1alpha3_canary_normalizes() -> None:
     }
 
 
-def test_strategies_that_come_later_are_refused_not_ignored() -> None:
-    with pytest.raises(SpecError) as caught:
-        parse_canary(FLAGGER_AB_TESTING)
-    error = caught.value
-    assert set(error.paths) >= {"spec.analysis.iterations", "spec.analysis.match"}
-    assert all("not supported yet" in p.message for p in error.problems if "iterations" in p.path)
+def test_flaggers_ab_testing_canary_is_read() -> None:
+    analysis = parse_canary(FLAGGER_AB_TESTING).spec.analysis
+    assert analysis.strategy == Strategy.AB_TESTING
+    assert analysis.iterations == 10
+    cookie = analysis.match[1].headers["cookie"] if analysis.match[1].headers else None
+    assert cookie is not None
+    assert cookie.regex == "^(.*?;)?(canary=always)(;.*)?$"
 
 
 def test_flaggers_zero_values_mean_unset() -> None:
