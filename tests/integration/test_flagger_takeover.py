@@ -26,6 +26,7 @@ from sandbox.runner import SandboxHandle
 from sandbox.settings import ready_delay
 from tests.conftest import Kubectl
 from tests.integration.rollout_support import (
+    GOOD,
     api_client,
     canary,
     image,
@@ -34,6 +35,7 @@ from tests.integration.rollout_support import (
     rollout_worker,
     start,
     watch,
+    weights,
 )
 from workflows.model import Phase
 
@@ -160,3 +162,90 @@ async def test_first_initialization_never_leaves_the_apex_service_without_ready_
     assert outage.without_endpoint == []
     assert outage.failed_requests == []
     assert image(api_client, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
+
+
+FLAGGER_OBJECTS = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: podinfo-primary, namespace: {ns}, labels: {{app: podinfo-primary}}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: podinfo-primary}}}}
+  template:
+    metadata:
+      labels: {{app: podinfo-primary}}
+      annotations: {{flagger-id: 6b7e7b3c-0c43-4f4f-9c4e-2f0a1d6e5a11}}
+    spec:
+      containers:
+      - name: podinfod
+        image: quay.io/stefanprodan/podinfo:1.4.0
+        ports: [{{name: http, containerPort: 9898}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: podinfo, namespace: {ns}, labels: {{app: podinfo}}}}
+spec:
+  selector: {{app: podinfo-primary}}
+  ports: [{{name: http, port: 9898, targetPort: 9898, protocol: TCP}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: podinfo-primary, namespace: {ns}, labels: {{app: podinfo-primary}}}}
+spec:
+  selector: {{app: podinfo-primary}}
+  ports: [{{name: http, port: 9898, targetPort: 9898, protocol: TCP}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: podinfo-canary, namespace: {ns}, labels: {{app: podinfo-canary}}}}
+spec:
+  selector: {{app: podinfo}}
+  ports: [{{name: http, port: 9898, targetPort: 9898, protocol: TCP}}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: podinfo, namespace: {ns}}}
+spec:
+  hosts: [podinfo]
+  gateways: [mesh]
+  http:
+  - route:
+    - destination: {{host: podinfo-primary}}
+      weight: 100
+    - destination: {{host: podinfo-canary}}
+      weight: 0
+"""
+
+
+async def test_a_release_over_flaggers_objects_is_analysed_and_promoted(
+    dev_server_env: WorkflowEnvironment,
+    rollout_worker: Worker,
+    kubectl: Kubectl,
+    sandbox_namespace: str,
+    sandbox_cluster: SandboxHandle,
+    api_client: Any,
+) -> None:
+    """What Flagger leaves between two releases (the target at zero, its primary serving), and a
+    new image on the target: Coalmine adopts the primary and rolls the release out."""
+    ns = sandbox_namespace
+    kubectl.apply(FLAGGER_OBJECTS.format(ns=ns))
+    target = slow_podinfo(ns, image=GOOD)
+    target["spec"]["replicas"] = 0
+    del target["spec"]["template"]["metadata"]["annotations"]
+    k8s.AppsV1Api(api_client).create_namespaced_deployment(ns, target)
+    wait_available(kubectl, ns, "podinfo-primary")
+
+    handle = await start(dev_server_env, rollout_worker, canary(ns))
+    phases: list[Phase] = []
+    await watch(handle, lambda s: phases.append(s.phase))
+    status = await read_status(handle)
+
+    messages = [e.message for e in status.events]
+    assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
+    assert f"Initialization done! podinfo.{ns}" not in messages
+    assert any(m.startswith("New revision detected") for m in messages)
+    assert Phase.PROGRESSING in phases
+    assert f"Advance podinfo.{ns} canary weight 10" in messages
+    assert image(api_client, ns, "podinfo-primary") == GOOD
+    assert replicas(api_client, ns, "podinfo") == 0
+    assert weights(api_client, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
