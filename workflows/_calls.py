@@ -166,13 +166,21 @@ class Activities:
             summary=f"reconcile routes of {self.ref.service}",
         )
 
-    async def set_weights(self, primary: int, canary: int, *, undo: bool = False) -> Weights:
+    async def set_weights(
+        self, primary: int, canary: int, *, undo: bool = False, mirrored: bool = False
+    ) -> Weights:
+        weights = SetWeightsInput(ref=self.ref, primary=primary, canary=canary)
+        summary = f"set weights primary {primary} / canary {canary}"
+        if mirrored:
+            mirror_weight = self.canary.spec.analysis.mirror_weight
+            weights = weights.model_copy(update={"mirrored": True, "mirror_weight": mirror_weight})
+            summary += f", mirrored {mirror_weight or 100}% to the canary"
         return await self._call(
             ActivityName.SET_WEIGHTS,
-            SetWeightsInput(ref=self.ref, primary=primary, canary=canary),
+            weights,
             result_type=Weights,
             options=policies.COMPENSATION if undo else policies.KUBERNETES,
-            summary=f"set weights primary {primary} / canary {canary}",
+            summary=summary,
         )
 
     # --- analysis ----------------------------------------------------------------------------

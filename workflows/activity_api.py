@@ -161,6 +161,14 @@ class SetWeightsInput(ApiModel):
     ref: CanaryRef
     primary: int = Field(ge=0, le=100)
     canary: int = Field(ge=0, le=100)
+    mirrored: bool = Field(
+        False,
+        description="Also copy the route's traffic to the canary (callers get the primary's "
+        "answers); False removes any mirror, so the plain routes come back.",
+    )
+    mirror_weight: int = Field(
+        0, ge=0, le=100, description="Percent of the traffic mirrored (mirrorWeight); 0 is all."
+    )
 
 
 class Weights(LenientModel):

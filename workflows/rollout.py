@@ -35,13 +35,15 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 # only, so every rollout can share the worker's copy instead of re-importing them (and rebuilding
 # every pydantic schema) for each workflow run.
 with workflow.unsafe.imports_passed_through():
+    from workflows._ab_testing import ABTestingSteps
     from workflows._base import format_duration
+    from workflows._blue_green import BlueGreenSteps
     from workflows._calls import Activities
     from workflows._compensation import Compensations
     from workflows._core import CANARY_STATUS_PATCH, RestartAnalysis, RollbackRequested
+    from workflows._mirroring import MirroringSteps
     from workflows._operator import OperatorControl
     from workflows._state import RolloutState
-    from workflows._steps import AnalysisSteps
     from workflows.decisions import promotion_weights
     from workflows.model import (
         ROLLOUT_FAILED_ERROR,
@@ -51,17 +53,20 @@ with workflow.unsafe.imports_passed_through():
         RolloutResult,
         RolloutStatus,
     )
+    from workflows.spec import Strategy
 
 
 _RESUMABLE_IN_ANALYSIS = (Phase.PROGRESSING, Phase.WAITING_PROMOTION)
 ZERO_DOWNTIME_INIT_PATCH = "zero-downtime-init"
 """``workflow.patched`` ID of the two-stage first initialization (primary ready first)."""
 REVISION_MISMATCH_ERROR = "RevisionMismatch"
+STRATEGIES_PATCH = "strategies"
+"""``workflow.patched`` ID of A/B testing, Blue/Green and mirroring (issue 13)."""
 """Type of the promote activity's refusal when the target no longer runs the analysed revision."""
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
+class CanaryRolloutWorkflow(ABTestingSteps, BlueGreenSteps, MirroringSteps, OperatorControl):
     """Roll a new revision of a Deployment out behind Istio, as Flagger does."""
 
     @workflow.init
@@ -229,10 +234,25 @@ class CanaryRolloutWorkflow(AnalysisSteps, OperatorControl):
                 if status.canary_weight == 0 and status.iterations == 0:
                     self._event(f"Starting canary analysis for {self._display}", reason="Analysis")
                     await self._pre_rollout()
-                await self._step_loop()
+                await self._strategy_loop()
                 return
             except RestartAnalysis:
                 await self._restart()
+
+    async def _strategy_loop(self) -> None:
+        """The analysis of the Canary's strategy (Flagger's choice), until it may promote."""
+        strategy = self._input.canary.spec.analysis.strategy
+        # Rollouts of a plain canary, all that ran before strategies existed, take the same
+        # path as before; the others are marked so their histories say which code ran them.
+        if strategy != Strategy.CANARY and workflow.patched(STRATEGIES_PATCH):
+            if strategy == Strategy.AB_TESTING:
+                await self._ab_testing()
+                return
+            if strategy.iterative:
+                await self._blue_green()
+                return
+            await self._mirror_first()
+        await self._step_loop()
 
     async def _restart(self) -> None:
         # The target is the source of truth: whichever revision was announced, the one its pod

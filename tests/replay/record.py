@@ -119,6 +119,34 @@ async def _first_initialization(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def _blue_green_mirrored(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """Blue/Green with mirroring (the ``strategies`` patch): mirror, iterations, switch."""
+    cluster = FakeCluster()
+    canary = make_canary(stepWeight=None, maxWeight=None, iterations=2, mirror=True)
+    handle = await rollouts.start(cluster, canary)
+    await handle.result()
+    return handle
+
+
+async def _ab_testing_rolled_back(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """A/B testing (the ``strategies`` patch) rolled back by the matched users' errors."""
+    cluster = FakeCluster(metrics={"request-success-rate": [failing("request-success-rate")]})
+    match = [{"headers": {"x-canary": {"exact": "insider"}}}]
+    canary = make_canary(stepWeight=None, maxWeight=None, iterations=5, match=match, threshold=2)
+    handle = await rollouts.start(cluster, canary)
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    return handle
+
+
+async def _canary_mirrored(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """A weighted canary whose first step mirrors (the ``strategies`` patch)."""
+    cluster = FakeCluster()
+    handle = await rollouts.start(cluster, make_canary(mirror=True, maxWeight=20))
+    await handle.result()
+    return handle
+
+
 SCENARIOS = {
     "succeeded": _succeeded,
     "rolled_back": _rolled_back,
@@ -126,6 +154,9 @@ SCENARIOS = {
     "canary_status": _canary_status,
     "canary_status_rolled_back": _status_rolled_back,
     "first_initialization": _first_initialization,
+    "blue_green_mirrored": _blue_green_mirrored,
+    "ab_testing_rolled_back": _ab_testing_rolled_back,
+    "canary_mirrored": _canary_mirrored,
 }
 """Stored histories; those recorded before a patch are kept (they are what running rollouts
 replay), so re-record only the scenarios a change is about:
