@@ -3,9 +3,10 @@
 What Flagger's ``pkg/router/istio.go`` creates for a Canary whose service is ``podinfo``:
 
 - VirtualService ``podinfo`` with hosts ``podinfo`` plus ``service.hosts``, gateways
-  ``service.gateways`` plus ``mesh`` (so traffic inside the mesh, e.g. from the load tester, is
-  split too), and one HTTP route — carrying the spec's match, rewrite, timeout, retries, headers
-  and corsPolicy — to ``podinfo-primary`` (weight 100 − w) and ``podinfo-canary`` (weight w);
+  ``service.gateways``, or ``mesh`` when none is named (then traffic inside the mesh, e.g. from
+  the load tester, is split too), and one HTTP route — carrying the spec's match, rewrite,
+  timeout, retries, headers and corsPolicy — to ``podinfo-primary`` (weight 100 − w) and
+  ``podinfo-canary`` (weight w);
 - DestinationRules ``podinfo-primary`` and ``podinfo-canary`` with ``service.trafficPolicy``.
 
 Its builtin checks are the PromQL Flagger runs for Istio (`activities.router._istio_metrics`).
@@ -109,9 +110,9 @@ def render_virtual_service(canary: Canary, primary: int = 100, canary_weight: in
     hosts = list(service.hosts)
     if apex not in hosts and "*" not in hosts:
         hosts.insert(0, apex)
-    gateways = list(service.gateways)
-    if MESH_GATEWAY not in gateways:
-        gateways.append(MESH_GATEWAY)
+    # As Flagger: ``mesh`` only when no gateway is named. Explicit gateways keep in-mesh
+    # callers of the host on the plain Service, out of the canary's traffic.
+    gateways = list(service.gateways) or [MESH_GATEWAY]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "VirtualService",

@@ -11,22 +11,12 @@ from activities.router.istio import (
     render_destination_rule,
     render_virtual_service,
 )
+from tests import canaries
 from workflows.spec import Canary
 
 
 def canary(**service) -> Canary:
-    return Canary.model_validate(
-        {
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": "test"},
-            "spec": {
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                "service": {"port": 9898, **service},
-                "analysis": {"interval": "30s", "threshold": 10, "maxWeight": 50, "stepWeight": 5},
-            },
-        }
-    )
+    return canaries.canary(service=service, progress_deadline=None)
 
 
 def test_virtual_service_of_the_article() -> None:
@@ -42,7 +32,7 @@ def test_virtual_service_of_the_article() -> None:
     assert vs["metadata"]["namespace"] == "test"
     assert vs["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "coalmine"
     assert vs["spec"]["hosts"] == ["podinfo", "app.istio.example.com"]
-    assert vs["spec"]["gateways"] == ["public-gateway.istio-system.svc.cluster.local", "mesh"]
+    assert vs["spec"]["gateways"] == ["public-gateway.istio-system.svc.cluster.local"]
     assert vs["spec"]["http"] == [
         {
             "route": [
