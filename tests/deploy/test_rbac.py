@@ -244,39 +244,29 @@ def _podinfo(namespace: str, prometheus: str, peer: str) -> list[Doc]:
 
 
 def _canary(namespace: str, peer: str) -> Any:
-    from workflows.spec import Canary
+    from tests.canaries import canary
 
-    return Canary.model_validate(
-        {
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": namespace},
-            "spec": {
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                "autoscalerRef": {
-                    "apiVersion": "autoscaling/v2",
-                    "kind": "HorizontalPodAutoscaler",
-                    "name": "podinfo",
+    return canary(
+        namespace,
+        autoscaler="podinfo",
+        progress_deadline=None,
+        analysis={
+            "interval": "1s",
+            "threshold": 2,
+            "maxWeight": 50,
+            "stepWeight": 10,
+            "metrics": [
+                {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "1m"},
+                {
+                    "name": "one",
+                    "templateRef": {"name": "always-one"},
+                    "thresholdRange": {"max": 2},
                 },
-                "service": {"port": 9898},
-                "analysis": {
-                    "interval": "1s",
-                    "threshold": 2,
-                    "maxWeight": 50,
-                    "stepWeight": 10,
-                    "metrics": [
-                        {"name": "request-success-rate", "thresholdRange": {"min": 99},
-                         "interval": "1m"},
-                        {"name": "one", "templateRef": {"name": "always-one"},
-                         "thresholdRange": {"max": 2}},
-                    ],
-                    "webhooks": [{"name": "gate", "type": "rollout", "url": f"{peer}/hook"}],
-                    "alerts": [{"name": "chat", "severity": "info",
-                                "providerRef": {"name": "chat"}}],
-                },
-            },
-        }
-    )  # fmt: skip
+            ],
+            "webhooks": [{"name": "gate", "type": "rollout", "url": f"{peer}/hook"}],
+            "alerts": [{"name": "chat", "severity": "info", "providerRef": {"name": "chat"}}],
+        },
+    )
 
 
 def run_rollout(api_client: Any, canary: Any, prometheus: str) -> None:

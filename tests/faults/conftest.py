@@ -46,6 +46,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from sandbox.runner import SandboxHandle
 from sandbox.settings import ready_delay as ready_delay_annotation
+from tests import canaries
 from tests.conftest import ApiProxy, TemporalServer
 from tests.ports import free_port
 from workflows.model import WORKFLOW_NAME, RolloutInput, RolloutResult, RolloutStatus, workflow_id
@@ -385,24 +386,8 @@ def make_app(api: k8s.ApiClient, *, prefix: str = "f", replicas: int = 1) -> App
 
 def canary_doc(ns: str, **analysis: Any) -> dict[str, Any]:
     """A short Canary: 1 s interval, two steps of 25 up to 50, no checks unless given."""
-    spec_analysis: dict[str, Any] = {
-        "interval": "1s",
-        "threshold": 2,
-        "maxWeight": 50,
-        "stepWeight": 25,
-    }
-    spec_analysis.update(analysis)
-    return {
-        "apiVersion": "flagger.app/v1beta1",
-        "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": ns},
-        "spec": {
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "progressDeadlineSeconds": 60,
-            "service": {"port": 9898},
-            "analysis": spec_analysis,
-        },
-    }
+    short = {"interval": "1s", "threshold": 2, "maxWeight": 50, "stepWeight": 25}
+    return canaries.canary_doc(ns, analysis={**short, **analysis})
 
 
 def canary_yaml(doc: dict[str, Any]) -> str:

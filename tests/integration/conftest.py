@@ -22,6 +22,7 @@ from typing import Any
 from kubernetes import client
 
 from sandbox.settings import ready_delay
+from tests import canaries
 from tests.conftest import WORKER_USER, WRITE_VERBS, ApiProxy
 from workflows.spec import Canary
 
@@ -50,30 +51,10 @@ def verbs(api_proxy: ApiProxy, namespace: str, key: str) -> list[str]:
 
 def make_canary(namespace: str, *, autoscaler: bool = True, **service: Any) -> Canary:
     """The article's Canary for podinfo (v1beta1 form), in ``namespace``."""
-    spec: dict[str, Any] = {
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-        "progressDeadlineSeconds": 60,
-        "service": {
-            "port": 9898,
-            "gateways": ["public-gateway.istio-system.svc.cluster.local"],
-            "hosts": ["app.istio.example.com"],
-            **service,
-        },
-        "analysis": {"interval": "30s", "threshold": 10, "maxWeight": 50, "stepWeight": 5},
-    }
-    if autoscaler:
-        spec["autoscalerRef"] = {
-            "apiVersion": "autoscaling/v2beta1",
-            "kind": "HorizontalPodAutoscaler",
-            "name": "podinfo",
-        }
-    return Canary.model_validate(
-        {
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": namespace},
-            "spec": spec,
-        }
+    return canaries.canary(
+        namespace,
+        service={**canaries.ARTICLE_GATEWAYS, **service},
+        autoscaler="podinfo" if autoscaler else None,
     )
 
 

@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 from activities.analysis import AnalysisSettings
 from activities.kubernetes import build_api_client
 from sandbox.runner import SandboxHandle
+from tests import canaries
 from tests.conftest import Kubectl
 from worker.app import activity_methods, build_worker, product_activities
 from worker.settings import Settings, TemporalSettings
@@ -82,25 +83,17 @@ def canary(
         "timeout": "5s",
         "metadata": {"cmd": f"hey -z 1m -q 20 -c 2 http://podinfo.{ns}:9898/"},
     }
-    return Canary.model_validate(
-        {
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": ns},
-            "spec": {
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                "progressDeadlineSeconds": 30,
-                "service": {"port": 9898},
-                "analysis": {
-                    "interval": "4s",
-                    "threshold": threshold,
-                    "maxWeight": max_weight,
-                    "stepWeight": 10,
-                    "metrics": builtin if metrics is None else metrics,
-                    "webhooks": [load_test, *(extra_webhooks or [])],
-                },
-            },
-        }
+    return canaries.canary(
+        ns,
+        progress_deadline=30,
+        analysis={
+            "interval": "4s",
+            "threshold": threshold,
+            "maxWeight": max_weight,
+            "stepWeight": 10,
+            "metrics": builtin if metrics is None else metrics,
+            "webhooks": [load_test, *(extra_webhooks or [])],
+        },
     )
 
 

@@ -22,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.workflow import UnfinishedSignalHandlersWarning, UnfinishedUpdateHandlersWarning
 from typer.testing import CliRunner
 
+from tests import canaries
 from tests.workflows.fakes import ACTIVITIES, CLUSTERS, FakeCluster, failing
 from worker.app import build_worker
 from worker.cli import app
@@ -45,17 +46,8 @@ def canary(name: str, **analysis: Any) -> Canary:
         ],
     }
     spec_analysis.update(analysis)
-    return Canary.model_validate(
-        {
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": name, "namespace": "plumbing"},
-            "spec": {
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "service": {"port": 9898},
-                "analysis": spec_analysis,
-            },
-        }
+    return canaries.canary(
+        "plumbing", name=name, target=name, progress_deadline=None, analysis=spec_analysis
     )
 
 

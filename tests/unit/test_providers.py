@@ -11,6 +11,7 @@ from activities.analysis.templates import TemplateModel, render
 from activities.errors import ConfigurationError, InvalidSpec
 from activities.router import PROVIDERS, provider_for, resolve
 from activities.router.gatewayapi import find_weights, render_http_route, route_matches
+from tests.canaries import canary_doc
 from workflows import providers
 from workflows.activity_api import CanaryRef
 from workflows.spec import Canary, SpecError, parse_canary
@@ -19,19 +20,13 @@ GATEWAY = [{"name": "gateway", "namespace": "istio-ingress"}]
 
 
 def document(provider: str | None = None, **service: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-        "service": {"port": 9898, **service},
-        "analysis": {"interval": "30s", "maxWeight": 50, "stepWeight": 5},
-    }
-    if provider is not None:
-        spec["provider"] = provider
-    return {
-        "apiVersion": "flagger.app/v1beta1",
-        "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": "test"},
-        "spec": spec,
-    }
+    extra = {"provider": provider} if provider is not None else {}
+    return canary_doc(
+        service=service,
+        analysis={"threshold": None},
+        progress_deadline=None,
+        **extra,
+    )
 
 
 def problems(doc: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.workflow import UnfinishedSignalHandlersWarning, UnfinishedUpdateHandlersWarning
 
+from tests import canaries
 from tests.workflows.fakes import ACTIVITIES, CLUSTERS, FakeCluster, new_workflow_id
 from workflows.activity_api import ActivityName
 from workflows.model import ROLLOUT_FAILED_ERROR, RolloutInput, RolloutResult, RolloutStatus
@@ -62,24 +63,8 @@ def make_canary(**analysis: Any) -> Canary:
         ],
     }
     spec_analysis.update(analysis)
-    spec_analysis = {k: v for k, v in spec_analysis.items() if v is not None}  # None: drop it
-    spec: dict[str, Any] = {
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-        "progressDeadlineSeconds": 60,
-        "service": {"port": 9898},
-        "analysis": spec_analysis,
-    }
-    for key in ("skipAnalysis",):
-        if key in analysis:
-            spec[key] = spec_analysis.pop(key)
-    return Canary.model_validate(
-        {
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": "test"},
-            "spec": spec,
-        }
-    )
+    extra = {k: spec_analysis.pop(k) for k in ("skipAnalysis",) if k in spec_analysis}
+    return canaries.canary("test", analysis=spec_analysis, **extra)
 
 
 def hook(name: str, type: str, url: str = "http://loadtester.test/") -> dict[str, Any]:
