@@ -16,7 +16,8 @@ from __future__ import annotations
 from kubernetes import client
 from temporalio import activity
 
-from activities.router.base import TrafficRouter
+from activities.errors import InvalidSpec
+from activities.router.base import MirroringRouter, TrafficRouter
 from activities.router.registry import provider_for, resolve
 from workflows.activity_api import ActivityName, CanaryRef, RoutesInput, SetWeightsInput, Weights
 from workflows.providers import DEFAULT_PROVIDER
@@ -52,7 +53,20 @@ class RouterActivities:
     @activity.defn(name=ActivityName.SET_WEIGHTS)
     def set_weights(self, input: SetWeightsInput) -> Weights:
         """Route ``primary``/``canary`` percent (no write when already there); the weights set."""
-        self._router(input.ref.provider).set_routes(input.ref, input.primary, input.canary)
+        router = self._router(input.ref.provider)
+        if not isinstance(router, MirroringRouter):
+            if input.mirrored:
+                raise InvalidSpec(f"the {input.ref.provider} provider cannot mirror traffic")
+            router.set_routes(input.ref, input.primary, input.canary)
+            return Weights(primary=input.primary, canary=input.canary)
+        # Ordered so the canary never gets its own traffic mirrored back: a mirror goes on after
+        # the weights (at 100/0) and comes off before them (before the switch to the canary).
+        if input.mirrored:
+            router.set_routes(input.ref, input.primary, input.canary)
+            router.set_mirror(input.ref, mirrored=True, mirror_weight=input.mirror_weight)
+        else:
+            router.set_mirror(input.ref, mirrored=False, mirror_weight=0)
+            router.set_routes(input.ref, input.primary, input.canary)
         return Weights(primary=input.primary, canary=input.canary)
 
     @activity.defn(name=ActivityName.GET_WEIGHTS)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kubernetes import client
 
@@ -37,6 +37,14 @@ class TrafficRouter(Protocol):
 
     def finalize(self, ref: CanaryRef) -> None:
         """Remove the routing objects Coalmine created."""
+
+
+@runtime_checkable
+class MirroringRouter(Protocol):
+    """A `TrafficRouter` that can also copy the weighted route's traffic to the canary."""
+
+    def set_mirror(self, ref: CanaryRef, *, mirrored: bool, mirror_weight: int) -> bool:
+        """Mirror (``mirror_weight`` percent, 0 is all) or stop; False when already so."""
 
 
 RouterFactory = Callable[[client.ApiClient], TrafficRouter]

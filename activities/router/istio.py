@@ -39,6 +39,7 @@ from activities.kubernetes.resources import (
     labels_of,
 )
 from activities.router._istio_metrics import REQUEST_DURATION, REQUEST_SUCCESS_RATE
+from activities.router._istio_routes import ab_routes, with_mirror
 from activities.router.base import Provider, RbacRule
 from workflows.activity_api import CanaryRef, Weights
 from workflows.spec import Canary
@@ -104,6 +105,16 @@ def http_route(canary: Canary, primary: int = 100, canary_weight: int = 0) -> Ob
     return route
 
 
+def http_routes(canary: Canary, primary: int = 100, canary_weight: int = 0) -> list[Obj]:
+    """The Canary's routes: the weighted one, or A/B testing's matched and primary-only pair."""
+    weighted = http_route(canary, primary, canary_weight)
+    if not canary.spec.analysis.match:
+        return [weighted]
+    primary_host = _hosts(canary.service_name)[0]
+    primary_only = {**weighted, "route": [_destination(canary, primary_host, 100)]}
+    return ab_routes(canary, weighted, primary_only)
+
+
 def render_virtual_service(canary: Canary, primary: int = 100, canary_weight: int = 0) -> Obj:
     """The VirtualService ``<svc>`` routing ``primary``/``canary_weight`` percent."""
     service, apex = canary.spec.service, canary.service_name
@@ -113,6 +124,9 @@ def render_virtual_service(canary: Canary, primary: int = 100, canary_weight: in
     # As Flagger: ``mesh`` only when no gateway is named. Explicit gateways keep in-mesh
     # callers of the host on the plain Service, out of the canary's traffic.
     gateways = list(service.gateways) or [MESH_GATEWAY]
+    if service.delegation:
+        # A delegate VirtualService is reached through its root: no hosts, no gateways.
+        hosts, gateways = [], []
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "VirtualService",
@@ -120,7 +134,7 @@ def render_virtual_service(canary: Canary, primary: int = 100, canary_weight: in
         "spec": {
             "hosts": hosts,
             "gateways": gateways,
-            "http": [http_route(canary, primary, canary_weight)],
+            "http": http_routes(canary, primary, canary_weight),
         },
     }
 
@@ -174,6 +188,11 @@ class IstioRouter:
         found = find_route(live, canary.service_name) if live else None
         weights = found[1] if found else Weights(primary=100, canary=0)
         wanted = render_virtual_service(canary, weights.primary, weights.canary)
+        if live is not None and found is not None:
+            # A mirror set by set_mirror is kept, as weights are (Flagger's diff ignores both).
+            live_route = live["spec"]["http"][found[0]]
+            kept = {k: live_route[k] for k in ("mirror", "mirrorPercentage") if k in live_route}
+            wanted["spec"]["http"][0].update(kept)
         basis = render_virtual_service(canary)  # weights are not part of what must converge
         converge(self._res, VIRTUAL_SERVICE, wanted, basis=basis, whole_spec=True, owner=owner)
 
@@ -190,6 +209,22 @@ class IstioRouter:
             host = (destination.get("destination") or {}).get("host")
             if host in wanted:
                 destination["weight"] = wanted[host]
+        patch = {
+            "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
+            "spec": {"http": http},
+        }
+        self._res.patch(VIRTUAL_SERVICE, ref.namespace, ref.service, patch)
+        return True
+
+    def set_mirror(self, ref: CanaryRef, *, mirrored: bool, mirror_weight: int) -> bool:
+        live, index, _ = self._route(ref)
+        http = _copy(live["spec"]["http"])
+        wanted = with_mirror(
+            http[index], _hosts(ref.service)[1], mirrored=mirrored, mirror_weight=mirror_weight
+        )
+        if wanted == http[index]:
+            return False
+        http[index] = wanted
         patch = {
             "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
             "spec": {"http": http},

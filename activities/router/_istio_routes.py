@@ -1,0 +1,77 @@
+"""The HTTP routes of a Canary's VirtualService for each strategy, as Flagger's Istio router
+(``pkg/router/istio.go``: ``reconcileVirtualService``, ``SetRoutes``, ``mergeMatchConditions``)
+shapes them. Pure functions; `activities.router.istio` reads and writes.
+
+- A weighted canary, Blue/Green: one route to ``<svc>-primary`` / ``<svc>-canary``.
+- A/B testing (``analysis.match``): two routes. The first, for the matched requests (each
+  condition of ``analysis.match`` merged into each of ``service.match``), carries the weights;
+  the second sends everybody else to the primary alone. Routing the matched users to the canary
+  is setting the first route's weights to 0/100.
+- Mirroring: the first route gets ``mirror: {host: <svc>-canary}`` (and ``mirrorPercentage``
+  when ``mirrorWeight`` is set), so Envoy copies its requests to the canary and drops the
+  canary's answers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from workflows.spec import Canary
+
+Obj = dict[str, Any]
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def merge_match(canary: list[Obj], defaults: list[Obj]) -> list[Obj]:
+    """Flagger's mergeMatchConditions: each canary condition's headers and sourceLabels laid
+    over a copy of each of ``service.match`` (the canary conditions alone when it is empty)."""
+    if not defaults:
+        return canary
+    merged: list[Obj] = []
+    for condition in canary:
+        for default in defaults:
+            item = _copy(default)
+            for field in ("headers", "sourceLabels"):
+                if condition.get(field) is not None:
+                    item[field] = _copy(condition[field])
+            merged.append(item)
+    return merged
+
+
+def analysis_match(canary: Canary) -> list[Obj]:
+    """``analysis.match`` as Istio's HTTPMatchRequests (camelCase, unset fields left out)."""
+    return [
+        m.model_dump(by_alias=True, exclude_none=True, mode="json")
+        for m in canary.spec.analysis.match
+    ]
+
+
+def with_mirror(route: Obj, canary_host: str, *, mirrored: bool, mirror_weight: int) -> Obj:
+    """``route`` mirroring to ``canary_host`` (or not: any mirror removed)."""
+    route = {k: v for k, v in route.items() if k not in ("mirror", "mirrorPercentage")}
+    if mirrored:
+        route["mirror"] = {"host": canary_host}
+        if mirror_weight > 0:
+            route["mirrorPercentage"] = {"value": float(mirror_weight)}
+    return route
+
+
+def ab_routes(canary: Canary, weighted: Obj, primary_only: Obj) -> list[Obj]:
+    """The two A/B routes: the matched requests weighted, everybody else to the primary."""
+    service_match = _copy(canary.spec.service.match or [])
+    matched = {**weighted, "match": merge_match(analysis_match(canary), service_match)}
+    rest = {k: v for k, v in primary_only.items() if k != "match"}
+    if service_match:
+        rest = {"match": service_match, **rest}
+    # Field order as Istio prints it: match first.
+    return [_match_first(matched), _match_first(rest)]
+
+
+def _match_first(route: Obj) -> Obj:
+    if "match" not in route:
+        return route
+    return {"match": route["match"], **{k: v for k, v in route.items() if k != "match"}}
