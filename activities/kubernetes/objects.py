@@ -3,10 +3,10 @@
 For a target Deployment ``podinfo`` whose selector is ``app: podinfo``:
 
 - ``podinfo-primary`` Deployment: the target's spec, with the selector label value suffixed
-  ``-primary`` (``app: podinfo-primary``) in the selector, the template labels and its own
-  labels, every other label kept, and the template pointed at ``-primary`` copies of the
-  ConfigMaps/Secrets it references (so a changed ConfigMap reaches production only through a
-  promotion);
+  ``-primary`` (``app: podinfo-primary``) in the selector, the template labels, its own labels
+  and the pod anti-affinity and topology spread selectors, every other label kept, and the
+  template pointed at ``-primary`` copies of the ConfigMaps/Secrets it references (so a
+  changed ConfigMap reaches production only through a promotion);
 - ``<config>-primary`` ConfigMaps/Secrets: copies of the target's;
 - ``<hpa>-primary`` HPA: the target's HPA aimed at the primary;
 - Services ``<svc>`` (apex) and ``<svc>-primary`` selecting the primary's pods, ``<svc>-canary``
@@ -124,7 +124,34 @@ def primary_template(target: Obj, copied: ConfigRefs, label: str, value: str, re
     for kind, holder, key in references(template.get("spec") or {}):
         if f"{kind}/{holder.get(key)}" in copied:
             holder[key] = holder[key] + PRIMARY_SUFFIX
+    for selector in _pod_selectors(template.get("spec") or {}):
+        _rename_selected(selector, value)
     return template
+
+
+def _pod_selectors(pod: Obj) -> list[Obj]:
+    """The label selectors of the pod's anti-affinity terms and topology spread constraints."""
+    anti = (pod.get("affinity") or {}).get("podAntiAffinity") or {}
+    terms = list(anti.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
+    terms += [
+        weighted.get("podAffinityTerm") or {}
+        for weighted in anti.get("preferredDuringSchedulingIgnoredDuringExecution") or []
+    ]
+    terms += list(pod.get("topologySpreadConstraints") or [])
+    return [term["labelSelector"] for term in terms if term.get("labelSelector")]
+
+
+def _rename_selected(selector: Obj, value: str) -> None:
+    """Point a selector of the target's pods at the primary's (Flagger's createPrimary does it
+    for matchLabels): otherwise the primary's replicas spread away from the target's pods, not
+    from each other, and can all land on one node or zone."""
+    match = selector.get("matchLabels") or {}
+    for key, selected in match.items():
+        if selected == value:
+            match[key] = value + PRIMARY_SUFFIX
+    for expression in selector.get("matchExpressions") or []:
+        values = expression.get("values") or []
+        expression["values"] = [v + PRIMARY_SUFFIX if v == value else v for v in values]
 
 
 def primary_deployment(canary: Canary, target: Obj, copied: ConfigRefs, revision: str) -> Obj:

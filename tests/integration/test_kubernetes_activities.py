@@ -869,3 +869,63 @@ def test_an_unreachable_api_server_is_a_retryable_api_unavailable(tmp_path) -> N
         assert api.configuration.retries.total == 0
     finally:
         api.close()
+
+
+SPREAD = {
+    "affinity": {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {"app": "podinfo"}},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ],
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {
+                            "matchExpressions": [
+                                {"key": "app", "operator": "In", "values": ["podinfo"]}
+                            ]
+                        },
+                        "topologyKey": "topology.kubernetes.io/zone",
+                    },
+                }
+            ],
+        }
+    },
+    "topologySpreadConstraints": [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app": "podinfo"}},
+        }
+    ],
+}
+"""One podinfo pod per node, spread over zones: the selectors name the target's pods."""
+
+
+def test_primary_spreads_its_own_pods(env, k8s, admin_client, kubectl, namespace) -> None:
+    create_podinfo(admin_client, namespace, hpa=False, pod=SPREAD)
+    kubectl.run("-n", namespace, "rollout", "status", "deployment/podinfo", "--timeout=30s")
+
+    initialize(env, k8s, namespace, autoscaler=False)
+
+    pod = read(admin_client, "deployment", namespace, "podinfo-primary")["spec"]["template"]["spec"]
+    anti = pod["affinity"]["podAntiAffinity"]
+    required = anti["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert required["labelSelector"] == {"matchLabels": {"app": "podinfo-primary"}}
+    preferred = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert preferred["labelSelector"]["matchExpressions"][0]["values"] == ["podinfo-primary"]
+    spread = pod["topologySpreadConstraints"][0]
+    assert spread["labelSelector"] == {"matchLabels": {"app": "podinfo-primary"}}
+    # On the cluster: the primary's two pods avoid each other, not the target's.
+    kubectl.run("-n", namespace, "rollout", "status", "deployment/podinfo-primary", "--timeout=30s")
+    pods = client.CoreV1Api(admin_client).list_namespaced_pod(
+        namespace, label_selector="app=podinfo-primary"
+    )
+    nodes = [p.spec.node_name for p in pods.items if p.metadata.deletion_timestamp is None]
+    assert len(nodes) == 2
+    assert len(set(nodes)) == 2, nodes
