@@ -243,10 +243,10 @@ def _podinfo(namespace: str, prometheus: str, peer: str) -> list[Doc]:
     ]  # fmt: skip
 
 
-def _canary(namespace: str, peer: str) -> Any:
-    from tests.canaries import canary
+def _canary_doc(namespace: str, peer: str) -> dict[str, Any]:
+    from tests.canaries import canary_doc
 
-    return canary(
+    return canary_doc(
         namespace,
         autoscaler="podinfo",
         progress_deadline=None,
@@ -377,18 +377,19 @@ def rollouts(
     """Two rollouts as the worker (its kubeconfig: the ServiceAccount, through the proxy), with
     this module's user agent so its entries are told apart in the session's shared log."""
     from activities.kubernetes import build_api_client
+    from workflows.spec import Canary
 
     namespace = f"rbac-{uuid.uuid4().hex[:6]}"
     prometheus = sandbox_cluster.prometheus_url
     # The Canary is in the cluster, as the controller's rollouts have it: its status is written,
     # events go on it, and what the activities create is owned by it.
-    document = _canary(namespace, peer).model_dump(by_alias=True, mode="json", exclude_none=True)
+    document = _canary_doc(namespace, peer)
     kubectl.apply(yaml.safe_dump_all([*_podinfo(namespace, prometheus, peer), document]))
     try:
         api_client = build_api_client(kubeconfig=sandbox_cluster.worker_kubeconfig)
         api_client.user_agent = USER_AGENT
         try:
-            canary = _canary(namespace, peer)
+            canary = Canary.model_validate(document)
             run_rollout(api_client, canary, prometheus)
             run_rollout(api_client, _second_revision(kubectl, namespace, canary), prometheus)
         finally:
