@@ -147,6 +147,8 @@ def status_table(status: RolloutStatus) -> Group:
     head.add_row("Weight", f"{status.canary_weight}%")
     head.add_row("Failed checks", str(status.failed_checks))
     head.add_row("Iterations", str(status.iterations))
+    if status.strategy:
+        head.add_row("Strategy", status.strategy)
     head.add_row("Revision", status.revision or "-")
     head.add_row("Last transition", fmt_time(status.last_transition_time))
     if status.message:

@@ -125,6 +125,8 @@ def details_table(status: RolloutStatus) -> str:
         ("failed checks", str(status.failed_checks)),
         ("iterations", str(status.iterations)),
     ]
+    if status.strategy:
+        rows.insert(1, ("strategy", status.strategy))
     rows += [(f"metric {r.name}", r.message) for r in status.metrics.values()]
     if status.message:
         rows.append(("last event", status.message))

@@ -168,6 +168,11 @@ class RolloutStatus(LenientModel):
     canary_weight: int = 0
     failed_checks: int = 0
     iterations: int = 0
+    strategy: str | None = Field(
+        None,
+        description="The deployment strategy (workflows.spec.Strategy: canary, ab-testing, "
+        "blue-green, …); None in rollouts started before strategies were told apart.",
+    )
     revision: str | None = None
     last_promoted_revision: str | None = None
     last_transition_time: datetime | None = None

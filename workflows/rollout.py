@@ -82,6 +82,7 @@ class CanaryRolloutWorkflow(ABTestingSteps, BlueGreenSteps, MirroringSteps, Oper
                 namespace=canary.namespace,
                 cluster=input.cluster,
                 revision=input.revision,
+                strategy=canary.spec.analysis.strategy.value,
             ),
             target=canary.spec.target_ref.name,
         )

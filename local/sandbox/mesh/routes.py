@@ -1,7 +1,7 @@
 """VirtualService routing: which HTTP route a request takes and which destination gets it.
 
 Supported from Istio's ``HTTPRoute``: ``match`` (``uri``, ``method``, ``authority``, ``scheme`` with
-exact/prefix/regex; ``headers`` and ``withoutHeaders``; ``queryParams``; ``port``;
+exact/prefix/suffix/regex; ``headers`` and ``withoutHeaders``; ``queryParams``; ``port``;
 ``sourceNamespace``; several match blocks are OR-ed, fields within one are AND-ed), weighted
 ``route`` destinations (host, subset, port), ``mirror`` with ``mirrorPercentage``, ``timeout``,
 ``fault`` (``delay``/``abort`` with a percentage), ``rewrite.uri``, and route-level ``headers``
@@ -99,11 +99,11 @@ def string_match(rule: Obj | None, value: str | None) -> bool:
         return False
     if "exact" in rule:
         return value == str(rule["exact"])
-    if "prefix" in rule:
-        return value.startswith(str(rule["prefix"]))
     if "regex" in rule:
         return re.fullmatch(str(rule["regex"]), value) is not None
-    return True
+    if "prefix" in rule:
+        return value.startswith(str(rule["prefix"]))
+    return value.endswith(str(rule.get("suffix", "")))  # no kind given: "" matches all
 
 
 def _match_block(block: Obj, facts: RequestFacts) -> bool:
