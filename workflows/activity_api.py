@@ -114,11 +114,16 @@ class InitializeResult(LenientModel):
 
 
 class ScaleCanaryInput(ApiModel):
-    """Scale the target. ``replicas`` None: the primary's replicas, else the HPA minimum, else 1."""
+    """Scale the target. ``replicas`` None: its own replicas, else the HPA minimum, else 1."""
 
     canary: Canary
     cluster: str = "default"
     replicas: int | None = Field(None, ge=0)
+    like_primary: bool = Field(
+        False,
+        description="With replicas None: the primary's replicas first (reverting a deleted "
+        "Canary's target, as Flagger's Finalize does).",
+    )
 
 
 class ScaleResult(LenientModel):

@@ -57,7 +57,7 @@ class CanaryFinalizeWorkflow:
         options = policies.KUBERNETES
         scaled = await workflow.execute_activity(
             ActivityName.SCALE_CANARY,
-            ScaleCanaryInput(canary=canary, cluster=cluster, replicas=None),
+            ScaleCanaryInput(canary=canary, cluster=cluster, replicas=None, like_primary=True),
             result_type=ScaleResult,
             summary=f"scale {ref.target} to the primary's replicas",
             start_to_close_timeout=options.start_to_close,

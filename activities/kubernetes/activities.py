@@ -132,9 +132,11 @@ class KubernetesActivities:
 
     @activity.defn(name=ActivityName.SCALE_CANARY)
     def scale_canary(self, input: ScaleCanaryInput) -> ScaleResult:
-        """Scale the target to ``replicas``; None: the primary's, else the HPA minimum, else 1."""
+        """Scale the target to ``replicas``; None: its own, else the HPA minimum, else 1."""
         canary = input.canary
         replicas = input.replicas
+        if replicas is None and input.like_primary:
+            replicas = self._primary_replicas(canary)
         if replicas is None:
             replicas = self._default_replicas(canary)
         self._scale(canary.namespace, canary.spec.target_ref.name, replicas)
@@ -249,11 +251,20 @@ class KubernetesActivities:
             converge(self._res, SECRET if kind == SECRET_REF else CONFIG_MAP, copy, owner=owner)
         return {ref: obj for ref, obj in configs.items() if obj is not None}
 
-    def _default_replicas(self, canary: Canary) -> int:
-        """Flagger's rule: the primary's replicas, else the HPA minimum, else 1."""
+    def _primary_replicas(self, canary: Canary) -> int | None:
         primary_name = canary.spec.target_ref.name + objects.PRIMARY_SUFFIX
         primary = self._res.get(DEPLOYMENT, canary.namespace, primary_name)
         replicas = ((primary or {}).get("spec") or {}).get("replicas")
+        return replicas if isinstance(replicas, int) and replicas > 0 else None
+
+    def _default_replicas(self, canary: Canary) -> int:
+        """Flagger's ScaleFromZero: the target's own replicas, else the HPA minimum, else 1.
+
+        The target's own count is what its author (or GitOps, re-applying the manifest) asked
+        for; at zero, as Coalmine left it, the HPA's minimum is the size it would scale to.
+        """
+        target = self._target(canary.namespace, canary.spec.target_ref.name)
+        replicas = (target.get("spec") or {}).get("replicas")
         if isinstance(replicas, int) and replicas > 0:
             return replicas
         hpa = self._autoscaler(canary)

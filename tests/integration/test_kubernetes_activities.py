@@ -371,7 +371,7 @@ def test_revision_follows_the_template_and_the_referenced_config(
 # --- scale ---------------------------------------------------------------------------------
 
 
-def test_scale_canary_up_to_the_primary_then_down_and_converges(
+def test_scale_canary_up_to_the_hpa_minimum_then_down_and_converges(
     env, k8s, admin_client, api_proxy, namespace
 ) -> None:
     create_podinfo(admin_client, namespace)
@@ -380,7 +380,7 @@ def test_scale_canary_up_to_the_primary_then_down_and_converges(
     before = api_proxy.writes(namespace)
 
     up = env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary))
-    assert up.replicas == 2  # the primary's replicas
+    assert up.replicas == 2  # the target is at zero: the HPA's minimum
     assert read(admin_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 2
     env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary))
     assert api_proxy.writes(namespace) - before == Counter({"deployments/podinfo/scale": 1})
@@ -392,17 +392,38 @@ def test_scale_canary_up_to_the_primary_then_down_and_converges(
     assert read(admin_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 0
 
 
+def test_scale_canary_takes_the_targets_own_replicas_first(
+    env, k8s, admin_client, namespace
+) -> None:
+    """Flagger's ScaleFromZero: the target's replicas, else the HPA minimum, else 1 — never the
+    primary's (2 here)."""
+    create_podinfo(admin_client, namespace, hpa=False)
+    canary = make_canary(namespace, autoscaler=False)
+    initialize(env, k8s, namespace, autoscaler=False)
+    # The manifest re-applied with three replicas (GitOps): the canary runs three.
+    patch_target(admin_client, namespace, {"spec": {"replicas": 3}})
+    assert env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary)).replicas == 3
+    # At zero, with no HPA: one.
+    env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary, replicas=0))
+    assert env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary)).replicas == 1
+    assert read(admin_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 1
+    # Reverting a deleted Canary's target (Flagger's Finalize): the primary's size.
+    revert = ScaleCanaryInput(canary=canary, like_primary=True)
+    assert env.run(k8s.scale_canary, revert).replicas == 2
+
+
 def test_scale_canary_falls_back_to_the_hpa_minimum_then_one(
     env, k8s, admin_client, namespace
 ) -> None:
-    create_podinfo(admin_client, namespace)
+    create_podinfo(admin_client, namespace, replicas=0)
     canary = make_canary(namespace)
-    # No primary yet: the HPA's minimum.
+    # The target at zero: the HPA's minimum.
     assert env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary)).replicas == 2
-    # No primary, no HPA: one. (The HPA goes too, or its controller would scale back to 2.)
+    # At zero, no HPA: one. (The HPA goes too, or its controller would scale back to 2.)
     client.AutoscalingV2Api(admin_client).delete_namespaced_horizontal_pod_autoscaler(
         "podinfo", namespace
     )
+    env.run(k8s.scale_canary, ScaleCanaryInput(canary=canary, replicas=0))
     no_hpa = make_canary(namespace, autoscaler=False)
     assert env.run(k8s.scale_canary, ScaleCanaryInput(canary=no_hpa)).replicas == 1
     assert read(admin_client, "deployment", namespace, "podinfo")["spec"]["replicas"] == 1
