@@ -9,7 +9,8 @@ hash gives the workflow a single value to compare with the revision last promote
 The hash is stable: canonical JSON (sorted keys, no whitespace), nulls dropped, and the
 ``pod-template-hash`` label removed (the Deployment controller adds it to pods and ReplicaSets; it
 is not the user's intent). As Flagger does, only Secrets a pod can use as config are tracked
-(Opaque, basic-auth, ssh-auth, TLS); registry credentials belong to the service account. A
+(Opaque, basic-auth, ssh-auth, TLS); registry credentials belong to the service account; and
+an object annotated ``flagger.app/config-tracking: disabled`` is not tracked at all. A
 referenced object that does not exist hashes as null, so creating it later is a new revision.
 
 `compute_revision` is pure and shared with the command line; `read_configs` and `read_revision`
@@ -26,6 +27,9 @@ from typing import Any
 from activities.kubernetes.resources import CONFIG_MAP, DEPLOYMENT, SECRET, Obj, Resources
 
 POD_TEMPLATE_HASH = "pod-template-hash"
+CONFIG_TRACKING_ANNOTATION = "flagger.app/config-tracking"
+"""``disabled`` on a ConfigMap or Secret: neither part of the revision nor copied for the
+primary, which reads the original (Flagger's config tracker skips it the same way)."""
 CONFIG_MAP_REF = "configmap"
 SECRET_REF = "secret"
 TRACKED_SECRET_TYPES = frozenset(
@@ -131,17 +135,27 @@ def is_tracked_secret(secret: Obj) -> bool:
     return secret.get("type", "Opaque") in TRACKED_SECRET_TYPES
 
 
+def is_tracked(kind: str, obj: Obj) -> bool:
+    """Whether a referenced ConfigMap or Secret is tracked: not annotated
+    ``flagger.app/config-tracking: disabled`` (Flagger's opt-out), and for a Secret, of a type
+    a pod reads as config."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(CONFIG_TRACKING_ANNOTATION) == "disabled":
+        return False
+    return kind != SECRET_REF or is_tracked_secret(obj)
+
+
 def read_configs(res: Resources, namespace: str, deployment: Obj) -> ConfigRefs:
     """The ConfigMaps and Secrets the Deployment's pods reference (None for a missing one).
 
-    Untracked Secret types (registry credentials, service-account tokens) are left out, so
-    they are neither hashed nor copied for the primary.
+    Untracked ones (`is_tracked`: tracking disabled, registry credentials, service-account
+    tokens) are left out, so they are neither hashed nor copied for the primary.
     """
     found: ConfigRefs = {}
     for ref in config_refs((deployment.get("spec") or {}).get("template") or {}):
         kind, name = ref.split("/", 1)
         obj = res.get(CONFIG_MAP if kind == CONFIG_MAP_REF else SECRET, namespace, name)
-        if obj is not None and kind == SECRET_REF and not is_tracked_secret(obj):
+        if obj is not None and not is_tracked(kind, obj):
             continue
         found[ref] = obj
     return found

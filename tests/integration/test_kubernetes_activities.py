@@ -950,3 +950,27 @@ def test_primary_spreads_its_own_pods(env, k8s, admin_client, kubectl, namespace
     nodes = [p.spec.node_name for p in pods.items if p.metadata.deletion_timestamp is None]
     assert len(nodes) == 2
     assert len(set(nodes)) == 2, nodes
+
+
+def test_config_with_tracking_disabled_is_neither_tracked_nor_copied(
+    env, k8s, admin_client, namespace
+) -> None:
+    """``flagger.app/config-tracking: disabled`` (Flagger's opt-out): the primary reads the
+    original, and a change of it is no new revision."""
+    create_podinfo(admin_client, namespace, hpa=False)
+    core = client.CoreV1Api(admin_client)
+    disabled = {"metadata": {"annotations": {"flagger.app/config-tracking": "disabled"}}}
+    core.patch_namespaced_config_map("podinfo-env", namespace, disabled)
+    before = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace))).revision
+
+    initialize(env, k8s, namespace, autoscaler=False)
+
+    primary = read(admin_client, "deployment", namespace, "podinfo-primary")
+    container = primary["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"][1]["valueFrom"]["configMapKeyRef"]["name"] == "podinfo-env"
+    names = {c.metadata.name for c in core.list_namespaced_config_map(namespace).items}
+    assert "podinfo-env-primary" not in names
+    assert "podinfo-config-primary" in names  # tracked as before
+    core.patch_namespaced_config_map("podinfo-env", namespace, {"data": {"level": "debug"}})
+    after = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace))).revision
+    assert after == before

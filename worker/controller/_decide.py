@@ -19,7 +19,7 @@ from activities.kubernetes.revision import (
     CONFIG_MAP_REF,
     compute_revision,
     config_refs,
-    is_tracked_secret,
+    is_tracked,
 )
 from workflows.spec import Canary, SpecError, parse_canary
 
@@ -127,7 +127,7 @@ def target_revision(target: Obj, lookup: Lookup) -> str:
     for ref in config_refs(template):
         kind, name = ref.split("/", 1)
         obj = lookup("configmaps" if kind == CONFIG_MAP_REF else "secrets", name)
-        if obj is not None and kind != CONFIG_MAP_REF and not is_tracked_secret(obj):
+        if obj is not None and not is_tracked(kind, obj):
             continue
         configs[ref] = obj
     return compute_revision(target, configs)
