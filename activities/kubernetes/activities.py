@@ -210,7 +210,7 @@ class KubernetesActivities:
         label, value = objects.selector_label(target)
         apex = objects.services(canary, label, value)[0]
         apex["spec"]["selector"] = {label: value}
-        converge(self._res, SERVICE, apex, carry=objects.carry_node_ports)
+        converge(self._res, SERVICE, apex, carry=objects.carry_service)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -272,7 +272,7 @@ class KubernetesActivities:
         return minimum if isinstance(minimum, int) and minimum > 0 else 1
 
     def _converge_service(self, service: Obj, owner: CanaryOwner) -> None:
-        converge(self._res, SERVICE, service, carry=objects.carry_node_ports, owner=owner)
+        converge(self._res, SERVICE, service, carry=objects.carry_service, owner=owner)
 
     def _mark_initialized(self, namespace: str, name: str) -> None:
         mark = {"metadata": {"annotations": {objects.INITIALIZED_ANNOTATION: "true"}}}

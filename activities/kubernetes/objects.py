@@ -15,7 +15,8 @@ For a target Deployment ``podinfo`` whose selector is ``app: podinfo``:
 
 The selector label is the first of ``app``, ``name``, ``app.kubernetes.io/name`` found in the
 target's ``spec.selector.matchLabels``, as in Flagger's default. Every object Coalmine creates is
-labelled ``app.kubernetes.io/managed-by: coalmine`` and annotated with its Canary.
+labelled ``app.kubernetes.io/managed-by: coalmine`` and annotated with its Canary; a Service
+that existed before is not.
 
 Unlike Flagger, which stamps a random ``flagger-id`` on the primary's pod template to force a
 rolling update, the template carries ``coalmine.io/revision``: a new revision (even one that only
@@ -45,10 +46,11 @@ INITIALIZED_ANNOTATION = "coalmine.io/initialized"
 """On the primary: the first initialization finished (the target was scaled to zero)."""
 PRIMARY_SUFFIX = "-primary"
 
-# Annotations that describe one object's history and must not be copied to another.
+# Annotations that describe one object's history or owner and must not be copied to another.
 _NOT_COPIED = (
     "kubectl.kubernetes.io/last-applied-configuration",
     "deployment.kubernetes.io/revision",
+    "argocd.argoproj.io/tracking-id",
     REVISION_ANNOTATION,
     INITIALIZED_ANNOTATION,
 )
@@ -107,7 +109,11 @@ def _owned(canary: Canary, labels: dict[str, str] | None = None) -> Obj:
 
 
 def _copied_annotations(annotations: dict[str, str] | None) -> dict[str, str]:
-    return {k: v for k, v in (annotations or {}).items() if k not in _NOT_COPIED}
+    return {
+        k: v
+        for k, v in (annotations or {}).items()
+        if k not in _NOT_COPIED and "toolkit.fluxcd.io" not in k
+    }
 
 
 def primary_template(target: Obj, copied: ConfigRefs, label: str, value: str, revision: str) -> Obj:
@@ -154,11 +160,34 @@ def _rename_selected(selector: Obj, value: str) -> None:
         expression["values"] = [v + PRIMARY_SUFFIX if v == value else v for v in values]
 
 
-def primary_deployment(canary: Canary, target: Obj, copied: ConfigRefs, revision: str) -> Obj:
+def included_labels(labels: dict[str, str] | None, prefixes: tuple[str, ...]) -> dict[str, str]:
+    """The target's own labels the primary Deployment takes (Flagger's include-label-prefix):
+    none by default, those under one of ``prefixes``, all with ``*``; never a Flux label.
+
+    Tools' tracking labels (Helm's, Argo CD's ``app.kubernetes.io/instance``, Flux's) would make
+    them see ``podinfo-primary`` as theirs, out of sync, to prune. The pod template's labels
+    are all kept: they are the pods' identity, not ownership.
+    """
+    return {
+        key: value
+        for key, value in (labels or {}).items()
+        if "toolkit.fluxcd.io" not in key
+        and any(prefix == "*" or (prefix and key.startswith(prefix)) for prefix in prefixes)
+    }
+
+
+def primary_deployment(
+    canary: Canary,
+    target: Obj,
+    copied: ConfigRefs,
+    revision: str,
+    include_label_prefixes: tuple[str, ...] = (),
+) -> Obj:
     """The ``-primary`` Deployment first created from the target (Flagger's createPrimary)."""
     label, value = selector_label(target)
     spec = target.get("spec") or {}
-    owned = _owned(canary, primary_labels(_meta(target).get("labels"), label, value))
+    labels = included_labels(_meta(target).get("labels"), include_label_prefixes)
+    owned = _owned(canary, primary_labels(labels, label, value))
     annotations = _copied_annotations(_meta(target).get("annotations"))
     replicas = spec.get("replicas")
     primary_spec: Obj = {k: _copy(spec[k]) for k in _COPIED_SPEC if k in spec}
@@ -318,6 +347,16 @@ def services(canary: Canary, label: str, value: str) -> list[Obj]:
             }
         )
     return result
+
+
+def carry_service(desired: Obj, live: Obj) -> None:
+    """What an existing Service keeps: its node ports, and its owner: a Service Coalmine did not
+    create (the user's own, adopted as the apex, or Flagger's) is not marked as Coalmine's."""
+    carry_node_ports(desired, live)
+    if _meta(live).get("labels", {}).get(MANAGED_BY[0]) != MANAGED_BY[1]:
+        meta = _meta(desired)
+        meta.get("labels", {}).pop(MANAGED_BY[0], None)
+        meta.get("annotations", {}).pop(CANARY_ANNOTATION, None)
 
 
 def carry_node_ports(desired: Obj, live: Obj) -> None:

@@ -114,9 +114,9 @@ def test_initialize_creates_flaggers_objects(env, k8s, admin_client, namespace) 
     assert result.first_initialization
     assert result.promoted_revision == revision
     primary = read(admin_client, "deployment", namespace, "podinfo-primary")
+    # The target's own labels stay on the target (Flagger's include-label-prefix default).
     assert primary["metadata"]["labels"] == {
         "app": "podinfo-primary",
-        "team": "web",
         "app.kubernetes.io/managed-by": "coalmine",
     }
     assert primary["metadata"]["annotations"]["coalmine.io/revision"] == revision
@@ -974,3 +974,45 @@ def test_config_with_tracking_disabled_is_neither_tracked_nor_copied(
     core.patch_namespaced_config_map("podinfo-env", namespace, {"data": {"level": "debug"}})
     after = env.run(k8s.read_revision, ReadRevisionInput(ref=ref(namespace))).revision
     assert after == before
+
+
+def test_tools_labels_are_not_copied_and_a_users_service_is_not_claimed(
+    env, k8s, admin_client, kubectl, namespace
+) -> None:
+    """Helm's, Argo CD's and Flux's tracking stays on what they own: the primary gets none of
+    the target's labels, and the user's Service, adopted as the apex, is not marked Coalmine's."""
+    create_podinfo(admin_client, namespace, hpa=False)
+    tracking = {
+        "app.kubernetes.io/managed-by": "Helm",
+        "app.kubernetes.io/instance": "podinfo",
+        "kustomize.toolkit.fluxcd.io/name": "apps",
+    }
+    annotations = {"argocd.argoproj.io/tracking-id": "podinfo:apps/Deployment:test/podinfo"}
+    meta = {"metadata": {"labels": tracking, "annotations": annotations}}
+    patch_target(admin_client, namespace, meta)
+    kubectl.apply(
+        f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: podinfo, namespace: {namespace}, labels: {{app.kubernetes.io/instance: web}}}}
+spec:
+  selector: {{app: podinfo}}
+  ports: [{{name: http, port: 9898}}]
+"""
+    )
+
+    initialize(env, k8s, namespace, autoscaler=False)
+
+    primary = read(admin_client, "deployment", namespace, "podinfo-primary")["metadata"]
+    assert primary["labels"] == {
+        "app": "podinfo-primary",
+        "app.kubernetes.io/managed-by": "coalmine",
+    }
+    assert "argocd.argoproj.io/tracking-id" not in primary["annotations"]
+    apex = read(admin_client, "service", namespace, "podinfo")["metadata"]
+    assert "app.kubernetes.io/managed-by" not in apex["labels"]
+    assert apex["labels"]["app.kubernetes.io/instance"] == "web"
+    assert "coalmine.io/canary" not in apex.get("annotations", {})
+    assert not apex.get("ownerReferences")
+    created = read(admin_client, "service", namespace, "podinfo-canary")["metadata"]
+    assert created["labels"]["app.kubernetes.io/managed-by"] == "coalmine"
