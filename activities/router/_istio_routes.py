@@ -75,3 +75,49 @@ def _match_first(route: Obj) -> Obj:
     if "match" not in route:
         return route
     return {"match": route["match"], **{k: v for k, v in route.items() if k != "match"}}
+
+
+STICKY_ROUTE = "sticky-route"
+"""Flagger's name for the session-affinity route (first, ahead of the weighted route)."""
+
+
+def cookie_match(cookie: str) -> Obj:
+    """Flagger's match of a ``name=value`` session cookie in the Cookie header."""
+    name, _, value = cookie.partition("=")
+    return {"headers": {"Cookie": {"regex": f".*{name}.*{value}.*"}}}
+
+
+def session_routes(
+    weighted: Obj,
+    *,
+    service_match: list[Obj],
+    canary_host: str,
+    canary_weight: int,
+    cookie: str | None,
+    previous_cookie: str | None,
+    max_age: int,
+) -> list[Obj]:
+    """Flagger's SetRoutes with ``sessionAffinity``: [sticky route, weighted route].
+
+    While the canary takes a share, its answers set ``cookie`` (``Max-Age`` as the spec says)
+    and the sticky route sends requests carrying it to the canary alone. Once the canary is back
+    at 0, the sticky route catches the previous run's cookie, sends it to the primary and
+    expires it (``Max-Age=-1``).
+    """
+    weighted = _copy(weighted)
+    sticky: Obj = {"name": STICKY_ROUTE, **_copy(weighted)}
+    if canary_weight and cookie:
+        for destination in weighted["route"]:
+            if destination["destination"]["host"] == canary_host:
+                headers = destination.setdefault("headers", {}).setdefault("response", {})
+                headers["add"] = {"Set-Cookie": f"{cookie}; Max-Age={max_age}"}
+        sticky["match"] = merge_match([cookie_match(cookie)], service_match)
+        sticky["route"] = [_copy(weighted["route"][0]), _copy(weighted["route"][1])]
+        sticky["route"][0]["weight"], sticky["route"][1]["weight"] = 0, 100
+        for destination in sticky["route"]:
+            destination.pop("headers", None)
+    elif previous_cookie:
+        sticky["match"] = merge_match([cookie_match(previous_cookie)], service_match)
+        response = sticky.setdefault("headers", {}).setdefault("response", {})
+        response.setdefault("add", {})["Set-Cookie"] = f"{previous_cookie}; Max-Age=-1"
+    return [_match_first(sticky), weighted]

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from activities.router._istio_routes import merge_match, with_mirror
+from activities.router._istio_routes import merge_match, session_routes, with_mirror
 from activities.router.istio import find_route, render_virtual_service
 from workflows.spec import Canary, parse_canary
 
@@ -83,3 +83,39 @@ def test_mirror_on_and_off() -> None:
 def test_a_delegate_virtual_service_has_no_hosts_or_gateways() -> None:
     vs = render_virtual_service(_canary({"delegation": True}, stepWeight=10))
     assert (vs["spec"]["hosts"], vs["spec"]["gateways"]) == ([], [])
+
+
+def test_session_affinity_routes_as_flaggers_set_routes() -> None:
+    weighted = {"route": [{**PRIMARY, "weight": 90}, {**CANARY_0, "weight": 10}]}
+    sticky, routed = session_routes(
+        weighted,
+        service_match=[],
+        canary_host="podinfo-canary",
+        canary_weight=10,
+        cookie="flagger-cookie=abc",
+        previous_cookie=None,
+        max_age=21600,
+    )
+    assert sticky == {
+        "match": [{"headers": {"Cookie": {"regex": ".*flagger-cookie.*abc.*"}}}],
+        "name": "sticky-route",
+        "route": [{**PRIMARY, "weight": 0}, {**CANARY_0, "weight": 100}],
+    }
+    assert routed["route"][1]["headers"] == {
+        "response": {"add": {"Set-Cookie": "flagger-cookie=abc; Max-Age=21600"}}
+    }
+    # Back at 0 (promoted or rolled back): the old cookie goes to the primary and expires.
+    sticky, routed = session_routes(
+        {"route": [PRIMARY, CANARY_0]},
+        service_match=[],
+        canary_host="podinfo-canary",
+        canary_weight=0,
+        cookie=None,
+        previous_cookie="flagger-cookie=abc",
+        max_age=21600,
+    )
+    assert sticky["route"] == [PRIMARY, CANARY_0]
+    assert sticky["headers"] == {
+        "response": {"add": {"Set-Cookie": "flagger-cookie=abc; Max-Age=-1"}}
+    }
+    assert routed == {"route": [PRIMARY, CANARY_0]}
