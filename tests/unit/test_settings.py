@@ -63,6 +63,20 @@ def test_api_key_turns_tls_on_and_stays_out_of_repr() -> None:
     assert "sekret" not in repr(settings)
 
 
+def test_api_key_from_a_mounted_secret_file(tmp_path: Path) -> None:
+    key = tmp_path / "api-key"
+    key.write_text("sekret-from-file\n")
+    settings = TemporalSettings.from_env({"TEMPORAL_API_KEY_FILE": str(key)})
+    assert settings.api_key == "sekret-from-file"
+    assert settings.tls_enabled
+    # The variable wins over the file; an optional Secret that is absent mounts no file: no key.
+    both = {"TEMPORAL_API_KEY": "from-env", "TEMPORAL_API_KEY_FILE": str(key)}
+    assert TemporalSettings.from_env(both).api_key == "from-env"
+    absent = TemporalSettings.from_env({"TEMPORAL_API_KEY_FILE": str(tmp_path / "none")})
+    assert absent.api_key is None
+    assert not absent.tls_enabled
+
+
 def test_certificate_without_key_is_refused() -> None:
     with pytest.raises(SettingsError, match="TEMPORAL_TLS_KEY"):
         TemporalSettings.from_env({"TEMPORAL_TLS_CERT": "/c.pem"})
