@@ -1,0 +1,187 @@
+"""A/B testing and Blue/Green rollouts with the real activities on the sandbox cluster and a
+Temporal dev server (issue 13): each route shape in the cluster while the rollout runs, then a
+promotion and a rollback of each, through the product's worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from tests.conftest import Kubectl
+from tests.integration.rollout_support import (
+    BAD,
+    GOOD,
+    api_client,
+    canary,
+    image,
+    initialize,
+    read_status,
+    replicas,
+    rollout_worker,
+    start,
+    watch,
+)
+from workflows.model import Phase, RolloutStatus
+from workflows.spec import Canary
+
+__all__ = ["api_client", "rollout_worker"]  # fixtures used by the tests below
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+INSIDER = {"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}}}
+
+
+def _strategy(ns: str, *, iterations: int, ab: bool) -> Canary:
+    """The integration Canary as Flagger's A/B or Blue/Green tutorial writes it: iterations, no
+    weights, the load test sending the cookie (A/B) or calling the canary Service (Blue/Green)."""
+    document: dict[str, Any] = canary(ns).model_dump(by_alias=True, exclude_none=True, mode="json")
+    analysis = document["spec"]["analysis"]
+    for name in ("stepWeight", "maxWeight", "stepWeights"):
+        analysis.pop(name, None)
+    analysis["iterations"] = iterations
+    if ab:
+        analysis["match"] = [INSIDER]
+        cmd = f"hey -z 1m -q 20 -c 2 -H 'Cookie: canary=always' http://podinfo.{ns}:9898/"
+    else:
+        cmd = f"hey -z 1m -q 20 -c 2 http://podinfo-canary.{ns}:9898/"
+    analysis["webhooks"][0]["metadata"] = {"cmd": cmd}
+    return Canary.model_validate(document)
+
+
+def _routes(api_client: Any, ns: str) -> list[dict[str, Any]]:
+    vs = k8s.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        "networking.istio.io", "v1beta1", ns, "virtualservices", "podinfo"
+    )
+    return [
+        {
+            "match": bool(route.get("match")),
+            "weights": {r["destination"]["host"]: r.get("weight", 0) for r in route["route"]},
+        }
+        for route in vs["spec"]["http"]
+    ]
+
+
+async def _run(
+    env: WorkflowEnvironment, worker: Worker, spec: Canary, api_client: Any
+) -> tuple[RolloutStatus, list[list[dict[str, Any]]]]:
+    """Run a rollout to its end; its status and each route shape seen while progressing."""
+    shapes: list[list[dict[str, Any]]] = []
+    handle = await start(env, worker, spec)
+
+    def seen(status: RolloutStatus) -> None:
+        if status.phase == Phase.PROGRESSING:
+            shape = _routes(api_client, spec.namespace)
+            if not shapes or shapes[-1] != shape:
+                shapes.append(shape)
+
+    await watch(handle, seen)
+    return await read_status(handle), shapes
+
+
+PLAIN = [{"match": False, "weights": {"podinfo-primary": 100, "podinfo-canary": 0}}]
+AB_PLAIN = [
+    {"match": True, "weights": {"podinfo-primary": 100, "podinfo-canary": 0}},
+    {"match": False, "weights": {"podinfo-primary": 100}},
+]
+AB_MATCHED = [
+    {"match": True, "weights": {"podinfo-primary": 0, "podinfo-canary": 100}},
+    {"match": False, "weights": {"podinfo-primary": 100}},
+]
+
+
+async def test_ab_testing_routes_the_matched_users_then_promotes(
+    dev_server_env: WorkflowEnvironment,
+    rollout_worker: Worker,
+    kubectl: Kubectl,
+    sandbox_namespace: str,
+    api_client: Any,
+) -> None:
+    ns = sandbox_namespace
+    spec = _strategy(ns, iterations=2, ab=True)
+    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    assert _routes(api_client, ns) == AB_PLAIN
+    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
+
+    status, shapes = await _run(dev_server_env, rollout_worker, spec, api_client)
+
+    assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
+    assert AB_MATCHED in shapes
+    assert status.iterations == 2
+    assert image(api_client, ns, "podinfo-primary") == GOOD
+    assert _routes(api_client, ns) == AB_PLAIN
+    assert replicas(api_client, ns, "podinfo") == 0
+    rate = status.metrics["request-success-rate"].value
+    assert rate is not None  # the matched users' requests reached the canary and were judged
+    assert f"Advance podinfo.{ns} canary iteration 2/2" in [e.message for e in status.events]
+
+
+async def test_ab_testing_rolls_back_when_the_matched_users_see_errors(
+    dev_server_env: WorkflowEnvironment,
+    rollout_worker: Worker,
+    kubectl: Kubectl,
+    sandbox_namespace: str,
+    api_client: Any,
+) -> None:
+    ns = sandbox_namespace
+    spec = _strategy(ns, iterations=10, ab=True)
+    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    kubectl.run("-n", ns, "set", "env", "deployment/podinfo", "FAULT_ERROR_RATE=0.5")
+    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={BAD}")
+
+    status, shapes = await _run(dev_server_env, rollout_worker, spec, api_client)
+
+    assert status.phase == Phase.FAILED, status.model_dump_json(indent=1)
+    assert AB_MATCHED in shapes
+    assert _routes(api_client, ns) == AB_PLAIN  # compensation: the plain routes again
+    assert image(api_client, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
+    assert replicas(api_client, ns, "podinfo") == 0
+
+
+async def test_blue_green_switches_then_promotes(
+    dev_server_env: WorkflowEnvironment,
+    rollout_worker: Worker,
+    kubectl: Kubectl,
+    sandbox_namespace: str,
+    api_client: Any,
+) -> None:
+    ns = sandbox_namespace
+    spec = _strategy(ns, iterations=2, ab=False)
+    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
+
+    status, shapes = await _run(dev_server_env, rollout_worker, spec, api_client)
+
+    assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
+    # No production traffic on the canary until the switch, then all of it.
+    assert shapes[0] == PLAIN
+    switched = [{"match": False, "weights": {"podinfo-primary": 0, "podinfo-canary": 100}}]
+    assert switched in shapes
+    assert status.iterations == 3
+    assert image(api_client, ns, "podinfo-primary") == GOOD
+    assert _routes(api_client, ns) == PLAIN
+
+
+async def test_blue_green_rolls_back_before_any_user_sees_the_canary(
+    dev_server_env: WorkflowEnvironment,
+    rollout_worker: Worker,
+    kubectl: Kubectl,
+    sandbox_namespace: str,
+    api_client: Any,
+) -> None:
+    ns = sandbox_namespace
+    spec = _strategy(ns, iterations=10, ab=False)
+    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    kubectl.run("-n", ns, "set", "env", "deployment/podinfo", "FAULT_ERROR_RATE=0.5")
+    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={BAD}")
+
+    status, shapes = await _run(dev_server_env, rollout_worker, spec, api_client)
+
+    assert status.phase == Phase.FAILED, status.model_dump_json(indent=1)
+    assert shapes == [PLAIN]  # judged on the load test alone: users never reached it
+    assert _routes(api_client, ns) == PLAIN
+    assert image(api_client, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
