@@ -38,6 +38,7 @@ from workflows.activity_api import (
     ScaleCanaryInput,
     ScaleResult,
     SetWeightsInput,
+    StickySession,
     WaitReadyInput,
     WebhookInput,
     WebhookResult,
@@ -55,11 +56,19 @@ _WAIT = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 class Activities:
     """The activities of one rollout, bound to its Canary and cluster."""
 
-    def __init__(self, canary: Canary, cluster: str, *, interrupted: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        canary: Canary,
+        cluster: str,
+        *,
+        interrupted: Callable[[], bool],
+        sticky_session: Callable[[int], StickySession | None] | None = None,
+    ) -> None:
         self.canary = canary
         self.cluster = cluster
         self.ref = CanaryRef.of(canary, cluster)
         self._interrupted = interrupted
+        self._sticky_session = sticky_session
 
     async def _call(
         self,
@@ -170,6 +179,9 @@ class Activities:
         self, primary: int, canary: int, *, undo: bool = False, mirrored: bool = False
     ) -> Weights:
         weights = SetWeightsInput(ref=self.ref, primary=primary, canary=canary)
+        session = self._sticky_session(canary) if self._sticky_session else None
+        if session is not None:
+            weights = weights.model_copy(update={"session": session})
         summary = f"set weights primary {primary} / canary {canary}"
         if mirrored:
             mirror_weight = self.canary.spec.analysis.mirror_weight

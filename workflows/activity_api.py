@@ -9,7 +9,7 @@ a crash does no harm.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -162,6 +162,19 @@ class RoutesInput(ApiModel):
     cluster: str = "default"
 
 
+class StickySession(ApiModel):
+    """Session affinity's cookies for the router (Flagger's ``status.sessionAffinityCookie``)."""
+
+    cookie: str | None = Field(None, description="``name=value`` the canary's answers set.")
+    previous_cookie: str | None = Field(
+        None, description="The last run's cookie: routed to the primary and expired."
+    )
+    max_age: int = Field(86_400, description="Max-Age of the cookie, in seconds.")
+    service_match: list[dict[str, Any]] = Field(
+        default_factory=list, description="service.match, merged into the cookie match."
+    )
+
+
 class SetWeightsInput(ApiModel):
     ref: CanaryRef
     primary: int = Field(ge=0, le=100)
@@ -173,6 +186,9 @@ class SetWeightsInput(ApiModel):
     )
     mirror_weight: int = Field(
         0, ge=0, le=100, description="Percent of the traffic mirrored (mirrorWeight); 0 is all."
+    )
+    session: StickySession | None = Field(
+        None, description="Session affinity's cookies (sessionAffinity), None without it."
     )
 
 
@@ -267,6 +283,7 @@ __all__ = [
     "ScaleCanaryInput",
     "ScaleResult",
     "SetWeightsInput",
+    "StickySession",
     "WaitReadyInput",
     "WebhookInput",
     "WebhookResult",

@@ -176,6 +176,12 @@ class RolloutStatus(LenientModel):
     revision: str | None = None
     last_promoted_revision: str | None = None
     last_transition_time: datetime | None = None
+    session_affinity_cookie: str | None = Field(
+        None, description="``name=value`` the canary's answers set (sessionAffinity)."
+    )
+    previous_session_affinity_cookie: str | None = Field(
+        None, description="The cookie of the last weighted run, expired once back at 0."
+    )
     paused: bool = False
     message: str = ""
     metrics: dict[str, MetricResult] = Field(default_factory=dict)

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows._core import CANARY_STATUS_PATCH, RestartAnalysis, RollbackRequested
     from workflows._mirroring import MirroringSteps
     from workflows._operator import OperatorControl
+    from workflows._session_affinity import SessionAffinitySteps
     from workflows._state import RolloutState
     from workflows.decisions import promotion_weights
     from workflows.model import (
@@ -66,7 +67,9 @@ STRATEGIES_PATCH = "strategies"
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class CanaryRolloutWorkflow(ABTestingSteps, BlueGreenSteps, MirroringSteps, OperatorControl):
+class CanaryRolloutWorkflow(
+    ABTestingSteps, BlueGreenSteps, MirroringSteps, SessionAffinitySteps, OperatorControl
+):
     """Roll a new revision of a Deployment out behind Istio, as Flagger does."""
 
     @workflow.init
@@ -86,7 +89,12 @@ class CanaryRolloutWorkflow(ABTestingSteps, BlueGreenSteps, MirroringSteps, Oper
             ),
             target=canary.spec.target_ref.name,
         )
-        self._calls = Activities(canary, input.cluster, interrupted=self._interrupted)
+        self._calls = Activities(
+            canary,
+            input.cluster,
+            interrupted=self._interrupted,
+            sticky_session=self._sticky_session,
+        )
         self._rolling_back = False
         self._undo = Compensations()
         self._events = []

@@ -17,7 +17,7 @@ from kubernetes import client
 from temporalio import activity
 
 from activities.errors import InvalidSpec
-from activities.router.base import MirroringRouter, TrafficRouter
+from activities.router.base import MirroringRouter, StickyRouter, TrafficRouter
 from activities.router.registry import provider_for, resolve
 from workflows.activity_api import ActivityName, CanaryRef, RoutesInput, SetWeightsInput, Weights
 from workflows.providers import DEFAULT_PROVIDER
@@ -54,6 +54,11 @@ class RouterActivities:
     def set_weights(self, input: SetWeightsInput) -> Weights:
         """Route ``primary``/``canary`` percent (no write when already there); the weights set."""
         router = self._router(input.ref.provider)
+        if input.session is not None:
+            if not isinstance(router, StickyRouter):
+                raise InvalidSpec(f"the {input.ref.provider} provider has no session affinity")
+            router.set_sticky_routes(input.ref, input.primary, input.canary, input.session)
+            return Weights(primary=input.primary, canary=input.canary)
         if not isinstance(router, MirroringRouter):
             if input.mirrored:
                 raise InvalidSpec(f"the {input.ref.provider} provider cannot mirror traffic")

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 from kubernetes import client
 
-from workflows.activity_api import CanaryRef, Weights
+from workflows.activity_api import CanaryRef, StickySession, Weights
 from workflows.spec import Canary
 
 
@@ -45,6 +45,16 @@ class MirroringRouter(Protocol):
 
     def set_mirror(self, ref: CanaryRef, *, mirrored: bool, mirror_weight: int) -> bool:
         """Mirror (``mirror_weight`` percent, 0 is all) or stop; False when already so."""
+
+
+@runtime_checkable
+class StickyRouter(Protocol):
+    """A `TrafficRouter` that can also keep users on the canary by a cookie."""
+
+    def set_sticky_routes(
+        self, ref: CanaryRef, primary: int, canary: int, session: StickySession
+    ) -> bool:
+        """The weights plus the session-affinity routes; False when already so."""
 
 
 RouterFactory = Callable[[client.ApiClient], TrafficRouter]

@@ -39,9 +39,14 @@ from activities.kubernetes.resources import (
     labels_of,
 )
 from activities.router._istio_metrics import REQUEST_DURATION, REQUEST_SUCCESS_RATE
-from activities.router._istio_routes import ab_routes, with_mirror
+from activities.router._istio_routes import (
+    STICKY_ROUTE,
+    ab_routes,
+    session_routes,
+    with_mirror,
+)
 from activities.router.base import Provider, RbacRule
-from workflows.activity_api import CanaryRef, Weights
+from workflows.activity_api import CanaryRef, StickySession, Weights
 from workflows.spec import Canary
 
 GROUP, VERSION = "networking.istio.io", "v1beta1"
@@ -156,6 +161,8 @@ def find_route(virtual_service: Obj, apex: str) -> tuple[int, Weights] | None:
     """The index of the HTTP route to ``<apex>-canary`` and its weights; None when absent."""
     primary_host, canary_host = _hosts(apex)
     for index, route in enumerate((virtual_service.get("spec") or {}).get("http") or []):
+        if route.get("name") == STICKY_ROUTE:
+            continue  # session affinity's route pins cookies; the weights are the next one's
         weights = {"primary": 0, "canary": 0}
         found = False
         for destination in route.get("route") or []:
@@ -209,6 +216,38 @@ class IstioRouter:
             host = (destination.get("destination") or {}).get("host")
             if host in wanted:
                 destination["weight"] = wanted[host]
+        patch = {
+            "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
+            "spec": {"http": http},
+        }
+        self._res.patch(VIRTUAL_SERVICE, ref.namespace, ref.service, patch)
+        return True
+
+    def set_sticky_routes(
+        self, ref: CanaryRef, primary: int, canary: int, session: StickySession
+    ) -> bool:
+        if primary + canary != 100:
+            raise InvalidSpec(f"weights must add up to 100, got {primary} + {canary}")
+        live, index, _ = self._route(ref)
+        weighted = _copy(live["spec"]["http"][index])
+        primary_host, canary_host = _hosts(ref.service)
+        wanted = {primary_host: primary, canary_host: canary}
+        for destination in weighted["route"]:
+            destination.pop("headers", None)  # the cookie is set again below, or not
+            host = (destination.get("destination") or {}).get("host")
+            if host in wanted:
+                destination["weight"] = wanted[host]
+        http = session_routes(
+            weighted,
+            service_match=session.service_match,
+            canary_host=canary_host,
+            canary_weight=canary,
+            cookie=session.cookie,
+            previous_cookie=session.previous_cookie,
+            max_age=session.max_age,
+        )
+        if http == live["spec"]["http"]:
+            return False
         patch = {
             "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
             "spec": {"http": http},

@@ -147,6 +147,15 @@ async def _canary_mirrored(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def _session_affinity(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """A weighted canary with session affinity: its cookie from workflow.random(), in status."""
+    cluster = FakeCluster()
+    affinity = {"cookieName": "flagger-cookie"}
+    handle = await rollouts.start(cluster, make_canary(sessionAffinity=affinity, maxWeight=20))
+    await handle.result()
+    return handle
+
+
 SCENARIOS = {
     "succeeded": _succeeded,
     "rolled_back": _rolled_back,
@@ -157,6 +166,7 @@ SCENARIOS = {
     "blue_green_mirrored": _blue_green_mirrored,
     "ab_testing_rolled_back": _ab_testing_rolled_back,
     "canary_mirrored": _canary_mirrored,
+    "session_affinity": _session_affinity,
 }
 """Stored histories; those recorded before a patch are kept (they are what running rollouts
 replay), so re-record only the scenarios a change is about:

@@ -150,3 +150,26 @@ async def test_canary_with_mirroring_mirrors_one_interval_first(rollouts: Rollou
     messages = event_messages(await rollouts.status(handle))
     assert "Start traffic mirroring to podinfo.test" in messages
     assert "Advance podinfo.test canary weight 10" in messages
+
+
+async def test_session_affinity_sets_one_cookie_per_run_then_expires_it(
+    rollouts: Rollouts,
+) -> None:
+    cluster = FakeCluster()
+    affinity = {"cookieName": "flagger-cookie", "maxAge": 21600}
+    handle = await rollouts.start(cluster, make_canary(sessionAffinity=affinity, maxWeight=20))
+    await handle.result()
+
+    sessions = [a.session for a in cluster.called(ActivityName.SET_WEIGHTS)]
+    assert all(s is not None for s in sessions)
+    cookies = {s.cookie for s in sessions if s is not None and s.cookie}
+    assert len(cookies) == 1  # one cookie for the whole run
+    (cookie,) = cookies
+    assert cookie.startswith("flagger-cookie=")
+    assert len(cookie.split("=")[1]) == 10
+    last = sessions[-1]
+    assert last is not None
+    assert (last.cookie, last.previous_cookie, last.max_age) == (None, cookie, 21600)
+    status = await rollouts.status(handle)
+    assert status.session_affinity_cookie is None
+    assert status.previous_session_affinity_cookie == cookie

@@ -241,6 +241,8 @@ class Mesh:
         )
         if plan.response_headers:
             response.headers = apply_header_ops(response.headers, plan.response_headers)
+        if destination.response_headers:
+            response.headers = apply_header_ops(response.headers, destination.response_headers)
         return response
 
     async def _mirror(

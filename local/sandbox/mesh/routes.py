@@ -6,7 +6,8 @@ exact/prefix/suffix/regex; ``headers`` and ``withoutHeaders``; ``queryParams``; 
 ``route`` destinations (host, subset, port), ``mirror`` with ``mirrorPercentage``, ``timeout``,
 ``fault`` (``delay``/``abort`` with a percentage), ``rewrite.uri``, and route-level ``headers``
 (``request``/``response`` ``set``, ``add``, ``remove``). Not supported: ``retries`` (accepted,
-ignored), ``redirect``, ``delegate``, per-destination headers, TCP/TLS routes.
+ignored), ``redirect``, ``delegate``, per-destination request headers, TCP/TLS routes
+(per-destination response headers are applied: Flagger's session-affinity cookie rides on them).
 
 Weighted choice is a smooth weighted round-robin per route (nginx's algorithm), not a random draw:
 with weights 90/10, exactly one request in ten goes to the canary, so short measurement windows read
@@ -46,6 +47,7 @@ class Destination:
     subset: str | None
     port: int | None
     weight: int
+    response_headers: Obj | None = None  # the route destination's own headers.response
 
 
 @dataclass
@@ -142,13 +144,16 @@ def _percent(value: object, default: float = 100.0) -> float:
     return float(str(value)) if value is not None else default
 
 
-def _destination(raw: Obj, qualify: Callable[[str], str], weight: int) -> Destination:
+def _destination(
+    raw: Obj, qualify: Callable[[str], str], weight: int, headers: Obj | None = None
+) -> Destination:
     port = (raw.get("port") or {}).get("number")
     return Destination(
         host=qualify(str(raw.get("host", ""))),
         subset=raw.get("subset"),
         port=int(port) if port else None,
         weight=weight,
+        response_headers=dict((headers or {}).get("response") or {}) or None,
     )
 
 
@@ -163,6 +168,7 @@ def plan_route(
             item.get("destination") or {},
             qualify,
             int(item.get("weight", 100 if single else 0) or 0),
+            item.get("headers"),
         )
         for item in raw
     ]
