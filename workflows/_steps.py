@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows import decisions
@@ -16,6 +17,9 @@ from workflows._core import RestartAnalysis, RollbackRequested, RolloutCore
 from workflows.activity_api import WebhookResult
 from workflows.model import CheckOutcome, MetricResult, Phase
 from workflows.spec import MetricSpec, WebhookSpec, WebhookType
+
+EVERY_FAILED_CHECK_PATCH = "every-failed-check-event"
+"""``workflow.patched`` ID: a Halt event for each failing check of a step, not only the last."""
 
 
 class AnalysisSteps(RolloutCore):
@@ -127,10 +131,15 @@ class AnalysisSteps(RolloutCore):
         results = list(await asyncio.gather(*(self._metric(m) for m in metrics)))
         self._state.record_metrics(results)
         failed = decisions.failed_metrics(results)
+        # Every failing check of the step is posted, as Flagger posts each; the step counts once.
+        every_event = workflow.patched(EVERY_FAILED_CHECK_PATCH)
         for result in failed[:-1]:
             self._state.add_failed_check(
                 source=result.name, outcome=result.outcome.value, message=result.message
             )
+            if every_event:
+                message = f"Halt {self._display} advancement {result.message}"
+                self._event(message, reason="Halt", warning=True)
         if failed:
             last = failed[-1]
             self._count_failed_check(

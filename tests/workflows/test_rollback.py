@@ -77,6 +77,15 @@ async def test_all_failing_metrics_of_a_step_count_once(rollouts: Rollouts) -> N
     status = await rollouts.status(handle)
     assert status.failed_checks == 2  # Flagger counts one failed check per step
     assert len(status.failed_check_history) == 4  # but every failing metric is recorded
+    halts = [e.message for e in status.events if e.reason == "Halt"]
+    assert (
+        halts
+        == [  # and posted, as Flagger posts each
+            "Halt podinfo.test advancement success rate 69.17% < 99%",
+            "Halt podinfo.test advancement request duration 1.515s > 500ms",
+        ]
+        * 2
+    )
     assert weights(cluster) == [(90, 10), (100, 0)]  # weight 0 is not judged
 
 
