@@ -89,6 +89,18 @@ UiUrlOpt = Annotated[
     ),
 ]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
+KubeconfigOpt = Annotated[
+    Path | None, typer.Option("--kubeconfig", help="kubeconfig (env KUBECONFIG).")
+]
+ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
+InClusterOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--in-cluster/--no-in-cluster",
+        help="Use the pod's service account (default: inside a pod without a kubeconfig).",
+        show_default=False,
+    ),
+]
 
 
 def temporal_settings(**flags: Any) -> TemporalSettings:

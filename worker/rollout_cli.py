@@ -108,10 +108,8 @@ def start(
         list[str] | None,
         typer.Option("--image", help="Set a container's image first: CONTAINER=IMAGE (repeat)."),
     ] = None,
-    kubeconfig: Annotated[
-        Path | None, typer.Option("--kubeconfig", help="kubeconfig (env KUBECONFIG).")
-    ] = None,
-    context: Annotated[str | None, typer.Option("--context", help="kubeconfig context.")] = None,
+    kubeconfig: common.KubeconfigOpt = None,
+    context: common.ContextOpt = None,
     namespace: Annotated[
         str | None,
         typer.Option(

@@ -13,7 +13,6 @@ import logging
 import signal
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -105,18 +104,9 @@ def worker_command(
     tls_key: common.TlsKeyOpt = None,
     tls_ca: common.TlsCaOpt = None,
     tls_server_name: common.TlsServerNameOpt = None,
-    kubeconfig: Annotated[
-        Path | None, typer.Option("--kubeconfig", help="kubeconfig (env KUBECONFIG).")
-    ] = None,
-    context: Annotated[str | None, typer.Option("--context", help="kubeconfig context.")] = None,
-    in_cluster: Annotated[
-        bool | None,
-        typer.Option(
-            "--in-cluster/--no-in-cluster",
-            help="Use the pod's service account (default: inside a pod without a kubeconfig).",
-            show_default=False,
-        ),
-    ] = None,
+    kubeconfig: common.KubeconfigOpt = None,
+    context: common.ContextOpt = None,
+    in_cluster: common.InClusterOpt = None,
     prometheus_url: Annotated[
         str | None,
         typer.Option("--prometheus-url", help="Prometheus for analysis (env PROMETHEUS_URL)."),

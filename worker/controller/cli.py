@@ -13,7 +13,6 @@ import logging
 import signal
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -96,18 +95,9 @@ def controller_command(
     tls_key: common.TlsKeyOpt = None,
     tls_ca: common.TlsCaOpt = None,
     tls_server_name: common.TlsServerNameOpt = None,
-    kubeconfig: Annotated[
-        Path | None, typer.Option("--kubeconfig", help="kubeconfig (env KUBECONFIG).")
-    ] = None,
-    context: Annotated[str | None, typer.Option("--context", help="kubeconfig context.")] = None,
-    in_cluster: Annotated[
-        bool | None,
-        typer.Option(
-            "--in-cluster/--no-in-cluster",
-            help="Use the pod's service account (default: inside a pod without a kubeconfig).",
-            show_default=False,
-        ),
-    ] = None,
+    kubeconfig: common.KubeconfigOpt = None,
+    context: common.ContextOpt = None,
+    in_cluster: common.InClusterOpt = None,
     concurrency: Annotated[int, typer.Option(help="Canaries handled at once.")] = 8,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = "INFO",
 ) -> None:
