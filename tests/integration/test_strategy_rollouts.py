@@ -5,13 +5,16 @@ promotion and a rollback of each, through the product's worker.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client as k8s
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from sandbox.runner import SandboxHandle
 from tests.conftest import Kubectl
 from tests.integration.rollout_support import (
     BAD,
@@ -20,6 +23,7 @@ from tests.integration.rollout_support import (
     canary,
     image,
     initialize,
+    production_traffic,
     read_status,
     replicas,
     rollout_worker,
@@ -185,3 +189,93 @@ async def test_blue_green_rolls_back_before_any_user_sees_the_canary(
     assert shapes == [PLAIN]  # judged on the load test alone: users never reached it
     assert _routes(api_client, ns) == PLAIN
     assert image(api_client, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
+
+
+async def test_blue_green_mirroring_judges_the_copies_then_promotes(
+    dev_server_env: WorkflowEnvironment,
+    rollout_worker: Worker,
+    kubectl: Kubectl,
+    sandbox_namespace: str,
+    sandbox_cluster: SandboxHandle,
+    api_client: Any,
+) -> None:
+    ns = sandbox_namespace
+    spec = _strategy(ns, iterations=2, ab=False)
+    document = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    document["spec"]["analysis"]["mirror"] = True
+    document["spec"]["analysis"]["webhooks"] = []  # no load test: only the users' copies
+    spec = Canary.model_validate(document)
+    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    production_traffic(sandbox_cluster, ns)
+    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
+
+    mirrors: list[bool] = []
+    handle = await start(dev_server_env, rollout_worker, spec)
+
+    def seen(status: RolloutStatus) -> None:
+        if status.phase == Phase.PROGRESSING:
+            vs = _virtual_service(api_client, ns)
+            mirrors.append("mirror" in vs["spec"]["http"][0])
+
+    await watch(handle, seen)
+    status = await read_status(handle)
+    assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
+    assert True in mirrors  # the copies were judged: no other traffic reached the canary
+    assert status.metrics["request-success-rate"].value is not None
+    assert "mirror" not in _virtual_service(api_client, ns)["spec"]["http"][0]
+    assert image(api_client, ns, "podinfo-primary") == GOOD
+
+
+async def test_session_affinity_keeps_a_canary_user_on_the_canary(
+    dev_server_env: WorkflowEnvironment,
+    rollout_worker: Worker,
+    kubectl: Kubectl,
+    sandbox_namespace: str,
+    sandbox_cluster: SandboxHandle,
+    api_client: Any,
+) -> None:
+    ns = sandbox_namespace
+    document = canary(ns, max_weight=30).model_dump(by_alias=True, exclude_none=True, mode="json")
+    document["spec"]["analysis"]["sessionAffinity"] = {"cookieName": "flagger-cookie"}
+    spec = Canary.model_validate(document)
+    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    production_traffic(sandbox_cluster, ns)
+    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
+    handle = await start(dev_server_env, rollout_worker, spec)
+
+    versions: list[str] = []
+    async with httpx.AsyncClient(proxy=sandbox_cluster.mesh_url, timeout=5) as http:
+        cookie = None
+        for _ in range(600):
+            status = await read_status(handle)
+            if status.phase in (Phase.PROMOTING, Phase.FINALISING, Phase.SUCCEEDED, Phase.FAILED):
+                break
+            if status.canary_weight == 0:
+                await asyncio.sleep(0.2)
+                continue
+            answer = await http.get(f"http://podinfo.{ns}:9898/")
+            set_cookie = answer.headers.get("set-cookie", "")
+            if set_cookie.startswith("flagger-cookie="):
+                cookie = set_cookie.split(";")[0]
+                assert "Max-Age=86400" in set_cookie
+                break
+            await asyncio.sleep(0.05)
+        assert cookie is not None, "no answer of the canary set the session cookie"
+        for _ in range(10):
+            answer = await http.get(f"http://podinfo.{ns}:9898/", headers={"Cookie": cookie})
+            versions.append(answer.json()["version"])
+    assert set(versions) == {GOOD.rsplit(":", 1)[1]}  # every request stayed on the canary
+
+    await watch(handle, lambda _: None)
+    final = await read_status(handle)
+    assert final.phase == Phase.SUCCEEDED, final.model_dump_json(indent=1)
+    http_routes = _virtual_service(api_client, ns)["spec"]["http"]
+    assert http_routes[0]["name"] == "sticky-route"
+    # Promoted: the run's cookie now routes to the primary and is expired.
+    assert http_routes[0]["headers"]["response"]["add"]["Set-Cookie"] == f"{cookie}; Max-Age=-1"
+
+
+def _virtual_service(api_client: Any, ns: str) -> dict[str, Any]:
+    return k8s.CustomObjectsApi(api_client).get_namespaced_custom_object(  # type: ignore[no-any-return]
+        "networking.istio.io", "v1beta1", ns, "virtualservices", "podinfo"
+    )
