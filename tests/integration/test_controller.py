@@ -291,6 +291,53 @@ async def test_a_change_mid_analysis_restarts_it(
     assert "Restarting analysis" in events
 
 
+async def route_timeout(kubectl: Kubectl, ns: str) -> str:
+    jsonpath = "jsonpath={.spec.http[0].timeout}"
+    return await kube(kubectl, "-n", ns, "get", "virtualservice", "podinfo", "-o", jsonpath)
+
+
+async def test_a_spec_change_at_rest_reinitializes_at_once_even_across_a_restart(
+    controllers: Running, kubectl: Kubectl, sandbox_namespace: str, dev_server_env: Any
+) -> None:
+    # As Flagger's scheduler converges the routes from the current spec on every tick, but at
+    # once: the change is no new revision, so no analysis runs and lastAppliedSpec stays.
+    ns = sandbox_namespace
+    controller = await controllers.start()
+    seen = phases_seen(controller, ns)
+    await kube(kubectl, "apply", "-f", "-", stdin=DEPLOYMENT.format(ns=ns))
+    await kube(kubectl, "apply", "-f", "-", stdin=_canary(ns))
+    first = await until(kubectl, ns, lambda s: s.get("phase") == "Initialized")
+    assert await route_timeout(kubectl, ns) == ""
+    runs = await runs_of(dev_server_env.client, ns)
+
+    changed = _canary(ns).replace("service: {port: 9898}", "service: {port: 9898, timeout: 7s}")
+    started = time.monotonic()
+    await kube(kubectl, "apply", "-f", "-", stdin=changed)
+    while await route_timeout(kubectl, ns) != "7s":
+        assert time.monotonic() - started < 30, "the route never got the new timeout"
+        await asyncio.sleep(0.2)
+    print(f"spec change → route converged in {time.monotonic() - started:.1f}s")
+    status = await until(kubectl, ns, lambda s: s.get("phase") in ("Initialized", "Succeeded"))
+    assert status["lastAppliedSpec"] == first["lastAppliedSpec"]
+    assert status["lastPromotedSpec"] == first["lastPromotedSpec"]
+    assert "Progressing" not in seen  # no analysis
+    assert await runs_of(dev_server_env.client, ns) == runs + 1
+
+    # Changed while no controller runs: the next one finds it (the converged spec's hash is on
+    # the Canary, not in the controller's memory).
+    await controllers.stop(controller)
+    await kube(kubectl, "apply", "-f", "-", stdin=changed.replace("timeout: 7s", "timeout: 9s"))
+    await controllers.start()
+    deadline = time.monotonic() + 30
+    while await route_timeout(kubectl, ns) != "9s":
+        assert time.monotonic() < deadline, "the restarted controller missed the spec change"
+        await asyncio.sleep(0.2)
+    await until(kubectl, ns, lambda s: s.get("phase") in ("Initialized", "Succeeded"))
+    assert await runs_of(dev_server_env.client, ns) == runs + 2
+    events = await kube(kubectl, "-n", ns, "get", "events")
+    assert "New revision detected" not in events
+
+
 async def test_a_bad_canary_gets_a_message_and_a_warning_and_changes_nothing(
     controllers: Running, kubectl: Kubectl, sandbox_namespace: str
 ) -> None:

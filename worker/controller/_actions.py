@@ -7,6 +7,10 @@ harm:
   (`worker.rollout_ops.start_rollout`, the same call ``coalmine rollout start`` makes): with two
   controllers, or a controller and a CI job, the server starts one run and hands the revision to
   it; the same revision twice is a no-op in the workflow;
+- a Canary whose spec changed at rest is re-initialized the same way, with the revision it
+  already has: the run converges the primary, Services and routes and completes without
+  analysis; the spec's hash is recorded (an annotation) only once the start was accepted, so a
+  failure before it is retried;
 - ``spec.suspend`` pauses the running rollout (Flagger skips a suspended Canary's runs, which
   freezes it where it is); lifting it resumes a rollout the controller paused, and only that;
 - the Canary's status is written here only where no workflow runs for it (a refused spec, a
@@ -49,6 +53,7 @@ from workflows.model import (
     RolloutStatus,
     workflow_id,
 )
+from workflows.spec import Canary
 
 log = logging.getLogger("coalmine.controller")
 Obj = dict[str, Any]
@@ -104,6 +109,10 @@ class Actions:
         await self._lift_suspension(key, namespace, name)
         if isinstance(action, d.Rollout):
             await self._rollout(obj, action)
+        elif isinstance(action, d.Reinitialize):
+            await self._reinitialize(obj, action)
+        elif isinstance(action, d.RecordSpec):
+            await self._record(obj, action.canary)
         elif isinstance(action, d.Invalid):
             await self._report(obj, "Failed", "False", "InvalidSpec", action.message)
         elif isinstance(action, d.WaitForTarget):
@@ -134,13 +143,41 @@ class Actions:
         key = f"{canary.namespace}/{canary.name}"
         if self._handed.get(key) == revision:
             return  # handed already; the workflow writes lastAppliedSpec when it takes it
+        target = f"{canary.spec.target_ref.name}.{canary.namespace}"
+        reason = f"new revision {revision} of deployment {target}"
+        existing = await self._start(canary, revision, reason)
+        self._handed[key] = revision
+        log.info(
+            "canary %s: revision %s %s",
+            key,
+            revision,
+            "handed to the running rollout" if existing else "rollout started",
+        )
+        await self._record(obj, canary)
+
+    async def _reinitialize(self, obj: Obj, action: d.Reinitialize) -> None:
+        canary = action.canary
+        key = f"{canary.namespace}/{canary.name}"
+        # The revision the Canary already has: the run converges what the spec describes and
+        # completes without analysis. Running when the status said at rest (it lags), the
+        # revision is handed to that run, where it is a no-op, and the new spec waits for the
+        # rollout's end (its phase change brings the Canary back here).
+        existing = await self._start(canary, action.revision, "Canary spec changed")
+        self._handed[key] = action.revision
+        if existing:
+            log.info("canary %s: spec changed, but a rollout runs; applied when it ends", key)
+            return
+        log.info("canary %s: spec changed, re-initializing at revision %s", key, action.revision)
+        await self._record(obj, canary)
+
+    async def _start(self, canary: Canary, revision: str, reason: str) -> bool:
+        """Start the rollout or hand the revision to the running one; True: it was running."""
         rollout = RolloutInput(
             canary=canary,
             cluster=self._cluster,
             revision=revision,
             requested_by=IDENTITY,
-            reason=f"new revision {revision} of deployment "
-            f"{canary.spec.target_ref.name}.{canary.namespace}",
+            reason=reason,
         )
         wid = workflow_id(cluster=self._cluster, namespace=canary.namespace, name=canary.name)
         started = await start_rollout(
@@ -151,22 +188,24 @@ class Actions:
             summary=summary_of(canary, None),
             details=details_of(rollout, {}),
             revision_request=NewRevisionRequest(
-                revision=revision, identity=IDENTITY, reason=rollout.reason
+                revision=revision, identity=IDENTITY, reason=reason
             ),
             accept_timeout=ACCEPT_TIMEOUT,
         )
-        self._handed[key] = revision
-        log.info(
-            "canary %s: revision %s %s (%s)",
-            key,
-            revision,
-            "handed to the running rollout" if started.existing else "rollout started",
-            wid,
-        )
-        url = self._temporal.workflow_url(wid)
-        if (_meta(obj).get("annotations") or {}).get(URL_ANNOTATION) != url:
-            patch = {"metadata": {"annotations": {URL_ANNOTATION: url}}}
-            await self._patch(canary.namespace, canary.name, patch)
+        return bool(started.existing)
+
+    async def _record(self, obj: Obj, canary: Canary) -> None:
+        """The Web UI link and the hash of the spec now converged, on the Canary (one patch,
+        skipped when both are there)."""
+        wid = workflow_id(cluster=self._cluster, namespace=canary.namespace, name=canary.name)
+        wanted = {
+            URL_ANNOTATION: self._temporal.workflow_url(wid),
+            d.SPEC_ANNOTATION: d.spec_hash(obj),
+        }
+        annotations = _meta(obj).get("annotations") or {}
+        missing = {k: v for k, v in wanted.items() if annotations.get(k) != v}
+        if missing:
+            await self._patch(canary.namespace, canary.name, {"metadata": {"annotations": missing}})
 
     async def _running_status(self, namespace: str, name: str) -> RolloutStatus | None:
         wid = workflow_id(cluster=self._cluster, namespace=namespace, name=name)

@@ -83,13 +83,14 @@ def _config_data(obj: Obj | None) -> Any:
 
 
 def _canary_changed(change: Change) -> bool:
-    """Spec, finalizers or deletion: what the controller acts on (not the status it writes)."""
+    """Spec, finalizers or deletion: what the controller acts on (not the status it writes), and
+    a rollout coming to rest after its Canary's spec changed under it."""
     if change.type != "MODIFIED" or change.previous is None:
         return True
     before, after = _meta(change.previous), _meta(change.obj)
     return any(
         before.get(k) != after.get(k) for k in ("generation", "deletionTimestamp", "finalizers")
-    )
+    ) or d.came_to_rest_with_new_spec(change.previous, change.obj)
 
 
 class Controller:

@@ -7,10 +7,25 @@ plus tracked ConfigMaps and Secrets) against the Canary's ``status.lastAppliedSp
 workflow writes as soon as it has a revision. Applying the same decision twice is harmless: a
 start is an update-with-start on a deterministic workflow ID, and a revision the running
 rollout already has is a no-op there.
+
+A change of the Canary's own spec is not a new revision (``lastAppliedSpec`` hashes the target,
+not the Canary), so, as in Flagger, it starts no analysis; but Flagger's scheduler converges the
+primary, the Services and the routes from the current spec on every tick (``advanceCanary``:
+``kubeRouter.Initialize``, ``canaryController.Initialize``, ``meshRouter.Reconcile`` before
+``shouldAdvance``), so a new port, host or timeout applies within one interval. Here it applies at
+once: the spec the cluster was last converged to is recorded as a hash in the
+``coalmine.io/canary-spec`` annotation, and a Canary at rest (``Initialized`` or ``Succeeded``)
+whose spec hash differs is `Reinitialize`d: the workflow runs again with the same revision, which
+converges everything and completes without analysis. A rollout in progress keeps the spec it
+started with; the change is applied when it comes to rest (its phase change is watched). A
+``Failed`` Canary is left alone until its next revision: running the workflow again would retry
+the revision that failed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +41,10 @@ from workflows.spec import Canary, SpecError, parse_canary
 Obj = dict[str, Any]
 FINALIZER = "finalizer.flagger.app"
 """Flagger's finalizer, added only with ``revertOnDeletion: true`` (as Flagger does)."""
+SPEC_ANNOTATION = "coalmine.io/canary-spec"
+"""Hash of the Canary spec the cluster was last converged to (written with each start)."""
+AT_REST = frozenset({"Initialized", "Succeeded"})
+"""Phases with no rollout running and the promoted revision serving: safe to re-initialize."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +95,35 @@ class Rollout:
     revision: str
 
 
-Action = Invalid | WaitForTarget | Suspended | Finalize | Gone | UpToDate | Rollout
+@dataclass(frozen=True)
+class Reinitialize:
+    """The Canary's spec changed while no rollout runs: converge the primary, Services and routes
+    to it (the workflow again, same revision, no analysis)."""
+
+    canary: Canary
+    revision: str
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """Up to date, but no spec hash recorded yet (a Canary from before the annotation): record
+    it, so later changes are seen."""
+
+    canary: Canary
+    revision: str
+
+
+Action = (
+    Invalid
+    | WaitForTarget
+    | Suspended
+    | Finalize
+    | Gone
+    | UpToDate
+    | Rollout
+    | Reinitialize
+    | RecordSpec
+)
 
 
 def _meta(obj: Obj) -> Obj:
@@ -98,6 +145,44 @@ def canary_document(obj: Obj) -> Obj:
         "metadata": {"name": md.get("name"), "namespace": md.get("namespace")},
         "spec": _spec(obj),
     }
+
+
+STEERING_FIELDS = frozenset(
+    {"suspend", "revertOnDeletion", "skipAnalysis", "analysis", "canaryAnalysis",
+     "progressDeadlineSeconds"}
+)  # fmt: skip
+"""Spec fields that steer rollouts but build nothing in the cluster: a change of one alone needs
+no re-initialization (Flagger, too, only reschedules its next run)."""
+
+
+def spec_hash(obj: Obj) -> str:
+    """A stable hash of what the Canary's spec builds (primary, Services, routes, autoscaler):
+    the spec without the `STEERING_FIELDS`; key order and formatting do not count."""
+    built = {k: v for k, v in _spec(obj).items() if k not in STEERING_FIELDS}
+    text = json.dumps(built, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def recorded_spec(obj: Obj) -> str | None:
+    annotations = _meta(obj).get("annotations")
+    value = annotations.get(SPEC_ANNOTATION) if isinstance(annotations, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _phase(obj: Obj) -> str | None:
+    status = obj.get("status")
+    phase = status.get("phase") if isinstance(status, dict) else None
+    return phase if isinstance(phase, str) else None
+
+
+def came_to_rest_with_new_spec(before: Obj, after: Obj) -> bool:
+    """The status moved into a phase at rest while the spec differs from the one recorded: a
+    spec change made during the rollout is applied now."""
+    phase = _phase(after)
+    if phase not in AT_REST or _phase(before) == phase:
+        return False
+    recorded = recorded_spec(after)
+    return recorded is not None and recorded != spec_hash(after)
 
 
 def read(obj: Obj, min_interval_seconds: float) -> Canary | Invalid:
@@ -160,8 +245,18 @@ def _revision_action(obj: Obj, lookup: Lookup, min_interval_seconds: float) -> A
     revision = target_revision(target, lookup)
     status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
     if status and status.get("lastAppliedSpec") == revision and status.get("phase"):
-        return UpToDate(canary, revision)
+        return _spec_action(obj, canary, revision)
     return Rollout(canary, revision)
+
+
+def _spec_action(obj: Obj, canary: Canary, revision: str) -> Action:
+    """The revision is the one the workflow has: what about the Canary's own spec?"""
+    recorded = recorded_spec(obj)
+    if recorded is None:
+        return RecordSpec(canary, revision)
+    if recorded != spec_hash(obj) and _phase(obj) in AT_REST:
+        return Reinitialize(canary, revision)
+    return UpToDate(canary, revision)
 
 
 def canary_keys_of_config(
