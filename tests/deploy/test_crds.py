@@ -56,16 +56,13 @@ FLAGGER_COLUMNS = {
 # Canaries of tests/data/bad-canaries/ that Coalmine refuses for reasons of its own (not supported
 # yet, or checks Flagger's CRD does not make): valid Flagger documents, which the CRD must accept.
 FLAGGER_VALID = [
-    "ab-testing-match",
     "autoscaler-kind-scaledobject",
     "duplicate-metric-names",
     "max-weight-over-100",
     "metric-threshold-range-min-above-max",
-    "mirroring",
     "mirror-weight",
     "provider-linkerd",
     "service-delegation",
-    "session-affinity",
     "step-weight-above-max-weight",
     "step-weights-not-increasing",
     "suspended",
@@ -74,6 +71,9 @@ FLAGGER_VALID = [
 ]
 # ... and ones Flagger's CRD refuses too: a type, an enum, a pattern, a required field, a typo.
 FLAGGER_INVALID = [
+    "ab-testing-match",  # a header match giving two kinds of match at once
+    "mirroring",  # mirror as a string
+    "session-affinity",  # without its cookie name
     "ab-testing-iterations",  # iterations and stepWeight: Flagger's analysis takes one of them
     "alert-severity-unknown",
     "hosts-not-a-list",
