@@ -29,6 +29,12 @@ BENCHMARKS: list[tuple[str, list[str], str]] = [
         ["--sizes", "100,1000", "--intervals", "60", "--steps", "2"],
         "1,000 rollouts at 60 s: step lag p99 < 2 s, < 150 KB worker memory each",
     ),
+    (
+        "controller_scale",
+        [],
+        "controller following 1,000 Canaries + Deployments: CPU-s and RSS, initial sync and 30 s "
+        "at rest",
+    ),
     ("sandbox_api", [], "the local kube-apiserver: several hundred requests/s"),
     ("sandbox_world", [], "the local cluster's controllers and mesh: several hundred requests/s"),
 ]
