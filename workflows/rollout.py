@@ -61,9 +61,9 @@ _RESUMABLE_IN_ANALYSIS = (Phase.PROGRESSING, Phase.WAITING_PROMOTION)
 ZERO_DOWNTIME_INIT_PATCH = "zero-downtime-init"
 """``workflow.patched`` ID of the two-stage first initialization (primary ready first)."""
 REVISION_MISMATCH_ERROR = "RevisionMismatch"
+"""Type of the promote activity's refusal when the target no longer runs the analysed revision."""
 STRATEGIES_PATCH = "strategies"
 """``workflow.patched`` ID of A/B testing, Blue/Green and mirroring (issue 13)."""
-"""Type of the promote activity's refusal when the target no longer runs the analysed revision."""
 
 
 @workflow.defn(name=WORKFLOW_NAME)
