@@ -111,8 +111,43 @@ def _follow(env: dict[str, str]) -> int:
     return _run(["coalmine", "rollout", "watch", "podinfo", "-n", "test"], env)
 
 
+# What an earlier demo leaves in namespace test (the cluster keeps its objects across
+# `make down` / `make demo`): removed first, so every demo tells the story from its beginning.
+LEFTOVERS = (
+    "canary/podinfo",
+    "deployment/podinfo",
+    "deployment/podinfo-primary",
+    "hpa/podinfo",
+    "hpa/podinfo-primary",
+    "service/podinfo",
+    "service/podinfo-primary",
+    "service/podinfo-canary",
+    "virtualservice/podinfo",
+    "destinationrule/podinfo-primary",
+    "destinationrule/podinfo-canary",
+)
+
+
+def _start_afresh(env: dict[str, str]) -> None:
+    found = subprocess.run(
+        ["kubectl", "-n", "test", "get", "canary/podinfo", "deployment/podinfo", "-o", "name"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if not found:
+        return
+    _say("An earlier demo left podinfo in namespace test: removing it to start afresh")
+    # The Canary first: the controller cancels its rollout (which rolls back) before the rest goes.
+    _run(["kubectl", "-n", "test", "delete", "canary/podinfo", "--ignore-not-found"], env)
+    time.sleep(3)
+    _run(["kubectl", "-n", "test", "delete", "--ignore-not-found", *LEFTOVERS[1:]], env)
+
+
 def _declarative(stack: Stack, env: dict[str, str], canary: Path) -> int:
     """Steps 1-2: the article's cluster, podinfo, the Canary applied and initialized."""
+    _start_afresh(env)
     _say("The article's cluster: Istio's namespace with Prometheus and the public gateway")
     _run(["kubectl", "-n", "istio-system", "get", "service,gateway"], env)
     _say("Deploy podinfo and its HPA in namespace test (the load tester is there already)")
