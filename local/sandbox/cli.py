@@ -11,6 +11,7 @@ The files in DIR are described in sandbox/statefiles.py and sandbox/README.md.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -72,6 +73,7 @@ def up(
         typer.echo(f"sandbox already running (pid {existing.pid}):")
         _describe(existing)
         return
+    started = time.monotonic()
     try:
         handle = launcher.up(
             state_dir,
@@ -85,7 +87,7 @@ def up(
     except launcher.SandboxError as err:
         typer.echo(f"sandbox failed to start: {err}", err=True)
         raise typer.Exit(1) from err
-    typer.echo(f"sandbox up (pid {handle.pid}):")
+    typer.echo(f"sandbox up in {time.monotonic() - started:.1f} s (pid {handle.pid}):")
     _describe(handle)
 
 

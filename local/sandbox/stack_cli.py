@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -28,12 +29,13 @@ def _print_stack(running: stack.Stack) -> None:
 
 def up(state_dir: StateDir = DEFAULT_STATE) -> None:
     """Start the local stack (Temporal + Web UI, sandbox cluster, Prometheus, worker)."""
+    started = time.monotonic()
     try:
         running = stack.up(state_dir)
     except stack.StackError as err:
         typer.echo(f"coalmine up: {err}", err=True)
         raise typer.Exit(3) from err
-    typer.echo("local stack up:")
+    typer.echo(f"local stack up ({time.monotonic() - started:.1f} s):")
     _print_stack(running)
 
 
@@ -52,12 +54,13 @@ def demo(
     """Bring the stack up; roll out a good release (promoted), then a faulty one (rolled back)."""
     from sandbox import demo as demo_module
 
+    started = time.monotonic()
     try:
         running = stack.up(state_dir)
     except stack.StackError as err:
         typer.echo(f"coalmine demo: {err}", err=True)
         raise typer.Exit(3) from err
-    typer.echo("local stack up:")
+    typer.echo(f"local stack up ({time.monotonic() - started:.1f} s):")
     _print_stack(running)
     code = demo_module.run(running, interval=interval)
     raise typer.Exit(code)
