@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sandbox.cluster.controlplane import READY_DELAY_ANNOTATION
+from sandbox.cluster.kwok import READY_DELAY_ANNOTATION
 
 
 @dataclass(frozen=True)

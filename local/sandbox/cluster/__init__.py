@@ -3,12 +3,12 @@ scripts/build-k8s.sh): see controlplane.py."""
 
 from sandbox.cluster.binaries import Build, NotBuilt, locate
 from sandbox.cluster.controlplane import (
-    READY_DELAY_ANNOTATION,
     ControlPlane,
     ControlPlaneError,
     Ports,
     kubeconfig,
 )
+from sandbox.cluster.kwok import READY_DELAY_ANNOTATION
 
 __all__ = [
     "READY_DELAY_ANNOTATION",

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from sandbox.cluster import kwok
 from sandbox.cluster import pki as pkimod
 from sandbox.cluster.binaries import Build, locate
 from sandbox.tools import REPO
@@ -40,7 +41,6 @@ log = logging.getLogger("sandbox.cluster")
 
 SERVICE_RANGE = "10.96.0.0/16"
 POD_RANGE = "10.244.0.0/16"
-NODES = ("kwok-node-0", "kwok-node-1", "kwok-node-2")
 WORKER_NAMESPACE = "coalmine-system"
 WORKER_ACCOUNT = "coalmine"
 TOKEN_TTL = "720h"
@@ -49,8 +49,6 @@ DEPLOY_CRDS = REPO / "deploy" / "crds"
 WORKER_RBAC = REPO / "deploy" / "manifests" / "cluster"
 CONTROLLER_RBAC = REPO / "deploy" / "manifests" / "controller"
 CONTROLLER_ACCOUNT = "coalmine-controller"
-# kwok's own annotation: a pod (or a pod template) that sets it becomes ready after that long.
-READY_DELAY_ANNOTATION = "pod-ready.stage.kwok.x-k8s.io/delay"
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
@@ -63,49 +61,6 @@ AUDIT_POLICY = {
         {"level": "Metadata"},
     ],
 }
-
-
-# A pod whose image reference names one of these can never be pulled: kwok leaves it Pending in
-# ImagePullBackOff, as a kubelet would, so a bad release never becomes ready (gojq expression).
-UNPULLABLE = '[.spec.containers[].image | test("unpullable|invalid[.]example")] | any'
-
-
-def _image_pull_backoff_stage() -> dict[str, Any]:
-    return {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "pod-image-pull-backoff"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {
-                "matchExpressions": [
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
-                    {"key": ".spec.nodeName", "operator": "Exists"},
-                    {"key": UNPULLABLE, "operator": "In", "values": ["true"]},
-                    {
-                        "key": ".status.containerStatuses.[0].state.waiting.reason",
-                        "operator": "NotIn",
-                        "values": ["ImagePullBackOff"],
-                    },
-                ]
-            },
-            "next": {
-                "statusTemplate": (
-                    "conditions:\n"
-                    '- type: Ready\n  status: "False"\n  reason: ContainersNotReady\n'
-                    "containerStatuses:\n"
-                    "{{ range .spec.containers }}\n"
-                    "- name: {{ .name | Quote }}\n  image: {{ .image | Quote }}\n"
-                    "  ready: false\n  restartCount: 0\n"
-                    "  state:\n    waiting:\n      reason: ImagePullBackOff\n"
-                    '      message: {{ printf "Back-off pulling image %q" .image | Quote }}\n'
-                    "{{ end }}\n"
-                    "phase: Pending\n"
-                )
-            },
-        },
-    }
 
 
 class ControlPlaneError(RuntimeError):
@@ -220,7 +175,7 @@ class ControlPlane:
         self._spawn("kube-controller-manager", self._controller_manager_args())
         self._spawn("kube-scheduler", self._scheduler_args())
         self._spawn("kwok", self._kwok_args())
-        await self._kubectl("apply", "--server-side", "-f", "-", stdin=self._nodes())
+        await self._kubectl("apply", "--server-side", "-f", "-", stdin=kwok.nodes(self.node_count))
         await self._install_crds()
         await self._worker_account()
         await self._controller_account()
@@ -379,54 +334,8 @@ class ControlPlane:
                 )
             )
         (self.root / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
-        (self.root / "kwok.yaml").write_text(self._kwok_config())
-
-    def _kwok_config(self) -> str:
         assert self.build is not None
-        docs: list[Any] = []
-        for path in sorted(self.build.kwok_stages.glob("*.yaml")):
-            stage = yaml.safe_load(path.read_text())
-            if stage["metadata"]["name"] == "pod-ready":
-                # Ready at once, unless the pod asks for a delay with kwok's annotation: tests use
-                # it to show what a slow-starting primary does to a first initialization.
-                stage["spec"]["delay"] = {
-                    "durationMilliseconds": int(self.ready_delay * 1000),
-                    "durationFrom": {
-                        "expressionFrom": f'.metadata.annotations["{READY_DELAY_ANNOTATION}"]'
-                    },
-                }
-                stage["spec"]["selector"]["matchExpressions"].append(
-                    {"key": UNPULLABLE, "operator": "NotIn", "values": ["true"]}
-                )
-            docs.append(stage)
-        docs.append(_image_pull_backoff_stage())
-        return yaml.safe_dump_all(docs, sort_keys=False)
-
-    def _nodes(self) -> str:
-        nodes = []
-        for name in NODES[: self.node_count]:
-            nodes.append(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Node",
-                    "metadata": {
-                        "name": name,
-                        "annotations": {"kwok.x-k8s.io/node": "fake"},
-                        "labels": {
-                            "kubernetes.io/hostname": name,
-                            "kubernetes.io/os": "linux",
-                            "kubernetes.io/arch": "amd64",
-                            "type": "kwok",
-                            "topology.kubernetes.io/zone": f"zone-{name[-1]}",
-                        },
-                    },
-                    "status": {
-                        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "250"},
-                        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "250"},
-                    },
-                }
-            )
-        return yaml.safe_dump_all(nodes, sort_keys=False)
+        (self.root / "kwok.yaml").write_text(kwok.config(self.build.kwok_stages, self.ready_delay))
 
     # --- the cluster as a user's ---------------------------------------------------------
 
