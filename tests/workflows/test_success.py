@@ -89,7 +89,9 @@ async def test_history_stays_small_per_step(rollouts: Rollouts) -> None:
     long_events = len((await long.fetch_history()).events)
     per_step = (long_events - short_events) / 8
     print(f"history: {short_events} events for 2 steps, {long_events} for 10: {per_step:.1f}/step")
-    assert per_step <= 26
+    # 25–26.75 measured: the Canary status writes are coalesced (a write waits for the one before
+    # it), so how many a step needs depends on timing. A ceiling against growth, not a target.
+    assert per_step <= 28
 
 
 async def test_step_weights(rollouts: Rollouts) -> None:
