@@ -124,6 +124,30 @@ class CheckOutcome(StrEnum):
     PROVIDER_ERROR = "provider error"
 
 
+class Judgement(LenientModel):
+    """The canary-versus-primary comparison behind a metric with ``compare`` set.
+
+    A two-sided Mann-Whitney U test on the samples of both workloads over one analysis interval,
+    with the Hodges-Lehmann estimate of the shift (canary minus primary) and its confidence
+    interval: the numbers a report shows beside the verdict.
+    """
+
+    verdict: Literal["Pass", "High", "Low", "NoData"]
+    p_value: float | None = None
+    shift: float | None = Field(None, description="Hodges-Lehmann shift, canary minus primary.")
+    ci_low: float | None = None
+    ci_high: float | None = None
+    canary_n: int = 0
+    primary_n: int = 0
+    canary_median: float | None = None
+    primary_median: float | None = None
+    allowed_effect: float = Field(
+        description="Tolerated shift, as a fraction of the primary's median."
+    )
+    direction: Literal["increase", "decrease", "either"]
+    reason: str = Field(description="Human sentence: why this verdict.")
+
+
 class MetricResult(LenientModel):
     """One metric check at one step: the value, the bound, and which way it went."""
 
@@ -133,6 +157,7 @@ class MetricResult(LenientModel):
     max: float | None = None
     outcome: CheckOutcome
     message: str = Field(description="Human sentence, e.g. 'success rate 69.17% < 99%'.")
+    judgement: Judgement | None = None
 
     @property
     def passed(self) -> bool:
