@@ -75,6 +75,7 @@ from workflows.spec_service import (
     ServiceSpec,
     TargetRef,
     check_http_url,
+    refuse_http_only_with_tcp,
     refuse_other_provider,
 )
 from workflows.spec_strategy import (
@@ -244,6 +245,17 @@ class CanarySpec(SpecModel):
                         f"analysis.{field} is not supported yet by Coalmine's {self.provider} "
                         "router (the istio provider supports it): remove it or use istio",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _tcp_routes(self) -> CanarySpec:
+        analysis = self.analysis
+        given = {
+            "match": analysis.match,
+            "mirror": analysis.mirror,
+            "sessionAffinity": analysis.session_affinity,
+        }
+        refuse_http_only_with_tcp(self.service, given)
         return self
 
     def spec_fields_given(self) -> set[str]:

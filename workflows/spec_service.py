@@ -324,3 +324,29 @@ class ServiceSpec(SpecModel):
                 "and the generated Services get what Flagger gives them without it"
             )
         return value
+
+    @property
+    def tcp(self) -> bool:
+        """Routed as TCP, not HTTP (Flagger's isTcp: ``appProtocol`` tcp in any case)."""
+        return (self.app_protocol or "").lower() == "tcp"
+
+
+def refuse_http_only_with_tcp(service: ServiceSpec, given: dict[str, Any]) -> None:
+    """A TCP service cannot take what needs HTTP routing: ``given`` maps each analysis field
+    (as written) to its value.
+
+    Flagger sets the weights of its one TCP route whatever the strategy, so an A/B test (which
+    routes the matched users at 0/100) would send every connection to the canary, and a
+    mirror or a session cookie would silently do nothing; refused here, before anything runs.
+    """
+    if not service.tcp:
+        return
+    for field, value in given.items():
+        if value:
+            raise field_error(
+                f"analysis.{field}",
+                f"analysis.{field} needs HTTP routes, and service.appProtocol "
+                f"{service.app_protocol!r} makes TCP ones (they have no headers to match, mirror "
+                f"or set a cookie on): remove analysis.{field}, or give the service an HTTP "
+                "appProtocol (http, http2, grpc) or none",
+            )

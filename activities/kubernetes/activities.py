@@ -118,13 +118,13 @@ class KubernetesActivities:
             if hpa is not None:
                 wanted_hpa = objects.primary_hpa(canary, hpa)
                 converge(self._res, HPA, wanted_hpa, update=False, whole_spec=True, owner=owner)
-            apex, *others = objects.services(canary, label, value)
+            apex, *others = objects.services(canary, label, value, target)
             wanted_services = others if first and input.stage == "prepare" else [apex, *others]
             for service in wanted_services:
                 self._converge_service(service, owner)
         if first and input.stage != "prepare":
             if input.stage == "switch":
-                self._converge_service(objects.services(canary, label, value)[0], owner)
+                self._converge_service(objects.services(canary, label, value, target)[0], owner)
             self._scale(namespace, name, 0)
             self._mark_initialized(namespace, name)
         promoted = annotations_of(primary).get(objects.REVISION_ANNOTATION)
@@ -208,7 +208,7 @@ class KubernetesActivities:
         canary = input.canary
         target = self._target(canary.namespace, canary.spec.target_ref.name)
         label, value = objects.selector_label(target)
-        apex = objects.services(canary, label, value)[0]
+        apex = objects.services(canary, label, value, target)[0]
         apex["spec"]["selector"] = {label: value}
         converge(self._res, SERVICE, apex, carry=objects.carry_service)
 

@@ -10,8 +10,9 @@ For a target Deployment ``podinfo`` whose selector is ``app: podinfo``:
 - ``<config>-primary`` ConfigMaps/Secrets: copies of the target's;
 - ``<hpa>-primary`` HPA: the target's HPA aimed at the primary;
 - Services ``<svc>`` (apex) and ``<svc>-primary`` selecting the primary's pods, ``<svc>-canary``
-  selecting the target's, each with one port ``service.port`` → ``targetPort`` named
-  ``portName``.
+  selecting the target's, each with the port ``service.port`` → ``targetPort`` named
+  ``portName``, then, with ``service.portDiscovery``, every other container port of the
+  target's pod (`discovered_ports`). A Service that existed before keeps its other ports.
 
 The selector label is the first of ``app``, ``name``, ``app.kubernetes.io/name`` found in the
 target's ``spec.selector.matchLabels``, as in Flagger's default. Every object Coalmine creates is
@@ -30,6 +31,7 @@ import json
 from typing import Any
 
 from activities.errors import InvalidSpec
+from activities.kubernetes.ports import discovered_ports, main_port
 from activities.kubernetes.resources import (
     CANARY_ANNOTATION,
     FINGERPRINT_ANNOTATION,
@@ -307,18 +309,12 @@ def primary_hpa(canary: Canary, hpa: Obj) -> Obj:
     }
 
 
-def services(canary: Canary, label: str, value: str) -> list[Obj]:
-    """The apex, ``-primary`` and ``-canary`` Services (Flagger's KubernetesDefaultRouter)."""
+def services(canary: Canary, label: str, value: str, target: Obj) -> list[Obj]:
+    """The apex, ``-primary`` and ``-canary`` Services (Flagger's KubernetesDefaultRouter):
+    the main port first, then the ports ``portDiscovery`` finds in ``target``'s pod."""
     service = canary.spec.service
     apex = canary.service_name
-    port: Obj = {
-        "name": service.port_name,
-        "protocol": "TCP",
-        "port": service.port,
-        "targetPort": service.target_port if service.target_port is not None else service.port,
-    }
-    if service.app_protocol:
-        port["appProtocol"] = service.app_protocol
+    ports = [main_port(canary), *discovered_ports(canary, target)]
     wanted = (
         (apex, value + PRIMARY_SUFFIX, service.apex),
         (apex + PRIMARY_SUFFIX, value + PRIMARY_SUFFIX, service.primary),
@@ -342,21 +338,50 @@ def services(canary: Canary, label: str, value: str) -> list[Obj]:
                 # type, as Flagger leaves it.
                 "spec": {
                     "selector": {label: selects},
-                    "ports": [dict(port)],
+                    "ports": _copy(ports),
                 },
             }
         )
     return result
 
 
+def _generated(service: Obj) -> bool:
+    """Whether a Service was made for a Canary: by Coalmine (its label) or by Flagger (a
+    controller reference to a Canary), rather than written by its user."""
+    if _meta(service).get("labels", {}).get(MANAGED_BY[0]) == MANAGED_BY[1]:
+        return True
+    return any(
+        ref.get("kind") == "Canary" and ref.get("controller")
+        for ref in _meta(service).get("ownerReferences") or []
+    )
+
+
 def carry_service(desired: Obj, live: Obj) -> None:
-    """What an existing Service keeps: its node ports, and its owner: a Service Coalmine did not
-    create (the user's own, adopted as the apex, or Flagger's) is not marked as Coalmine's."""
+    """What an existing Service keeps: its node ports; and, when its user wrote it (adopted as
+    the apex), its other ports and its owner.
+
+    A port of the user's Service that Coalmine does not define (a metrics or gRPC port beside
+    ``service.port``) stays: its callers reach the primary's pods on it as before. One with the
+    name or number of a wanted port gives way to it, and an unnamed one goes (several ports
+    must all be named). A user's Service is not marked as Coalmine's.
+    """
+    if not _generated(live):
+        _keep_other_ports(desired, live)
     carry_node_ports(desired, live)
     if _meta(live).get("labels", {}).get(MANAGED_BY[0]) != MANAGED_BY[1]:
         meta = _meta(desired)
         meta.get("labels", {}).pop(MANAGED_BY[0], None)
         meta.get("annotations", {}).pop(CANARY_ANNOTATION, None)
+
+
+def _keep_other_ports(desired: Obj, live: Obj) -> None:
+    ports: list[Obj] = (desired.get("spec") or {}).setdefault("ports", [])
+    names = {port.get("name") for port in ports}
+    numbers = {(port.get("port"), port.get("protocol", "TCP")) for port in ports}
+    for port in (live.get("spec") or {}).get("ports") or []:
+        number = (port.get("port"), port.get("protocol", "TCP"))
+        if port.get("name") and port["name"] not in names and number not in numbers:
+            ports.append(_copy(port))
 
 
 def carry_node_ports(desired: Obj, live: Obj) -> None:

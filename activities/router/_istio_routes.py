@@ -1,6 +1,11 @@
-"""The HTTP routes of a Canary's VirtualService for each strategy, as Flagger's Istio router
-(``pkg/router/istio.go``: ``reconcileVirtualService``, ``SetRoutes``, ``mergeMatchConditions``)
-shapes them. Pure functions; `activities.router.istio` reads and writes.
+"""The routes of a Canary's VirtualService for each strategy, as Flagger's Istio router
+(``pkg/router/istio.go``: ``reconcileVirtualService``, ``SetRoutes``, ``mergeMatchConditions``,
+``canaryToL4Match``) shapes them. Pure functions; `activities.router.istio` reads and writes.
+
+- A TCP service (``service.appProtocol: tcp``, any case, Flagger's ``isTcp``): one ``tcp``
+  route, weighted, matching only the ports of ``service.match`` (Istio's L4 match has no uri or
+  headers); none of the HTTP route's fields, no A/B, mirroring or session affinity (the spec
+  refuses those with tcp).
 
 - A weighted canary, Blue/Green: one route to ``<svc>-primary`` / ``<svc>-canary``.
 - A/B testing (``analysis.match``): two routes. The first, for the matched requests (each
@@ -24,6 +29,17 @@ Obj = dict[str, Any]
 
 def _copy(value: Any) -> Any:
     return json.loads(json.dumps(value))
+
+
+def is_tcp(canary: Canary) -> bool:
+    """Whether the Canary's routes are TCP routes (Flagger's isTcp)."""
+    return (canary.spec.service.app_protocol or "").lower() == "tcp"
+
+
+def l4_match(canary: Canary) -> list[Obj]:
+    """``service.match`` as Istio L4 match attributes: the port of each condition that has one
+    (Flagger's canaryToL4Match; a condition without a port matches every port either way)."""
+    return [{"port": m["port"]} for m in canary.spec.service.match or [] if m.get("port")]
 
 
 def merge_match(canary: list[Obj], defaults: list[Obj]) -> list[Obj]:

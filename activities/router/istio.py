@@ -9,21 +9,26 @@ What Flagger's ``pkg/router/istio.go`` creates for a Canary whose service is ``p
   ``podinfo-canary`` (weight w);
 - DestinationRules ``podinfo-primary`` and ``podinfo-canary`` with ``service.trafficPolicy``.
 
+A TCP service (``service.appProtocol: tcp``) gets one weighted ``tcp`` route instead of the
+HTTP one (`activities.router._istio_routes`). With ``service.portDiscovery`` and a gateway (or
+delegation), each destination names ``service.port``, as the Services then have several.
+
 Its builtin checks are the PromQL Flagger runs for Istio (`activities.router._istio_metrics`).
 
 Rendering is pure (`render_virtual_service`, `render_destination_rule`); `IstioRouter` reads and
 converges. Reconciling keeps the live weights (as Flagger ignores weights when it diffs), and the
 fingerprint of the VirtualService is taken at 100/0, so a reconcile after a weight change writes
-nothing. Setting weights sends a JSON merge patch of ``spec.http`` — a merge patch replaces a
-list whole, which is what a route list needs — with the ``resourceVersion`` just read, so a
-concurrent writer turns the patch into a retryable `Conflict` rather than a lost update.
+nothing. Setting weights sends a JSON merge patch of ``spec.http`` (``spec.tcp``) — a merge
+patch replaces a list whole, which is what a route list needs — with the ``resourceVersion``
+just read, so a concurrent writer turns the patch into a retryable `Conflict` rather than a
+lost update.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from kubernetes import client
 
@@ -42,6 +47,8 @@ from activities.router._istio_metrics import REQUEST_DURATION, REQUEST_SUCCESS_R
 from activities.router._istio_routes import (
     STICKY_ROUTE,
     ab_routes,
+    is_tcp,
+    l4_match,
     session_routes,
     with_mirror,
 )
@@ -88,9 +95,12 @@ def _metadata(canary: Canary, name: str, custom: Mapping[Any, Any] | None = None
 
 def _destination(canary: Canary, host: str, weight: int) -> Obj:
     destination: Obj = {"host": host}
-    if canary.spec.service.port_discovery:
-        # As Flagger: with several ports exposed, the route must name the service port.
-        destination["port"] = {"number": canary.spec.service.port}
+    service = canary.spec.service
+    through_gateway = bool(service.gateways) and service.gateways[0] != MESH_GATEWAY
+    if service.port_discovery and (through_gateway or service.delegation):
+        # As Flagger: a gateway (or a root VirtualService) reaching a Service of several ports
+        # must be told which one; in the mesh the caller's port picks it.
+        destination["port"] = {"number": service.port}
     return {"destination": destination, "weight": weight}
 
 
@@ -102,12 +112,16 @@ def http_route(canary: Canary, primary: int = 100, canary_weight: int = 0) -> Ob
         value = getattr(service, attribute)
         if value:
             route[field] = _copy(value)
+    route["route"] = _destinations(canary, primary, canary_weight)
+    return route
+
+
+def _destinations(canary: Canary, primary: int, canary_weight: int) -> list[Obj]:
     primary_host, canary_host = _hosts(canary.service_name)
-    route["route"] = [
+    return [
         _destination(canary, primary_host, primary),
         _destination(canary, canary_host, canary_weight),
     ]
-    return route
 
 
 def http_routes(canary: Canary, primary: int = 100, canary_weight: int = 0) -> list[Obj]:
@@ -118,6 +132,21 @@ def http_routes(canary: Canary, primary: int = 100, canary_weight: int = 0) -> l
     primary_host = _hosts(canary.service_name)[0]
     primary_only = {**weighted, "route": [_destination(canary, primary_host, 100)]}
     return ab_routes(canary, weighted, primary_only)
+
+
+def tcp_routes(canary: Canary, primary: int = 100, canary_weight: int = 0) -> list[Obj]:
+    """A TCP service's one route: the ports of ``service.match``, two weights."""
+    route: Obj = {}
+    match = l4_match(canary)
+    if match:
+        route["match"] = match
+    route["route"] = _destinations(canary, primary, canary_weight)
+    return [route]
+
+
+def routes_field(canary: Canary) -> str:
+    """Which list of the VirtualService holds the Canary's routes: ``tcp`` or ``http``."""
+    return "tcp" if is_tcp(canary) else "http"
 
 
 def render_virtual_service(canary: Canary, primary: int = 100, canary_weight: int = 0) -> Obj:
@@ -132,6 +161,7 @@ def render_virtual_service(canary: Canary, primary: int = 100, canary_weight: in
     if service.delegation:
         # A delegate VirtualService is reached through its root: no hosts, no gateways.
         hosts, gateways = [], []
+    routes = tcp_routes if is_tcp(canary) else http_routes
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "VirtualService",
@@ -139,7 +169,7 @@ def render_virtual_service(canary: Canary, primary: int = 100, canary_weight: in
         "spec": {
             "hosts": hosts,
             "gateways": gateways,
-            "http": http_routes(canary, primary, canary_weight),
+            routes_field(canary): routes(canary, primary, canary_weight),
         },
     }
 
@@ -157,10 +187,11 @@ def render_destination_rule(canary: Canary, host: str) -> Obj:
     }
 
 
-def find_route(virtual_service: Obj, apex: str) -> tuple[int, Weights] | None:
-    """The index of the HTTP route to ``<apex>-canary`` and its weights; None when absent."""
+def find_route(virtual_service: Obj, apex: str, field: str = "http") -> tuple[int, Weights] | None:
+    """The index of the route to ``<apex>-canary`` in ``spec.<field>`` (``http`` or ``tcp``)
+    and its weights; None when absent."""
     primary_host, canary_host = _hosts(apex)
-    for index, route in enumerate((virtual_service.get("spec") or {}).get("http") or []):
+    for index, route in enumerate((virtual_service.get("spec") or {}).get(field) or []):
         if route.get("name") == STICKY_ROUTE:
             continue  # session affinity's route pins cookies; the weights are the next one's
         weights = {"primary": 0, "canary": 0}
@@ -177,6 +208,16 @@ def find_route(virtual_service: Obj, apex: str) -> tuple[int, Weights] | None:
     return None
 
 
+class _Route(NamedTuple):
+    """The weighted route of a live VirtualService: where it is and what it routes."""
+
+    live: Obj
+    field: str
+    """``http`` or ``tcp``: the list of ``spec`` that holds it."""
+    position: int
+    weights: Weights
+
+
 class IstioRouter:
     """`TrafficRouter` for Istio, through ``CustomObjectsApi`` on networking.istio.io/v1beta1."""
 
@@ -191,11 +232,12 @@ class IstioRouter:
         for host in (canary_host, primary_host):
             rule = render_destination_rule(canary, host)
             converge(self._res, DESTINATION_RULE, rule, whole_spec=True, owner=owner)
+        field = routes_field(canary)
         live = self._res.get(VIRTUAL_SERVICE, canary.namespace, canary.service_name)
-        found = find_route(live, canary.service_name) if live else None
+        found = find_route(live, canary.service_name, field) if live else None
         weights = found[1] if found else Weights(primary=100, canary=0)
         wanted = render_virtual_service(canary, weights.primary, weights.canary)
-        if live is not None and found is not None:
+        if live is not None and found is not None and field == "http":
             # A mirror set by set_mirror is kept, as weights are (Flagger's diff ignores both).
             live_route = live["spec"]["http"][found[0]]
             kept = {k: live_route[k] for k in ("mirror", "mirrorPercentage") if k in live_route}
@@ -206,21 +248,17 @@ class IstioRouter:
     def set_routes(self, ref: CanaryRef, primary: int, canary: int) -> bool:
         if primary + canary != 100:
             raise InvalidSpec(f"weights must add up to 100, got {primary} + {canary}")
-        live, index, current = self._route(ref)
-        if (current.primary, current.canary) == (primary, canary):
+        found = self._route(ref)
+        if (found.weights.primary, found.weights.canary) == (primary, canary):
             return False
-        http = _copy(live["spec"]["http"])
+        routes = _copy(found.live["spec"][found.field])
         primary_host, canary_host = _hosts(ref.service)
         wanted = {primary_host: primary, canary_host: canary}
-        for destination in http[index]["route"]:
+        for destination in routes[found.position]["route"]:
             host = (destination.get("destination") or {}).get("host")
             if host in wanted:
                 destination["weight"] = wanted[host]
-        patch = {
-            "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
-            "spec": {"http": http},
-        }
-        self._res.patch(VIRTUAL_SERVICE, ref.namespace, ref.service, patch)
+        self._patch(ref, found, routes)
         return True
 
     def set_sticky_routes(
@@ -228,8 +266,8 @@ class IstioRouter:
     ) -> bool:
         if primary + canary != 100:
             raise InvalidSpec(f"weights must add up to 100, got {primary} + {canary}")
-        live, index, _ = self._route(ref)
-        weighted = _copy(live["spec"]["http"][index])
+        found = self._http_route(ref, "session affinity")
+        weighted = _copy(found.live["spec"]["http"][found.position])
         primary_host, canary_host = _hosts(ref.service)
         wanted = {primary_host: primary, canary_host: canary}
         for destination in weighted["route"]:
@@ -246,33 +284,32 @@ class IstioRouter:
             previous_cookie=session.previous_cookie,
             max_age=session.max_age,
         )
-        if http == live["spec"]["http"]:
+        if http == found.live["spec"]["http"]:
             return False
-        patch = {
-            "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
-            "spec": {"http": http},
-        }
-        self._res.patch(VIRTUAL_SERVICE, ref.namespace, ref.service, patch)
+        self._patch(ref, found, http)
         return True
 
     def set_mirror(self, ref: CanaryRef, *, mirrored: bool, mirror_weight: int) -> bool:
-        live, index, _ = self._route(ref)
-        http = _copy(live["spec"]["http"])
+        found = self._route(ref)
+        if found.field != "http":
+            if mirrored:
+                raise InvalidSpec(_tcp_cannot(ref, "mirror traffic"))
+            return False  # a TCP route never has a mirror to take off
+        http = _copy(found.live["spec"]["http"])
         wanted = with_mirror(
-            http[index], _hosts(ref.service)[1], mirrored=mirrored, mirror_weight=mirror_weight
+            http[found.position],
+            _hosts(ref.service)[1],
+            mirrored=mirrored,
+            mirror_weight=mirror_weight,
         )
-        if wanted == http[index]:
+        if wanted == http[found.position]:
             return False
-        http[index] = wanted
-        patch = {
-            "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
-            "spec": {"http": http},
-        }
-        self._res.patch(VIRTUAL_SERVICE, ref.namespace, ref.service, patch)
+        http[found.position] = wanted
+        self._patch(ref, found, http)
         return True
 
     def get_routes(self, ref: CanaryRef) -> Weights:
-        return self._route(ref)[2]
+        return self._route(ref).weights
 
     def finalize(self, ref: CanaryRef) -> None:
         # Only what Coalmine created: a VirtualService the user wrote stays.
@@ -283,16 +320,41 @@ class IstioRouter:
             if live is not None and labels_of(live).get(MANAGED_BY[0]) == MANAGED_BY[1]:
                 self._res.delete(kind, ref.namespace, name)
 
-    def _route(self, ref: CanaryRef) -> tuple[Obj, int, Weights]:
+    def _patch(self, ref: CanaryRef, found: _Route, routes: list[Obj]) -> None:
+        """Write one route list whole (a merge patch replaces a list), guarded by the
+        ``resourceVersion`` just read."""
+        patch = {
+            "metadata": {"resourceVersion": found.live["metadata"]["resourceVersion"]},
+            "spec": {found.field: routes},
+        }
+        self._res.patch(VIRTUAL_SERVICE, ref.namespace, ref.service, patch)
+
+    def _route(self, ref: CanaryRef) -> _Route:
+        """The weighted route, among the HTTP routes, else the TCP ones (the reference does not
+        carry the Canary's protocol; the live VirtualService says it)."""
         live = self._res.get(VIRTUAL_SERVICE, ref.namespace, ref.service)
-        found = find_route(live, ref.service) if live else None
-        if live is None or found is None:
-            primary_host, canary_host = _hosts(ref.service)
-            raise RoutesNotFound(
-                f"VirtualService {ref.service}.{ref.namespace} does not contain routes for "
-                f"{primary_host} and {canary_host}: reconcile the routes first"
-            )
-        return live, found[0], found[1]
+        for field in ("http", "tcp"):
+            found = find_route(live, ref.service, field) if live else None
+            if live is not None and found is not None:
+                return _Route(live, field, found[0], found[1])
+        primary_host, canary_host = _hosts(ref.service)
+        raise RoutesNotFound(
+            f"VirtualService {ref.service}.{ref.namespace} does not contain routes for "
+            f"{primary_host} and {canary_host}: reconcile the routes first"
+        )
+
+    def _http_route(self, ref: CanaryRef, what: str) -> _Route:
+        found = self._route(ref)
+        if found.field != "http":
+            raise InvalidSpec(_tcp_cannot(ref, f"route by {what}"))
+        return found
+
+
+def _tcp_cannot(ref: CanaryRef, what: str) -> str:
+    return (
+        f"VirtualService {ref.service}.{ref.namespace} routes TCP (service.appProtocol: tcp), "
+        f"which cannot {what}: remove it from the analysis, or use an HTTP appProtocol"
+    )
 
 
 PROVIDER = Provider(

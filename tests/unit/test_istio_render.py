@@ -67,12 +67,70 @@ def test_route_carries_match_rewrite_retries_timeout_headers_and_cors() -> None:
 
 
 def test_named_service_and_port_discovery() -> None:
-    vs = render_virtual_service(canary(name="frontend", portDiscovery=True))
+    # As Flagger's makeDestination: with portDiscovery the Services have several ports, so a
+    # gateway (or a root VirtualService) is told which one; the mesh needs no port.
+    gateway = ["public-gateway.istio-system.svc.cluster.local"]
+    vs = render_virtual_service(canary(name="frontend", portDiscovery=True, gateways=gateway))
     assert vs["metadata"]["name"] == "frontend"
     assert vs["spec"]["http"][0]["route"][1] == {
         "destination": {"host": "frontend-canary", "port": {"number": 9898}},
         "weight": 0,
     }
+    delegate = render_virtual_service(canary(portDiscovery=True, delegation=True))
+    assert delegate["spec"]["http"][0]["route"][0]["destination"]["port"] == {"number": 9898}
+    for service in ({"portDiscovery": True}, {"portDiscovery": True, "gateways": ["mesh"]}):
+        mesh = render_virtual_service(canary(**service))
+        assert mesh["spec"]["http"][0]["route"][0]["destination"] == {"host": "podinfo-primary"}
+    assert (
+        "port"
+        not in render_virtual_service(canary(gateways=gateway))["spec"]["http"][0]["route"][0][
+            "destination"
+        ]
+    )
+
+
+@pytest.mark.parametrize("protocol", ["tcp", "TCP"])
+def test_a_tcp_service_gets_a_weighted_tcp_route(protocol: str) -> None:
+    tcp = canary(
+        appProtocol=protocol,
+        match=[{"port": 9898}, {"uri": {"prefix": "/"}}],
+        retries={"attempts": 3},
+        timeout="5s",
+    )
+    vs = render_virtual_service(tcp, 80, 20)
+    # Flagger's isTcp: no HTTP route, one TCP route matching the ports of service.match
+    # (canaryToL4Match), none of the HTTP fields.
+    assert "http" not in vs["spec"]
+    assert vs["spec"]["tcp"] == [
+        {
+            "match": [{"port": 9898}],
+            "route": [
+                {"destination": {"host": "podinfo-primary"}, "weight": 80},
+                {"destination": {"host": "podinfo-canary"}, "weight": 20},
+            ],
+        }
+    ]
+    assert vs["spec"]["gateways"] == ["mesh"]
+    index, weights = find_route(vs, "podinfo", "tcp")
+    assert (index, weights.primary, weights.canary) == (0, 80, 20)
+    assert find_route(vs, "podinfo") is None
+    plain = render_virtual_service(canary(appProtocol="tcp"))["spec"]["tcp"]
+    assert "match" not in plain[0]
+    assert "tcp" not in render_virtual_service(canary(appProtocol="http"))["spec"]
+
+
+@pytest.mark.parametrize(
+    ("analysis", "field"),
+    [
+        ({"iterations": 5, "match": [{"headers": {"x-canary": {"exact": "1"}}}]}, "match"),
+        ({"iterations": 5, "mirror": True}, "mirror"),
+        ({"sessionAffinity": {"cookieName": "flagger-cookie"}}, "sessionAffinity"),
+    ],
+)
+def test_http_only_strategies_are_refused_for_a_tcp_service(analysis: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=f"analysis.{field} needs HTTP routes.*appProtocol"):
+        canaries.canary(service={"appProtocol": "tcp"}, analysis=analysis)
+    canaries.canary(service={"appProtocol": "http"}, analysis=analysis)
 
 
 def test_destination_rules_carry_the_traffic_policy() -> None:
