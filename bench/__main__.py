@@ -35,6 +35,12 @@ BENCHMARKS: list[tuple[str, list[str], str]] = [
         "controller following 1,000 Canaries + Deployments: CPU-s and RSS, initial sync and 30 s "
         "at rest",
     ),
+    (
+        "flagger_side_by_side",
+        [],
+        "Coalmine against Flagger (built from the module proxy) on the same cluster: first weight, "
+        "promotion, abort, CPU and memory per canary at 100 and 500 (ratios Flagger ÷ Coalmine)",
+    ),
     ("sandbox_api", [], "the local kube-apiserver: several hundred requests/s"),
     ("sandbox_world", [], "the local cluster's controllers and mesh: several hundred requests/s"),
 ]
