@@ -1,8 +1,7 @@
 """Istio's telemetry as Flagger's builtin checks query it (``pkg/metrics/observers/istio.go``).
 
-Shared by the providers whose data plane exports Istio's metrics: ``istio``, and
-``gatewayapi:v1`` (Flagger has no Gateway API observer, and its factory's default is Istio's;
-Istio's own Gateway API mode, and the local mesh, export these names).
+The ``istio`` provider's (``gatewayapi`` and ``kubernetes`` read the application's own metrics:
+`activities.router._http_metrics`).
 
 ``request-success-rate``: the percentage of requests to the canary workload that did not answer
 5xx, over the metric's interval. ``request-duration``: their 99th percentile in milliseconds.

@@ -13,8 +13,9 @@ the service port, weighted 100 − w and w.
 
 Reconciling keeps the live weights (Flagger ignores them when it compares), and setting them
 replaces ``spec.rules`` by JSON merge patch with the resourceVersion just read. Its builtin
-checks are Istio's: Flagger has no Gateway API observer, so its factory's default (Istio's
-metrics) applies, which is what Istio's own Gateway API mode — and the local mesh — exports.
+checks are the application's own HTTP metrics (`activities.router._http_metrics`), as Flagger's
+observer factory gives every ``gatewayapi`` provider its HTTP observer: Gateway API does not say
+which data plane serves the route, so the checks read what the application itself exports.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from activities.kubernetes.resources import (
     converge,
     labels_of,
 )
-from activities.router._istio_metrics import REQUEST_DURATION, REQUEST_SUCCESS_RATE
+from activities.router._http_metrics import REQUEST_DURATION, REQUEST_SUCCESS_RATE
 from activities.router.base import Provider, RbacRule
 from workflows.activity_api import CanaryRef, Weights
 from workflows.spec import Canary

@@ -10,10 +10,9 @@ pods — the Blue/Green switch — and "everything to the primary" (100/0) point
 other split cannot be had from one Service and is `InvalidSpec` (the spec validator already
 refuses ``stepWeight`` for this provider: Blue/Green only, with ``analysis.iterations``).
 
-Its builtin checks read the application's own metrics, as Flagger's HTTP observer does:
-podinfo's ``http_request_duration_seconds`` histogram from pods Prometheus scrapes by their
-``prometheus.io/*`` annotations, matched by pod name. Flagger converts the duration to
-milliseconds after the query; here the query does (``* 1000``), so thresholds read the same.
+Its builtin checks read the application's own metrics, as Flagger's HTTP observer does
+(`activities.router._http_metrics`): podinfo's ``http_request_duration_seconds`` histogram from
+pods Prometheus scrapes by their ``prometheus.io/*`` annotations, matched by pod name.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from kubernetes import client
 
 from activities.errors import InvalidSpec, RoutesNotFound
 from activities.kubernetes.resources import SERVICE, Obj, Resources
+from activities.router._http_metrics import REQUEST_DURATION, REQUEST_SUCCESS_RATE
 from activities.router.base import Provider, RbacRule
 from workflows.activity_api import CanaryRef, Weights
 from workflows.spec import Canary
@@ -82,47 +82,6 @@ class KubernetesRouter:
             )
         return apex, {"primary": _selector(primary), "canary": _selector(canary)}
 
-
-# --- builtin checks ------------------------------------------------------------------------
-
-_POD = "{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"
-
-REQUEST_SUCCESS_RATE = f"""
-sum(
-  rate(
-    http_request_duration_seconds_count{{
-      kubernetes_namespace="{{{{ namespace }}}}",
-      kubernetes_pod_name=~"{_POD}",
-      status!~"5.*"
-    }}[{{{{ interval }}}}]
-  )
-)
-/
-sum(
-  rate(
-    http_request_duration_seconds_count{{
-      kubernetes_namespace="{{{{ namespace }}}}",
-      kubernetes_pod_name=~"{_POD}"
-    }}[{{{{ interval }}}}]
-  )
-)
-* 100
-"""
-
-REQUEST_DURATION = f"""
-histogram_quantile(
-  0.99,
-  sum(
-    rate(
-      http_request_duration_seconds_bucket{{
-        kubernetes_namespace="{{{{ namespace }}}}",
-        kubernetes_pod_name=~"{_POD}"
-      }}[{{{{ interval }}}}]
-    )
-  ) by (le)
-)
-* 1000
-"""
 
 PROVIDER = Provider(
     name="kubernetes",

@@ -176,5 +176,7 @@ def test_kubernetes_checks_read_the_apps_own_metrics_by_pod_name() -> None:
     assert duration.strip().endswith("* 1000")  # Flagger reports it in milliseconds
 
 
-def test_gateway_api_checks_are_istios_as_flaggers_factory_falls_back() -> None:
-    assert provider_for("gatewayapi:v1").queries == provider_for("istio").queries
+def test_gateway_api_checks_are_the_http_observers_as_flaggers_factory_gives() -> None:
+    # pkg/metrics/observers/factory.go: kubernetes and any gatewayapi prefix → HttpObserver.
+    assert provider_for("gatewayapi:v1").queries == provider_for("kubernetes").queries
+    assert provider_for("gatewayapi:v1").queries != provider_for("istio").queries
