@@ -12,6 +12,11 @@ started (by process id):
 - ``stack.json`` — the ports chosen at the first start and kept afterwards;
 - ``env`` — a file a shell sources so ``coalmine``, ``temporal`` and ``kubectl`` point at the
   local stack: ``TEMPORAL_ADDRESS``, ``TEMPORAL_UI_URL``, ``KUBECONFIG``, ``PROMETHEUS_URL``…
+
+``up(..., mesh_provider=NAME)`` (``coalmine up --mesh-provider NAME``) starts the worker and the
+controller with that cluster-wide traffic router (``COALMINE_MESH_PROVIDER``, as the Helm value
+``meshProvider`` does in a cluster) and writes it to ``env``; a worker or controller already
+running keeps the provider it was started with (``down`` first to change it).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 
 from sandbox import launcher, localproc
 from sandbox.statefiles import free_port, port_is_free
+from workflows import providers
 from workflows.search import SEARCH_ATTRIBUTES
 
 TEMPORAL_MARKER = "start-dev"
@@ -75,6 +81,8 @@ class Stack:
     state_dir: Path
     ports: StackPorts
     sandbox: launcher.SandboxHandle
+    mesh_provider: str | None = None
+    """The cluster-wide traffic router given to the worker and controller (None: theirs)."""
 
     @property
     def temporal_address(self) -> str:
@@ -94,6 +102,7 @@ class Stack:
             "TEMPORAL_UI_URL": self.ui_url,
             "COALMINE_METRICS_PORT": str(self.ports.worker_metrics),
             "COALMINE_STATE_DIR": str(self.state_dir),
+            **({"COALMINE_MESH_PROVIDER": self.mesh_provider} if self.mesh_provider else {}),
         }
 
 
@@ -205,8 +214,16 @@ def _wait_http(url: str, what: str, log: Path, timeout: float = READY_TIMEOUT) -
     raise StackError(f"{what} did not answer {url} in {timeout:.0f}s; see {log}")
 
 
-def up(state_dir: Path) -> Stack:
-    """Start every part that is not running; return where the stack is."""
+def up(state_dir: Path, *, mesh_provider: str | None = None) -> Stack:
+    """Start every part that is not running; return where the stack is. ``mesh_provider``:
+    the cluster-wide traffic router of the worker and controller started now."""
+    if mesh_provider is not None:
+        canonical = providers.canonical(mesh_provider)
+        if canonical is None:
+            raise StackError(
+                f"unknown mesh provider {mesh_provider!r}: use one of {providers.known()}"
+            )
+        mesh_provider = canonical
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     ports = StackPorts.load_or_choose(state_dir)
@@ -229,7 +246,7 @@ def up(state_dir: Path) -> Stack:
             if attempt == 2:
                 raise
             ports = ports.with_new_server_ports(state_dir)
-    stack = Stack(state_dir=state_dir, ports=ports, sandbox=handle)
+    stack = Stack(state_dir=state_dir, ports=ports, sandbox=handle, mesh_provider=mesh_provider)
     _start_worker(stack)
     _start_controller(stack)
     lines = [f"export {k}={shlex.quote(v)}" for k, v in stack.env.items()]

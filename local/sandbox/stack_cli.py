@@ -24,14 +24,26 @@ def _print_stack(running: stack.Stack) -> None:
     typer.echo(f"  Prometheus   {running.sandbox.prometheus_url}")
     typer.echo(f"  mesh proxy   {running.sandbox.mesh_url}")
     typer.echo(f"  worker       metrics on 127.0.0.1:{running.ports.worker_metrics}")
+    if running.mesh_provider:
+        typer.echo(f"  provider     {running.mesh_provider} (worker and controller default)")
     typer.echo(f"  environment  . {running.state_dir / 'env'}")
 
 
-def up(state_dir: StateDir = DEFAULT_STATE) -> None:
+MeshProvider = Annotated[
+    str | None,
+    typer.Option(
+        "--mesh-provider",
+        help="Traffic router of Canaries without spec.provider, for the worker and the "
+        "controller: istio, kubernetes, gatewayapi:v1 (default: theirs, istio).",
+    ),
+]
+
+
+def up(state_dir: StateDir = DEFAULT_STATE, mesh_provider: MeshProvider = None) -> None:
     """Start the local stack (Temporal + Web UI, sandbox cluster, Prometheus, worker)."""
     started = time.monotonic()
     try:
-        running = stack.up(state_dir)
+        running = stack.up(state_dir, mesh_provider=mesh_provider)
     except stack.StackError as err:
         typer.echo(f"coalmine up: {err}", err=True)
         raise typer.Exit(3) from err

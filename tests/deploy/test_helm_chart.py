@@ -280,6 +280,23 @@ def test_image_replicas_port_task_queue_and_extra_env():
     assert service["metadata"]["annotations"]["prometheus.io/port"] == "9464"
 
 
+def test_mesh_provider_feeds_the_worker_and_the_controller():
+    # As Flagger's chart: meshProvider is the cluster-wide default of Canaries naming none.
+    objects = helm_template("--set", "meshProvider=gatewayapi:v1")
+    worker = env(worker_part(objects))
+    controller = controller_env([o for o in objects if _is_controller(o)])
+    assert worker["COALMINE_MESH_PROVIDER"]["value"] == "gatewayapi:v1"
+    assert controller["COALMINE_MESH_PROVIDER"]["value"] == "gatewayapi:v1"
+
+
+def test_mesh_provider_unset_leaves_the_default_to_the_worker(rendered):
+    # The defaults render no variable, so the plain manifests (which set none) stay equal.
+    assert "COALMINE_MESH_PROVIDER" not in env(worker_part(rendered))
+    assert "COALMINE_MESH_PROVIDER" not in controller_env(
+        [o for o in rendered if _is_controller(o)]
+    )
+
+
 def test_release_name_without_coalmine_is_prefixed():
     out = run(helm(), "template", "canaries", str(CHART), "-n", "ops")
     assert "name: canaries-coalmine-worker" in out.stdout
@@ -292,6 +309,7 @@ def test_release_name_without_coalmine_is_prefixed():
         ("temporal.adress=x:7233", "adress"),  # a typo is refused, not ignored
         ("metrics.port=0", "/metrics/port"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("meshProvider=linkerd", "/meshProvider"),  # not one Coalmine has
     ],
 )
 def test_values_schema_refuses_bad_values(setting, complaint):

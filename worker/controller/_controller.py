@@ -49,6 +49,10 @@ class ControllerSettings:
     """The analysis interval floor (Flagger's 10s; ``COALMINE_MIN_ANALYSIS_INTERVAL``)."""
     concurrency: int = 8
     """Canaries handled at once."""
+    mesh_provider: str | None = None
+    """The cluster-wide traffic-router provider for Canaries that name none (Flagger's
+    ``-mesh-provider``; ``--mesh-provider`` / ``COALMINE_MESH_PROVIDER``): the rollouts the
+    controller starts carry it. None: the worker's default decides."""
     retry_initial: float = 0.5
     retry_max: float = 10.0
     watch: WatchSettings = field(default_factory=WatchSettings)
@@ -217,7 +221,12 @@ class Controller:
             group = "apps" if plural == "deployments" else ""
             return self._cache.peek(group, plural, namespace, object_name)
 
-        action = d.decide(obj, lookup, min_interval_seconds=self._settings.min_interval_seconds)
+        action = d.decide(
+            obj,
+            lookup,
+            min_interval_seconds=self._settings.min_interval_seconds,
+            mesh_provider=self._settings.mesh_provider,
+        )
         await self._actions.apply(obj, action)
         if self._on_handled is not None:
             self._on_handled(key, action)

@@ -185,12 +185,31 @@ def came_to_rest_with_new_spec(before: Obj, after: Obj) -> bool:
     return recorded is not None and recorded != spec_hash(after)
 
 
-def read(obj: Obj, min_interval_seconds: float) -> Canary | Invalid:
-    """The validated Canary, or why not (every problem, each naming its field and fix)."""
+def read(
+    obj: Obj, min_interval_seconds: float, mesh_provider: str | None = None
+) -> Canary | Invalid:
+    """The validated Canary, or why not (every problem, each naming its field and fix).
+
+    A Canary without ``spec.provider`` gets ``mesh_provider``, the cluster-wide default (Flagger's
+    ``-mesh-provider``), before it is validated: it is judged by the rules of the provider that
+    will route it (a ``stepWeight`` under a ``kubernetes`` default is refused here, before
+    anything changes), and the rollout carries the provider in every activity input, so the
+    worker's own default never has to agree with this one. The Canary object is not changed.
+    """
+    document = canary_document(obj)
+    defaulted = bool(mesh_provider) and not document["spec"].get("provider")
+    if defaulted:
+        document["spec"] = {**document["spec"], "provider": mesh_provider}
     try:
-        return parse_canary(canary_document(obj), min_interval_seconds=min_interval_seconds)
+        return parse_canary(document, min_interval_seconds=min_interval_seconds)
     except SpecError as err:
-        return Invalid(str(err))
+        note = (
+            f" (spec.provider is unset, so the cluster-wide default {mesh_provider!r} applies: "
+            "the controller's --mesh-provider, COALMINE_MESH_PROVIDER)"
+            if defaulted
+            else ""
+        )
+        return Invalid(f"{err}{note}")
 
 
 def wants_finalizer(obj: Obj) -> bool:
@@ -218,20 +237,25 @@ def target_revision(target: Obj, lookup: Lookup) -> str:
     return compute_revision(target, configs)
 
 
-def decide(obj: Obj, lookup: Lookup, *, min_interval_seconds: float) -> Action:
-    """The one thing to do for this Canary now."""
+def decide(
+    obj: Obj, lookup: Lookup, *, min_interval_seconds: float, mesh_provider: str | None = None
+) -> Action:
+    """The one thing to do for this Canary now (``mesh_provider``: the cluster-wide default
+    provider for a Canary that names none; None leaves it to the worker's)."""
     if _meta(obj).get("deletionTimestamp"):
         if not has_finalizer(obj):
             return Gone()
-        canary = read(obj, min_interval_seconds)
+        canary = read(obj, min_interval_seconds, mesh_provider)
         return Finalize(canary if isinstance(canary, Canary) else None)
     if _spec(obj).get("suspend") is True:
         return Suspended()
-    return _revision_action(obj, lookup, min_interval_seconds)
+    return _revision_action(obj, lookup, min_interval_seconds, mesh_provider)
 
 
-def _revision_action(obj: Obj, lookup: Lookup, min_interval_seconds: float) -> Action:
-    canary = read(obj, min_interval_seconds)
+def _revision_action(
+    obj: Obj, lookup: Lookup, min_interval_seconds: float, mesh_provider: str | None
+) -> Action:
+    canary = read(obj, min_interval_seconds, mesh_provider)
     if isinstance(canary, Invalid):
         return canary
     namespace, target_name = canary.namespace, canary.spec.target_ref.name
