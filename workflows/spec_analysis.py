@@ -9,8 +9,10 @@ Normalization happens here, once, so downstream code sees one shape: the v1alpha
 ``request-success-rate`` and ``request-duration``, and the deprecated bare ``threshold`` becomes a
 ``thresholdRange`` (a minimum for the success rate, a maximum for everything else, as Flagger
 reads it; a metric with neither is compared with 0, as Flagger's scheduler does). After parsing,
-a metric is either builtin or custom (``templateRef`` or ``query``) and always has a
-``thresholdRange``; ``threshold`` is always empty.
+a metric is either builtin or custom (``templateRef`` or ``query``) and has a ``thresholdRange``
+(unless it sets ``compare`` and no threshold: then only the comparison judges it); ``threshold``
+is always empty. A ``compare`` without ``direction`` gets the metric's default (``decrease`` for
+the builtin success rate, ``increase`` otherwise).
 
 Flagger's zero values mean "unset" (its fields are plain Go ints): threshold 0 is 1, maxWeight 0
 is 100, stepWeightPromotion 0 is "all at once", stepWeight 0 defers to stepWeights. With
@@ -26,6 +28,7 @@ from pydantic import Field, ModelWrapValidatorHandler, field_validator, model_va
 from pydantic.alias_generators import to_snake
 
 from workflows._base import Duration, SpecModel, drop_nulls, duration_seconds
+from workflows.spec_compare import MetricCompare, default_direction
 from workflows.spec_errors import field_error
 from workflows.spec_service import HttpUrl, LocalObjectRef, SecretKeyRef
 from workflows.spec_strategy import MatchCondition, SessionAffinity, Strategy, strategy_of
@@ -83,6 +86,13 @@ def _normalize_metric(data: dict[Any, Any]) -> dict[Any, Any]:
         name = data["name"] = V1ALPHA3_METRIC_NAMES[name]
     threshold = data.get("threshold")
     has_range = data.get("thresholdRange", data.get("threshold_range")) is not None
+    compare = data.get("compare")
+    if isinstance(compare, dict):
+        if compare.get("direction") is None:
+            success_rate = not custom and name == REQUEST_SUCCESS_RATE
+            data["compare"] = {**compare, "direction": default_direction(success_rate=success_rate)}
+        if threshold is None and not has_range:
+            return data  # judged against the primary only: no implicit threshold of 0
     if threshold is None and not has_range:
         # Flagger's runBuiltinMetricChecks and runMetricChecks (pkg/controller/
         # scheduler_metrics.go) compare with the zero Threshold when neither is given.
@@ -130,6 +140,11 @@ class MetricSpec(SpecModel):
     query: str | None = Field(
         None, min_length=1, description="Deprecated inline PromQL query (use templateRef)."
     )
+    compare: MetricCompare | None = Field(
+        None,
+        description="Also judge the canary against the primary (Mann-Whitney U test on samples "
+        "of this metric over its interval); without it only the threshold counts, as in Flagger.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -145,7 +160,29 @@ class MetricSpec(SpecModel):
                 f"metric {self.name!r} has no templateRef: add templateRef: {{name: …}} pointing "
                 "at a MetricTemplate, or use request-success-rate / request-duration",
             )
+        if self.compare is not None:
+            self._check_compare(self.compare)
         return self
+
+    def _check_compare(self, compare: MetricCompare) -> None:
+        if self.query is not None:
+            raise field_error(
+                "compare",
+                f"metric {self.name!r} compares with the primary but has an inline query, which "
+                "cannot be pointed at the primary's workload: move the query into a "
+                "MetricTemplate that selects the workload with {{ target }}, or drop compare",
+            )
+        if compare.step is not None and duration_seconds(compare.step) > self.interval_seconds:
+            raise field_error(
+                "compare.step",
+                f"metric {self.name!r}: compare.step ({compare.step}) is longer than the "
+                f"metric's interval ({self.interval}): shorten the step or lengthen the interval",
+            )
+        problem = compare.too_few_samples(
+            metric=self.name, interval=self.interval, interval_seconds=self.interval_seconds
+        )
+        if problem is not None:
+            raise field_error("compare.minSamples", problem)
 
     @property
     def is_builtin(self) -> bool:

@@ -118,8 +118,27 @@ def metric() -> Schema:
             "query": string("Prometheus query."),
             "templateRef": named_ref("MetricTemplate reference.", "MetricTemplate"),
             "templateVariables": string_map("Variables of the template's query."),
+            "compare": compare(),
         },
         required=["name"],
+    )
+
+
+def compare() -> Schema:
+    """Coalmine's canary-versus-primary judge (not Flagger's: see generate_crds.py)."""
+    return obj(
+        {
+            "against": string("The workload compared with.", enum=["primary"]),
+            "direction": string(
+                "Which change counts as worse.", enum=["increase", "decrease", "either"]
+            ),
+            "allowedEffect": number("Tolerated shift, a fraction of the primary's median."),
+            "minSamples": integer("Samples each workload needs.", minimum=3),
+            "removeOutliers": boolean("Drop values outside Tukey's fences first."),
+            "confidence": number("Confidence level of the test and the shift's interval."),
+            "step": string("Time between samples.", pattern=_DURATION),
+        },
+        "Also judge the canary against the primary (Mann-Whitney U test).",
     )
 
 

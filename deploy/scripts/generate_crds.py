@@ -15,6 +15,8 @@ Where they differ, on purpose:
   version's schema did not declare would be pruned from it.
 - MetricTemplate and AlertProvider declare the ``status.conditions`` of Flagger's Go types (their
   status subresource is otherwise an empty, pruned object).
+- A metric may carry ``compare`` (Coalmine's canary-versus-primary judge, additive): declared so
+  the API server keeps it, where Flagger's CRD would prune it.
 - ``format: string`` and ``format: url`` are left out: Kubernetes knows neither, so they check
   nothing. Flagger's ``required: [backendRef]`` on the ``service.mirror`` array is left out too:
   on an array it checks nothing, and moved to the items it would refuse what Flagger accepts.
