@@ -11,7 +11,9 @@ clusters share one Temporal namespace).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -361,3 +363,55 @@ def retry(
             console=common.stdout(),
         )
     )
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    *,
+    name: NameArg,
+    namespace: NamespaceOpt = "default",
+    cluster: ClusterOpt = None,
+    run: Annotated[
+        str | None, typer.Option("--run", help="A run ID of the rollout (default: the latest).")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="report.html (a self-contained page) or report.png; default NAME.NS-report.html.",
+            show_default=False,
+        ),
+    ] = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus-url",
+            help="Prometheus for the canary-versus-primary charts (env PROMETHEUS_URL).",
+        ),
+    ] = None,
+) -> None:
+    """Draw one rollout: weights, checks against thresholds, canary beside primary, verdict."""
+    from worker.report.build import build_report, check_output, write_report
+
+    settings = _settings(ctx)
+
+    async def body() -> int:
+        path = check_output(output or Path(f"{name}.{namespace}-report.html"))
+        client = await connect(settings)
+        document = await build_report(
+            client,
+            settings,
+            workflow_id=_id(name, namespace, cluster),
+            run_id=run,
+            prometheus_url=prometheus_url or os.environ.get("PROMETHEUS_URL") or None,
+        )
+        await asyncio.to_thread(write_report, document, path)
+        timeline = document.timeline
+        out = common.stdout()
+        out.print(f"{timeline.display} {timeline.outcome.value}: {timeline.message}", markup=False)
+        out.print(f"report written to {path}", markup=False)
+        return 0
+
+    common.run(body())

@@ -1,4 +1,5 @@
-"""`PrometheusProvider`: PromQL instant queries through prometheus-api-client.
+"""`PrometheusProvider`: PromQL instant queries (and range queries for the rollout report)
+through prometheus-api-client.
 
 The client's own retries are turned off (a ``Retry`` with zero attempts): Temporal retries the
 activity, and a client retrying inside it would multiply the wait and hide an outage from the
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -51,6 +55,19 @@ class PrometheusProvider:
         result = self._query(_SPACE.sub(" ", query).strip())
         return _value(result)
 
+    def run_range_query(
+        self, query: str, *, start: datetime, end: datetime, step_seconds: float
+    ) -> list[RangeSeries]:
+        """Every series of ``query`` from ``start`` to ``end`` (a report's charts, not a check);
+        raises `ProviderError` as ``run_query`` does. An empty list is no data."""
+        text = _SPACE.sub(" ", query).strip()
+        result = self._request(
+            lambda connect: connect.custom_query_range(
+                text, start_time=start, end_time=end, step=f"{step_seconds:g}s"
+            )
+        )
+        return [_series(item) for item in result]
+
     def is_online(self) -> bool:
         try:
             return self.run_query(ONLINE_QUERY) == 1.0
@@ -58,6 +75,9 @@ class PrometheusProvider:
             return False
 
     def _query(self, query: str) -> list[Any]:
+        return self._request(lambda connect: connect.custom_query(query))
+
+    def _request(self, call: Callable[[PrometheusConnect], Any]) -> list[Any]:
         connect = PrometheusConnect(
             url=self.address,
             headers=self._credentials.request_headers() or None,
@@ -69,7 +89,7 @@ class PrometheusProvider:
             timeout=self._timeout,
         )
         try:
-            data: list[Any] = connect.custom_query(query)
+            data: list[Any] = call(connect)
             return data
         except PrometheusApiClientException as exc:
             raise ProviderError(f"prometheus {self.address} answered {_short(exc)}") from None
@@ -97,6 +117,28 @@ class PrometheusProvider:
 def _short(exc: Exception, limit: int = 300) -> str:
     text = str(exc)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+@dataclass(frozen=True)
+class RangeSeries:
+    """One series of a range query: its labels and its (time, value) samples, NaN dropped."""
+
+    labels: dict[str, str]
+    samples: list[tuple[datetime, float]]
+
+
+def _series(item: Any) -> RangeSeries:
+    try:
+        labels = {str(k): str(v) for k, v in item["metric"].items()}
+        raw = item["values"]
+    except (KeyError, TypeError, AttributeError):
+        raise ProviderError("prometheus returned a range series without values") from None
+    samples: list[tuple[datetime, float]] = []
+    for stamp, value in raw:
+        number = float(value)
+        if not math.isnan(number):
+            samples.append((datetime.fromtimestamp(float(stamp), UTC), number))
+    return RangeSeries(labels=labels, samples=samples)
 
 
 def _value(result: list[Any]) -> float:
