@@ -164,7 +164,7 @@ class CanarySpec(SpecModel):
     metrics_server: HttpUrl | None = Field(
         None, description="Prometheus address for this Canary; the worker's default when omitted."
     )
-    target_ref: TargetRef = Field(description="The Deployment under canary.")
+    target_ref: TargetRef = Field(description="The Deployment or DaemonSet under canary.")
     autoscaler_ref: AutoscalerRef | None = Field(None, description="The target's HPA.")
     ingress_ref: dict[str, Any] | None = Field(
         None, description="NGINX and Skipper only: not supported yet (refused)."
@@ -245,6 +245,15 @@ class CanarySpec(SpecModel):
                         f"analysis.{field} is not supported yet by Coalmine's {self.provider} "
                         "router (the istio provider supports it): remove it or use istio",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _daemonset_has_no_autoscaler(self) -> CanarySpec:
+        if self.target_ref.kind == "DaemonSet" and self.autoscaler_ref is not None:
+            raise field_error(
+                "autoscalerRef",
+                "a DaemonSet runs one pod per node and has no autoscaler: remove autoscalerRef",
+            )
         return self
 
     @model_validator(mode="after")

@@ -111,27 +111,38 @@ def refuse_other_provider(field: str, value: Any) -> Any:
 # --- references ------------------------------------------------------------------------------
 
 
+TARGET_KINDS = ("Deployment", "DaemonSet")
+
+
 class TargetRef(SpecModel):
-    """The workload under canary: a Deployment in the Canary's namespace."""
+    """The workload under canary: a Deployment or a DaemonSet in the Canary's namespace."""
 
     api_version: str = Field("apps/v1", description="API version of the target: apps/v1.")
-    kind: str = Field("Deployment", description="Kind of the target: Deployment.")
-    name: ObjectName = Field(description="Name of the target Deployment.")
+    kind: str = Field(
+        "Deployment",
+        description="Kind of the target: Deployment, or DaemonSet (no scaling: the canary is "
+        "idled with Flagger's node selector flagger.app/scale-to-zero).",
+    )
+    name: ObjectName = Field(description="Name of the target Deployment or DaemonSet.")
 
     @field_validator("api_version")
     @classmethod
     def _apps_v1(cls, value: str) -> str:
         if value != "apps/v1":
-            raise ValueError(f"apiVersion {value!r} is not supported: a Deployment is apps/v1")
+            raise ValueError(
+                f"apiVersion {value!r} is not supported: Deployments and DaemonSets are apps/v1"
+            )
         return value
 
     @field_validator("kind")
     @classmethod
     def _deployment(cls, value: str) -> str:
-        if value in ("DaemonSet", "Service"):
-            raise ValueError(f"a {value} target is not supported yet: use a Deployment")
-        if value != "Deployment":
-            raise ValueError(f"kind {value!r} cannot be a canary target: use Deployment")
+        if value == "Service":
+            raise ValueError("a Service target is not supported yet: use a Deployment")
+        if value not in TARGET_KINDS:
+            raise ValueError(
+                f"kind {value!r} cannot be a canary target: use Deployment or DaemonSet"
+            )
         return value
 
 

@@ -24,22 +24,30 @@ from activities.errors import (
     RevisionMismatch,
     TargetNotFound,
 )
-from activities.kubernetes import objects
+from activities.kubernetes import daemonsets, objects
 from activities.kubernetes.readiness import readiness
 from activities.kubernetes.resources import (
     CONFIG_MAP,
+    DAEMON_SET,
     DEPLOYMENT,
     HPA,
     SECRET,
     SERVICE,
     CanaryOwner,
+    Kind,
     Obj,
     Resources,
     annotations_of,
     converge,
     is_subset,
 )
-from activities.kubernetes.revision import SECRET_REF, ConfigRefs, compute_revision, read_configs
+from activities.kubernetes.revision import (
+    SECRET_REF,
+    ConfigRefs,
+    compute_revision,
+    read_configs,
+    read_target,
+)
 from workflows.activity_api import (
     ActivityName,
     InitializeInput,
@@ -76,9 +84,15 @@ class KubernetesActivities:
     def read_revision(self, input: ReadRevisionInput) -> RevisionInfo:
         """The target's revision and the one the primary last received (read-only)."""
         ref = input.ref
-        target = self._target(ref.namespace, ref.target)
+        # The input names no kind (rollouts started before DaemonSets were): the target's own.
+        target = read_target(self._res, ref.namespace, ref.target)
+        if target is None:
+            raise TargetNotFound(
+                f"deployment {ref.target}.{ref.namespace} not found: the Canary's targetRef must "
+                "name an existing Deployment or DaemonSet"
+            )
         revision = compute_revision(target, read_configs(self._res, ref.namespace, target))
-        primary = self._res.get(DEPLOYMENT, ref.namespace, ref.primary)
+        primary = self._res.get(_kind_of(target), ref.namespace, ref.primary)
         promoted = annotations_of(primary).get(objects.REVISION_ANNOTATION)
         return RevisionInfo(revision=revision, promoted_revision=promoted)
 
@@ -99,19 +113,25 @@ class KubernetesActivities:
         """
         canary = input.canary
         namespace, name = canary.namespace, canary.spec.target_ref.name
-        target = self._target(namespace, name)
+        kind = _kind(canary)
+        target = self._target(namespace, name, kind)
         label, value = objects.selector_label(target)
         hpa = self._autoscaler(canary)  # validated before anything is written
+        if kind is DAEMON_SET:
+            daemonsets.check_strategy(target)
         owner = self._owner(canary)
-        primary = self._res.get(DEPLOYMENT, namespace, name + objects.PRIMARY_SUFFIX)
+        primary = self._res.get(kind, namespace, name + objects.PRIMARY_SUFFIX)
         if primary is None:
             configs = read_configs(self._res, namespace, target)
             revision = compute_revision(target, configs)
             copied = self._sync_configs(canary, configs, owner)
-            wanted = objects.primary_deployment(canary, target, copied, revision)
-            _, primary = converge(self._res, DEPLOYMENT, wanted, update=False, owner=owner)
+            build = (
+                daemonsets.primary_daemonset if kind is DAEMON_SET else objects.primary_deployment
+            )
+            wanted = build(canary, target, copied, revision)
+            _, primary = converge(self._res, kind, wanted, update=False, owner=owner)
         elif objects.built_by_flagger(primary):
-            self._mark_initialized(namespace, name)
+            self._mark_initialized(kind, namespace, name)
             primary = {**primary, "metadata": objects.initialized_meta(primary)}
         first = objects.INITIALIZED_ANNOTATION not in annotations_of(primary)
         if input.stage != "switch":
@@ -125,8 +145,8 @@ class KubernetesActivities:
         if first and input.stage != "prepare":
             if input.stage == "switch":
                 self._converge_service(objects.services(canary, label, value, target)[0], owner)
-            self._scale(namespace, name, 0)
-            self._mark_initialized(namespace, name)
+            self._scale_target(canary, 0)
+            self._mark_initialized(kind, namespace, name)
         promoted = annotations_of(primary).get(objects.REVISION_ANNOTATION)
         return InitializeResult(first_initialization=first, promoted_revision=promoted)
 
@@ -135,11 +155,13 @@ class KubernetesActivities:
         """Scale the target to ``replicas``; None: its own, else the HPA minimum, else 1."""
         canary = input.canary
         replicas = input.replicas
+        if daemonsets.is_daemonset(canary):
+            return ScaleResult(replicas=self._scale_target(canary, replicas))
         if replicas is None and input.like_primary:
             replicas = self._primary_replicas(canary)
         if replicas is None:
             replicas = self._default_replicas(canary)
-        self._scale(canary.namespace, canary.spec.target_ref.name, replicas)
+        self._scale_target(canary, replicas)
         return ScaleResult(replicas=replicas)
 
     @activity.defn(name=ActivityName.WAIT_READY)
@@ -155,11 +177,13 @@ class KubernetesActivities:
         started = _first_attempt_start()
         deadline = started + input.deadline_seconds
         while True:
-            deployment = self._res.get(DEPLOYMENT, namespace, name)
-            if deployment is None:
+            # The input names no kind (it predates DaemonSets): a Deployment, else a DaemonSet.
+            workload = read_target(self._res, namespace, name)
+            if workload is None:
                 missing = TargetNotFound if name == input.ref.target else PrimaryNotFound
                 raise missing(f"deployment {name}.{namespace} not found")
-            state = readiness(deployment, input.ready_threshold)
+            judge = daemonsets.readiness if _kind_of(workload) is DAEMON_SET else readiness
+            state = judge(workload, input.ready_threshold)
             if state.ready:
                 return ReadyResult(ready=True, message=state.message)
             if state.stuck or time.time() >= deadline:
@@ -176,12 +200,14 @@ class KubernetesActivities:
         """
         canary = input.canary
         namespace, name = canary.namespace, canary.spec.target_ref.name
-        target = self._target(namespace, name)
+        kind = _kind(canary)
+        target = self._target(namespace, name, kind)
         primary_name = name + objects.PRIMARY_SUFFIX
-        primary = self._res.get(DEPLOYMENT, namespace, primary_name)
+        primary = self._res.get(kind, namespace, primary_name)
         if primary is None:
             raise PrimaryNotFound(
-                f"deployment {primary_name}.{namespace} not found: initialize before promoting"
+                f"{kind.name.lower()} {primary_name}.{namespace} not found: initialize before "
+                "promoting"
             )
         hpa = self._autoscaler(canary)
         configs = read_configs(self._res, namespace, target)
@@ -193,11 +219,14 @@ class KubernetesActivities:
             )
         owner = self._owner(canary)
         copied = self._sync_configs(canary, configs, owner)
-        wanted = objects.promoted_primary(
-            primary, target, copied, revision, has_autoscaler=hpa is not None
-        )
+        if kind is DAEMON_SET:
+            wanted = daemonsets.promoted_primary_daemonset(primary, target, copied, revision)
+        else:
+            wanted = objects.promoted_primary(
+                primary, target, copied, revision, has_autoscaler=hpa is not None
+            )
         if not is_subset(wanted, primary):
-            self._res.replace(DEPLOYMENT, namespace, primary_name, wanted)
+            self._res.replace(kind, namespace, primary_name, wanted)
         if hpa is not None:
             converge(self._res, HPA, objects.primary_hpa(canary, hpa), whole_spec=True, owner=owner)
 
@@ -206,7 +235,7 @@ class KubernetesActivities:
         """The apex Service selects the target's pods again (a Canary deleted with
         ``revertOnDeletion``, as Flagger's finalizer reverts it); no write when it does."""
         canary = input.canary
-        target = self._target(canary.namespace, canary.spec.target_ref.name)
+        target = self._target(canary.namespace, canary.spec.target_ref.name, _kind(canary))
         label, value = objects.selector_label(target)
         apex = objects.services(canary, label, value, target)[0]
         apex["spec"]["selector"] = {label: value}
@@ -214,12 +243,12 @@ class KubernetesActivities:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _target(self, namespace: str, name: str) -> Obj:
-        target = self._res.get(DEPLOYMENT, namespace, name)
+    def _target(self, namespace: str, name: str, kind: Kind = DEPLOYMENT) -> Obj:
+        target = self._res.get(kind, namespace, name)
         if target is None:
             raise TargetNotFound(
-                f"deployment {name}.{namespace} not found: the Canary's targetRef must name an "
-                "existing Deployment"
+                f"{kind.name.lower()} {name}.{namespace} not found: the Canary's targetRef must "
+                f"name an existing {kind.name}"
             )
         return target
 
@@ -228,6 +257,11 @@ class KubernetesActivities:
         ref = canary.spec.autoscaler_ref
         if ref is None:
             return None
+        if daemonsets.is_daemonset(canary):
+            raise InvalidSpec(
+                "spec.autoscalerRef: a DaemonSet runs one pod per node and has no autoscaler: "
+                "remove autoscalerRef"
+            )
         if ref.api_version not in AUTOSCALING_VERSIONS:
             raise InvalidSpec(
                 f"spec.autoscalerRef.apiVersion {ref.api_version!r} is not supported: use "
@@ -274,9 +308,28 @@ class KubernetesActivities:
     def _converge_service(self, service: Obj, owner: CanaryOwner) -> None:
         converge(self._res, SERVICE, service, carry=objects.carry_service, owner=owner)
 
-    def _mark_initialized(self, namespace: str, name: str) -> None:
+    def _mark_initialized(self, kind: Kind, namespace: str, name: str) -> None:
         mark = {"metadata": {"annotations": {objects.INITIALIZED_ANNOTATION: "true"}}}
-        self._res.patch(DEPLOYMENT, namespace, name + objects.PRIMARY_SUFFIX, mark)
+        self._res.patch(kind, namespace, name + objects.PRIMARY_SUFFIX, mark)
+
+    def _scale_target(self, canary: Canary, replicas: int | None) -> int:
+        """Scale the target to ``replicas`` (a Deployment) or idle it at 0 and wake it otherwise
+        (a DaemonSet: no replicas, Flagger's node selector); the replicas it asks for (for a
+        DaemonSet 0 idle, else the nodes its primary runs on, at least 1)."""
+        namespace, name = canary.namespace, canary.spec.target_ref.name
+        if not daemonsets.is_daemonset(canary):
+            wanted = replicas if replicas is not None else self._default_replicas(canary)
+            self._scale(namespace, name, wanted)
+            return wanted
+        target = self._target(namespace, name, DAEMON_SET)
+        patch = daemonsets.idle_patch(target, idle=replicas == 0)
+        if patch is not None:
+            self._res.patch(DAEMON_SET, namespace, name, patch)
+        if replicas == 0:
+            return 0
+        primary = self._res.get(DAEMON_SET, namespace, name + objects.PRIMARY_SUFFIX)
+        desired = ((primary or {}).get("status") or {}).get("desiredNumberScheduled")
+        return desired if isinstance(desired, int) and desired > 0 else 1
 
     def _scale(self, namespace: str, name: str, replicas: int) -> bool:
         """Set the replicas through ``/scale``; no write when already there."""
@@ -288,6 +341,14 @@ class KubernetesActivities:
             return False
         self._res.patch_scale(namespace, name, replicas)
         return True
+
+
+def _kind(canary: Canary) -> Kind:
+    return DAEMON_SET if daemonsets.is_daemonset(canary) else DEPLOYMENT
+
+
+def _kind_of(workload: Obj) -> Kind:
+    return DAEMON_SET if workload.get("kind") == DAEMON_SET.name else DEPLOYMENT
 
 
 def _pause(message: str, started: float, seconds: float) -> None:

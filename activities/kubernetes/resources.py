@@ -78,6 +78,7 @@ class Kind:
 
 
 DEPLOYMENT = Kind("Deployment", client.AppsV1Api, "namespaced_deployment")
+DAEMON_SET = Kind("DaemonSet", client.AppsV1Api, "namespaced_daemon_set")
 SERVICE = Kind("Service", client.CoreV1Api, "namespaced_service")
 CONFIG_MAP = Kind("ConfigMap", client.CoreV1Api, "namespaced_config_map")
 SECRET = Kind("Secret", client.CoreV1Api, "namespaced_secret")

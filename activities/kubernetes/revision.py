@@ -24,9 +24,19 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from activities.kubernetes.resources import CONFIG_MAP, DEPLOYMENT, SECRET, Obj, Resources
+from activities.kubernetes.resources import (
+    CONFIG_MAP,
+    DAEMON_SET,
+    DEPLOYMENT,
+    SECRET,
+    Obj,
+    Resources,
+)
 
 POD_TEMPLATE_HASH = "pod-template-hash"
+SCALE_TO_ZERO = {"flagger.app/scale-to-zero": "true"}
+"""The node selector that idles a DaemonSet target (Flagger's ``daemonSetScaleDownNodeSelector``):
+not part of its revision, as Flagger's HasTargetChanged leaves it out (daemonsets.py)."""
 CONFIG_TRACKING_ANNOTATION = "flagger.app/config-tracking"
 """``disabled`` on a ConfigMap or Secret: neither part of the revision nor copied for the
 primary, which reads the original (Flagger's config tracker skips it the same way)."""
@@ -99,12 +109,27 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
+def without_idle_selector(template: Obj) -> Obj:
+    """The pod template without the DaemonSet idling node selector (in place, and returned)."""
+    spec = template.get("spec") or {}
+    selector = spec.get("nodeSelector")
+    if isinstance(selector, dict):
+        for key in SCALE_TO_ZERO:
+            selector.pop(key, None)
+        if not selector:
+            del spec["nodeSelector"]
+    return template
+
+
 def normalized_template(deployment: Obj) -> Obj:
-    """The Deployment's pod template as hashed: no nulls, no ``pod-template-hash`` label."""
+    """The target's pod template as hashed: no nulls, no ``pod-template-hash`` label, and for a
+    DaemonSet no idling node selector."""
     template: Obj = _without_nulls((deployment.get("spec") or {}).get("template") or {})
     labels = (template.get("metadata") or {}).get("labels")
     if labels and POD_TEMPLATE_HASH in labels:
         del labels[POD_TEMPLATE_HASH]
+    if deployment.get("kind") == DAEMON_SET.name:
+        without_idle_selector(template)
     return template
 
 
@@ -161,9 +186,14 @@ def read_configs(res: Resources, namespace: str, deployment: Obj) -> ConfigRefs:
     return found
 
 
+def read_target(res: Resources, namespace: str, name: str) -> Obj | None:
+    """The target ``namespace/name``: its Deployment, else its DaemonSet; None when neither is."""
+    return res.get(DEPLOYMENT, namespace, name) or res.get(DAEMON_SET, namespace, name)
+
+
 def read_revision(res: Resources, namespace: str, name: str) -> str | None:
-    """The current revision of Deployment ``namespace/name``; None when it does not exist."""
-    deployment = res.get(DEPLOYMENT, namespace, name)
+    """The current revision of target ``namespace/name``; None when it does not exist."""
+    deployment = read_target(res, namespace, name)
     if deployment is None:
         return None
     return compute_revision(deployment, read_configs(res, namespace, deployment))

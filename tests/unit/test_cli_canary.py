@@ -206,7 +206,7 @@ def test_notes_say_what_flagger_reads_differently(tmp_path: Path, no_kubeconfig:
 
 
 def test_the_installed_command_is_a_ci_lint_step(tmp_path: Path) -> None:
-    bad = write(tmp_path, "bad.yaml", CANARY.replace("kind: Deployment", "kind: DaemonSet"))
+    bad = write(tmp_path, "bad.yaml", CANARY.replace("kind: Deployment", "kind: StatefulSet"))
 
     def lint(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "worker.cli", "canary", "validate", *args]
@@ -215,7 +215,7 @@ def test_the_installed_command_is_a_ci_lint_step(tmp_path: Path) -> None:
     assert lint("-f", str(EXAMPLES)).returncode == 0
     failed = lint("-f", str(bad), "-f", str(EXAMPLES))
     assert failed.returncode == 2
-    assert "spec.targetRef.kind: a DaemonSet target is not supported yet" in failed.stdout
+    assert "spec.targetRef.kind: kind 'StatefulSet' cannot be a canary target" in failed.stdout
     # The examples name namespace test: -n ci is refused for them, as kubectl would refuse it.
     conflict = lint("-n", "ci", "-f", str(EXAMPLES))
     assert conflict.returncode == 2
