@@ -156,3 +156,39 @@ def test_alert_fields() -> None:
     fields = alert_fields(_event("m", revision="r1"))
     assert [f.name for f in fields] == ["Target", "Phase", "Canary weight", "Revision"]
     assert fields[0].value == "Deployment/podinfo.test"
+
+
+def _sent(type_name: str, **target: str) -> httpx.Request:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
+        notifier = notifier_for(type_name, url=SECRET_URL, client=client, **target)
+        assert "xoxb" not in repr(notifier)
+        notifier.post(workload="podinfo", namespace="test", message="m", fields=[], severity="info")
+    return seen[0]
+
+
+def test_slack_sends_the_secrets_token_as_a_bearer_token() -> None:
+    # Flagger reads the AlertProvider Secret's token key and its Slack notifier sends it as
+    # "Authorization: Bearer" (chat.postMessage with a bot token); no token, no header.
+    assert _sent("slack", token="xoxb-123").headers["Authorization"] == "Bearer xoxb-123"
+    assert "Authorization" not in _sent("slack").headers
+    assert "Authorization" not in _sent("slack", token="").headers
+
+
+@pytest.mark.parametrize("type_name", ["discord", "rocket", "msteams", "gchat", "generic"])
+def test_only_slack_is_given_the_token(type_name: str) -> None:
+    assert "Authorization" not in _sent(type_name, token="xoxb-123").headers
+
+
+@pytest.mark.parametrize("type_name", ["slack", "discord", "rocket"])
+def test_flaggers_default_username_and_channel(type_name: str) -> None:
+    for unset in ({}, {"username": "", "channel": ""}):
+        body = json.loads(_sent(type_name, **unset).content)
+        assert (body["username"], body["channel"]) == ("flagger", "general")
+    body = json.loads(_sent(type_name, username="ci", channel="deploys").content)
+    assert (body["username"], body["channel"]) == ("ci", "deploys")

@@ -2,7 +2,10 @@
 
 `post_json` treats any 2xx as delivered (Flagger accepts only 200; Teams and some proxies answer
 202) and raises `NotifierError` otherwise. Its messages name the status and the notifier type,
-never the URL: for Slack, Discord, Teams or Google Chat the URL *is* the credential.
+never the URL: for Slack, Discord, Teams or Google Chat the URL *is* the credential. A token, when
+the notifier has one (Slack's, from the AlertProvider Secret's ``token`` key), goes in an
+``Authorization: Bearer`` header (RFC 6750), as Flagger's ``postMessage`` sends it, so the
+address can be ``https://slack.com/api/chat.postMessage`` and a bot token posts.
 """
 
 from __future__ import annotations
@@ -33,9 +36,17 @@ class Notifier(Protocol):
         ...
 
 
-def post_json(client: httpx.Client, url: str, payload: dict[str, Any], *, kind: str) -> None:
+def post_json(
+    client: httpx.Client,
+    url: str,
+    payload: dict[str, Any],
+    *,
+    kind: str,
+    token: str | None = None,
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        response = client.post(url, json=payload)
+        response = client.post(url, json=payload, headers=headers)
     except httpx.TimeoutException:
         raise NotifierError(f"{kind} notification timed out") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:

@@ -1,6 +1,7 @@
 """Slack's attachment format, spoken by three chat systems with small differences.
 
-- ``slack``: the incoming-webhook URL as given; green ("good") or red ("danger") on errors;
+- ``slack``: the incoming-webhook URL as given (or ``chat.postMessage`` with a bot token, which
+  Slack alone of Flagger's notifiers is given); green ("good") or red ("danger") on errors;
 - ``discord``: the same message on the webhook's ``/slack``-compatible endpoint, as Flagger sends;
 - ``rocket``: Rocket.Chat wants hex colours: blue, or red on errors.
 """
@@ -25,6 +26,8 @@ class SlackNotifier:
     username: str
     channel: str
     client: httpx.Client = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+    """Bearer token (the Secret's ``token``); None posts to the webhook URL alone."""
 
     kind = "slack"
     colors = ("good", "danger")
@@ -45,7 +48,7 @@ class SlackNotifier:
             message=message,
             fields=fields,
         )
-        post_json(self.client, self.endpoint(), body, kind=self.kind)
+        post_json(self.client, self.endpoint(), body, kind=self.kind, token=self.token)
 
 
 class DiscordNotifier(SlackNotifier):
