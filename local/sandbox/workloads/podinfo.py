@@ -19,6 +19,8 @@ port too, where no fault middleware runs:
   pod has answered round(rate × n) errors, so even a short rate window reads the configured
   fraction.
 - ``FAULT_LATENCY_MS`` — milliseconds added to every request.
+- ``LATENCY_P50_MS`` / ``LATENCY_P99_MS`` / ``LATENCY_MAX_MS`` — a log-normal latency per request
+  (latency.py).
 - ``PODINFO_UI_MESSAGE`` / ``PODINFO_UI_COLOR`` — echoed like podinfo's UI settings;
   ``PODINFO_JWT_SECRET`` — the token secret, as podinfo's ``--jwt-secret``.
 """
@@ -37,6 +39,7 @@ from sandbox.workloads.base import (
     container_env,
     image_tag,
 )
+from sandbox.workloads.latency import latency_seconds
 from sandbox.workloads.podinfo_grpc import PodinfoGrpc
 from sandbox.workloads.podinfo_metrics import PodMetrics, route_label
 from sandbox.workloads.podinfo_token import issue_token, validate_token
@@ -86,7 +89,7 @@ class Podinfo:
             self._observe(pod, request, response, started)
             return response
         env = container_env(container)
-        latency = _float(env, "FAULT_LATENCY_MS") / 1000.0
+        latency = latency_seconds(env)
         if latency:
             await asyncio.sleep(latency)
         if self._inject_error(pod, _float(env, "FAULT_ERROR_RATE")):
