@@ -83,7 +83,8 @@ def _check_distinct(canary: Canary, target: Obj, discovered: list[Obj]) -> None:
     takes the main port's name or number (Flagger sends it and fails on every reconcile)."""
     main = main_port(canary)
     seen: dict[int, str] = {main["port"]: main["name"]}
-    where = f"deployment {_meta(target).get('name')}.{_meta(target).get('namespace')}"
+    kind = str(target.get("kind") or "Deployment").lower()
+    where = f"{kind} {_meta(target).get('name')}.{_meta(target).get('namespace')}"
     for port in discovered:
         if port["name"] == main["name"]:
             raise InvalidSpec(
