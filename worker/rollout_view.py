@@ -21,6 +21,7 @@ from rich.text import Text
 
 from worker.rollout_ops import ListedRollout
 from workflows.model import MetricResult, Phase, RolloutEvent, RolloutStatus
+from workflows.spec_strategy import Strategy
 
 _PHASE_STYLE = {
     Phase.SUCCEEDED: "bold green",
@@ -46,13 +47,37 @@ def fmt_metric(metric: MetricResult) -> str:
     return f"{metric.name}={value}"
 
 
+def _strategy(status: RolloutStatus) -> Strategy | None:
+    """The status's strategy; None in rollouts started before strategies were told apart."""
+    try:
+        return Strategy(status.strategy) if status.strategy else None
+    except ValueError:  # a newer worker's strategy: shown by name, not understood
+        return None
+
+
+def strategy_text(status: RolloutStatus) -> str | None:
+    """``A/B testing, iteration 2`` (``Canary`` for a weighted one); None when unknown."""
+    strategy = _strategy(status)
+    if strategy is None:
+        return status.strategy
+    if strategy.iterative:
+        return f"{strategy.display_name}, iteration {status.iterations}"
+    return strategy.display_name
+
+
 def summary_line(status: RolloutStatus) -> str:
-    """``Progressing weight=20 failedChecks=0 request-success-rate=99.5`` (one line, plain)."""
+    """``Progressing weight=20 failedChecks=0 request-success-rate=99.5`` (one line, plain);
+    ``strategy=ab-testing iterations=2`` after the checks once the rollout names its strategy."""
     parts = [
         status.phase.value + (" (paused)" if status.paused else ""),
         f"weight={status.canary_weight}",
         f"failedChecks={status.failed_checks}",
     ]
+    if status.strategy:
+        parts.append(f"strategy={status.strategy}")
+        strategy = _strategy(status)
+        if strategy is not None and strategy.iterative:
+            parts.append(f"iterations={status.iterations}")
     parts.extend(fmt_metric(m) for m in status.metrics.values())
     return " ".join(parts)
 
@@ -126,6 +151,9 @@ def live_panel(status: RolloutStatus) -> Group:
     )
     metrics = "  ".join(fmt_metric(m) for m in status.metrics.values())
     rows: list[Table | Text] = [grid]
+    strategy = strategy_text(status)
+    if strategy:
+        rows.append(Text(strategy, style="bold"))
     if metrics:
         rows.append(Text(metrics, style="dim"))
     if status.message:
@@ -147,7 +175,10 @@ def status_table(status: RolloutStatus) -> Group:
     head.add_row("Weight", f"{status.canary_weight}%")
     head.add_row("Failed checks", str(status.failed_checks))
     head.add_row("Iterations", str(status.iterations))
-    if status.strategy:
+    known = _strategy(status)
+    if known is not None:
+        head.add_row("Strategy", f"{known.display_name} ({known.value})")
+    elif status.strategy:
         head.add_row("Strategy", status.strategy)
     head.add_row("Revision", status.revision or "-")
     head.add_row("Last transition", fmt_time(status.last_transition_time))

@@ -127,7 +127,8 @@ def test_every_expression_reads_only_known_metrics():
 
 def test_worker_expressions_filter_by_namespace_and_target():
     for expr in expressions(load()):
-        if "coalmine_" in expr and "label_values" not in expr:
+        worker = "coalmine_" in expr or "flagger_" in expr
+        if worker and "label_values" not in expr:
             assert 'namespace=~"$namespace"' in expr, expr
             assert 'name=~"$target"' in expr, expr
         if "istio_" in expr and "label_values" not in expr:
@@ -222,7 +223,7 @@ async def test_worker_panels_show_the_worker_series(tmp_path):
         await asyncio.sleep(3)  # rate() and increase() need two samples
         values = {"namespace": "test", "target": "podinfo", "__rate_interval": "10s"}
         for expr in expressions(load()):
-            if "coalmine_" not in expr:
+            if "coalmine_" not in expr and "flagger_" not in expr:
                 continue
             if expr.lstrip().startswith("label_values"):
                 metric, label = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\)\s*", expr).groups()
@@ -268,3 +269,15 @@ def test_istio_expressions_use_istios_labels():
         assert labels <= ISTIO_LABELS, (labels - ISTIO_LABELS, expr)
         if "label_values" not in expr:
             assert 'reporter="destination"' in expr, expr
+
+
+def test_the_deployment_strategy_is_charted():
+    """Rollouts by strategy (issue 13): Flagger's deployment_strategy label, promotions and
+    rollbacks apart, filtered like every worker panel."""
+    panels = {panel["title"]: panel for panel in load()["panels"]}
+    targets = panels["Rollouts by strategy"]["targets"]
+    exprs = [target["expr"] for target in targets]
+    assert all("by (deployment_strategy)" in expr for expr in exprs)
+    assert any("flagger_canary_successes_total" in expr for expr in exprs)
+    assert any("flagger_canary_failures_total" in expr for expr in exprs)
+    assert all("{{deployment_strategy}}" in target["legendFormat"] for target in targets)
