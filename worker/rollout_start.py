@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 from temporalio.client import Client
 
+from activities.analysis.alerts import report_command
 from worker.canary_files import Placement, read_canary_file
 from worker.errors import EXIT_OK, RequestRefusedError
 from worker.follow import follow
@@ -163,6 +164,9 @@ async def _report_and_wait(
         + (f" — {outcome.message}" if outcome.message else ""),
         markup=False,
     )
+    # Where to see why (or how it went): the report draws this rollout from its history.
+    command = report_command(canary.name, canary.namespace, rollout.cluster)
+    log.print(f"report: {command} -o report.html (or -o report.png)", markup=False)
     if json_output:
         final = await fetch_status(client, wid)
         document["status"] = final.model_dump(mode="json", by_alias=True)

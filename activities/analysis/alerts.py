@@ -9,6 +9,10 @@ worker's own proxy setting applies (``AnalysisSettings.http_proxy``, else the en
 
 The URL and the proxy are both secrets (a hook URL authorizes posting; a proxy address may carry
 a password), so `AlertTarget` keeps them out of ``repr`` and no message here quotes them.
+
+An error alert (a rollback and its reason, a failed canary, a failing post-rollout hook) also
+says how to see why: a ``Report`` field with the ``coalmine rollout report`` command for that
+rollout. It names the Canary and its namespace only, nothing secret.
 """
 
 from __future__ import annotations
@@ -22,7 +26,29 @@ import httpx
 from activities.analysis.notifiers import Field, notifier_for
 from activities.errors import InvalidSpec
 
-__all__ = ["AlertSender", "AlertTarget", "read_target"]
+__all__ = ["AlertSender", "AlertTarget", "read_target", "report_command", "with_report"]
+
+
+REPORT_SEVERITY = "error"
+"""Alerts of this severity carry the report command (a rollback is always one)."""
+
+
+def report_command(name: str, namespace: str, cluster: str = "default") -> str:
+    """``coalmine rollout report NAME -n NS`` (``--cluster`` only when not the default)."""
+    command = f"coalmine rollout report {name} -n {namespace}"
+    if cluster != "default":
+        command += f" --cluster {cluster}"
+    return command
+
+
+def with_report(
+    fields: list[Field], *, workload: str, namespace: str, severity: str
+) -> list[Field]:
+    """The alert's fields, plus the command that draws the rollout for an error alert."""
+    if severity != REPORT_SEVERITY or any(f.name == "Report" for f in fields):
+        return fields
+    command = report_command(workload, namespace) + " -o report.html"
+    return [*fields, Field("Report", command)]
 
 
 @dataclass(frozen=True)
@@ -117,6 +143,8 @@ class AlertSender:
                 workload=workload,
                 namespace=namespace,
                 message=message,
-                fields=fields,
+                fields=with_report(
+                    fields, workload=workload, namespace=namespace, severity=severity
+                ),
                 severity=severity,
             )

@@ -323,6 +323,8 @@ def svg_of(draw: Callable[[Axes], None], *, width: float = 10, height: float = 3
     figure = Figure(figsize=(width, height), layout="constrained")
     draw(figure.add_subplot())
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
+    # No RDF metadata block (creator, date): the page stays small and names no outside URL.
+    quiet = {"Creator": None, "Date": None, "Format": None, "Type": None}
+    figure.savefig(buffer, format="svg", metadata=quiet)
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # drop the XML prologue and doctype: inline element

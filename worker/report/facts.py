@@ -23,14 +23,6 @@ class Report:
     generated: datetime | None = None
 
 
-def report_command(name: str, namespace: str, cluster: str = "default") -> str:
-    """``coalmine rollout report NAME -n NS`` (``--cluster`` only when not the default)."""
-    command = f"coalmine rollout report {name} -n {namespace}"
-    if cluster != "default":
-        command += f" --cluster {cluster}"
-    return command
-
-
 def stamp(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
 

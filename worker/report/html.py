@@ -14,8 +14,9 @@ from typing import Any
 from jinja2 import Environment
 from markupsafe import Markup
 
+from activities.analysis.alerts import report_command
 from worker.report import charts
-from worker.report.facts import Report, decisive_line, facts, report_command, stamp
+from worker.report.facts import Report, decisive_line, facts, stamp
 from worker.report.model import CheckPoint, Outcome
 from worker.report.series import window
 

@@ -209,6 +209,7 @@ class _Reader:
             hook = p.get(call.input, "webhook")
             self._webhook(hook, {"ok": False, "message": message}, time, step=None)
         elif call.name == "analyse_step":
+            self._step_of(call)
             for metric in p.items(p.get(call.input, "metrics")):
                 name = p.text(p.get(metric, "name"), "metric")
                 error = {"name": name, "outcome": "provider error", "message": message}
