@@ -14,6 +14,9 @@ A `MetricSpec` reaches us in one of three forms (the spec normalizes v1alpha3 do
 The default Prometheus is `AnalysisSettings.prometheus_url`, else ``PROMETHEUS_URL``, with
 credentials from the environment. Missing templates, Secrets or addresses are `InvalidSpec`; a
 backend that cannot answer is a ``provider error`` verdict, never an exception.
+
+A metric with ``compare`` is also judged against the primary (`compare`): the same query,
+rendered for the primary's workload, sampled on the same backend.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from activities.analysis.metrics import compare
 from activities.analysis.metrics import credentials as creds
 from activities.analysis.metrics.provider import MetricProvider, provider_for
 from activities.analysis.metrics.verdict import bounds_of, judge, no_data, provider_error
@@ -73,15 +77,43 @@ class MetricChecker:
             return provider_error(
                 metric.name, low, high, provider=plan.provider_type, detail=str(exc)
             )
-        return judge(metric.name, value, low, high)
+        result = judge(metric.name, value, low, high)
+        if metric.compare is None:
+            return result
+        return self._compared(result, metric, ref, plan)
+
+    def _compared(
+        self, result: MetricResult, metric: MetricSpec, ref: CanaryRef, plan: _Plan
+    ) -> MetricResult:
+        assert metric.compare is not None  # checked by the caller
+        primary = self._plan(metric, ref, target=ref.primary)
+        if primary.query == plan.query:
+            raise InvalidSpec(
+                f"metric {metric.name!r} compares with the primary, but its query does not "
+                "name the workload ({{ target }}): the canary's and the primary's are the same"
+            )
+        try:
+            canary_samples, primary_samples = compare.sample_both(
+                plan.provider,
+                canary_query=plan.query,
+                primary_query=primary.query,
+                interval_seconds=metric.interval_seconds,
+                options=metric.compare,
+            )
+        except ProviderError as exc:
+            return provider_error(
+                metric.name, result.min, result.max, provider=plan.provider_type, detail=str(exc)
+            )
+        return compare.judged(result, metric, canary_samples, primary_samples)
 
     # --- which query on which backend -----------------------------------------------------
 
-    def _plan(self, metric: MetricSpec, ref: CanaryRef) -> _Plan:
+    def _plan(self, metric: MetricSpec, ref: CanaryRef, *, target: str | None = None) -> _Plan:
+        """The query of ``metric`` for the canary's workload, or for ``target``'s."""
         model = TemplateModel(
             name=ref.name,
             namespace=ref.namespace,
-            target=ref.target,
+            target=target or ref.target,
             service=ref.service,
             interval=metric.interval,
             variables=dict(metric.template_variables),

@@ -1,18 +1,20 @@
 """The metric provider seam: run one query, say whether the backend is online.
 
 As Flagger's ``providers.Interface``: two methods, one module per backend, a factory by type
-name. Unlike Flagger's factory there is no silent fallback: an unknown type is a configuration
-error naming the supported ones, because querying the wrong backend would pass or fail a canary
-on numbers that mean nothing.
+name; a third, the range query, samples a metric over time (the canary-versus-primary judge and
+the rollout report). Unlike Flagger's factory there is no silent fallback: an unknown type is a
+configuration error naming the supported ones, because querying the wrong backend would pass or
+fail a canary on numbers that mean nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Protocol
 
 from activities.analysis.metrics.credentials import Credentials
-from activities.analysis.metrics.prometheus import PrometheusProvider
+from activities.analysis.metrics.prometheus import PrometheusProvider, RangeSeries
 from activities.errors import InvalidSpec
 
 
@@ -21,6 +23,13 @@ class MetricProvider(Protocol):
 
     def run_query(self, query: str) -> float:
         """The query's value; raises `NoData` (empty or NaN) or `ProviderError`."""
+        ...
+
+    def run_range_query(
+        self, query: str, *, start: datetime, end: datetime, step_seconds: float
+    ) -> list[RangeSeries]:
+        """Every series of the query from ``start`` to ``end``, a sample every ``step_seconds``
+        (NaN dropped; an empty list is no data); raises `ProviderError`."""
         ...
 
     def is_online(self) -> bool:
