@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,25 +35,28 @@ def activity_methods(*objects: object) -> list[Callable[..., Any]]:
 
 
 def product_activities(
-    api_client: Any, settings: Settings, *, analysis: AnalysisSettings | None = None
+    api_client: Any,
+    settings: Settings,
+    *,
+    analysis: AnalysisSettings | None = None,
+    executor: Executor | None = None,
 ) -> list[object]:
     """The activity classes of the product, sharing one Kubernetes API client (``analysis``:
-    the analysis settings when not only the worker's Prometheus URL)."""
+    the analysis settings when not only the worker's Prometheus URL; ``executor``: the threads
+    the one-activity step runs its checks on, the worker's activity threads)."""
     from activities.analysis import AnalysisActivities, AnalysisSettings
     from activities.kubernetes import CanaryStatusActivities, KubernetesActivities
     from activities.router import RouterActivities
+    from activities.step import StepActivities
 
     analysis = analysis or AnalysisSettings(prometheus_url=settings.worker.prometheus_url)
-    return [
-        KubernetesActivities(api_client),
-        CanaryStatusActivities(api_client),
-        RouterActivities(api_client, default_provider=settings.worker.mesh_provider),
-        AnalysisActivities(
-            api_client=api_client,
-            settings=analysis,
-            default_provider=settings.worker.mesh_provider,
-        ),
-    ]
+    status = CanaryStatusActivities(api_client)
+    router = RouterActivities(api_client, default_provider=settings.worker.mesh_provider)
+    checks = AnalysisActivities(
+        api_client=api_client, settings=analysis, default_provider=settings.worker.mesh_provider
+    )
+    step = StepActivities(analysis=checks, router=router, status=status, executor=executor)
+    return [KubernetesActivities(api_client), status, router, checks, step]
 
 
 def product_workflows() -> list[type]:
@@ -78,8 +81,9 @@ def build_worker(
     same names); ``metrics`` adds the interceptor that feeds the Prometheus endpoint.
     """
     sizing = settings.worker
+    executor = ThreadPoolExecutor(sizing.activity_threads, thread_name_prefix="coalmine-activity")
     if activities is None:
-        activities = activity_methods(*product_activities(api_client, settings))
+        activities = activity_methods(*product_activities(api_client, settings, executor=executor))
     interceptors: list[Interceptor] = []
     if metrics is not None:
         interceptors.append(MetricsInterceptor(metrics))
@@ -88,9 +92,7 @@ def build_worker(
         task_queue=settings.temporal.task_queue,
         workflows=list(workflows if workflows is not None else product_workflows()),
         activities=list(activities),
-        activity_executor=ThreadPoolExecutor(
-            sizing.activity_threads, thread_name_prefix="coalmine-activity"
-        ),
+        activity_executor=executor,
         max_concurrent_activities=sizing.max_concurrent_activities,
         # At least the number of open rollouts: an evicted rollout is replayed from its
         # history on its next task, which costs several times the CPU.

@@ -22,6 +22,8 @@ from workflows import policies
 from workflows._base import duration_seconds
 from workflows.activity_api import (
     ActivityName,
+    AdvanceInput,
+    AdvanceResult,
     CanaryRef,
     CanaryStatusInput,
     CanaryStatusResult,
@@ -38,13 +40,15 @@ from workflows.activity_api import (
     ScaleCanaryInput,
     ScaleResult,
     SetWeightsInput,
+    StepAnalysis,
+    StepAnalysisInput,
     StickySession,
     WaitReadyInput,
     WebhookInput,
     WebhookResult,
     Weights,
 )
-from workflows.decisions import metric_summary
+from workflows.decisions import metric_summary, step_summary
 from workflows.model import MetricResult, Phase
 from workflows.spec import Canary, MetricSpec, WebhookSpec
 
@@ -78,6 +82,7 @@ class Activities:
         result_type: type[R],
         options: policies.ActivityOptions,
         summary: str,
+        cancellation: workflow.ActivityCancellationType = _WAIT,
     ) -> R:
         try:
             result = await workflow.execute_activity(
@@ -87,7 +92,7 @@ class Activities:
                 start_to_close_timeout=options.start_to_close,
                 heartbeat_timeout=options.heartbeat,
                 retry_policy=options.retry,
-                cancellation_type=_WAIT,
+                cancellation_type=cancellation,
                 summary=summary,
             )
         except ActivityError:
@@ -217,6 +222,49 @@ class Activities:
                 timeout_seconds=duration_seconds(hook.timeout), retries=hook.retries
             ),
             summary=f"call webhook {hook.name} ({hook.type})",
+        )
+
+    async def analyse_step(
+        self,
+        webhooks: list[WebhookSpec],
+        metrics: list[MetricSpec],
+        *,
+        phase: Phase,
+        revision: str | None,
+    ) -> StepAnalysis:
+        return await self._call(
+            ActivityName.ANALYSE_STEP,
+            StepAnalysisInput(
+                ref=self.ref, webhooks=webhooks, metrics=metrics, phase=phase, checksum=revision
+            ),
+            result_type=StepAnalysis,
+            options=policies.analyse_step(
+                [(duration_seconds(h.timeout), h.retries) for h in webhooks]
+            ),
+            summary=step_summary([h.name for h in webhooks], metrics)[:200],
+            # Checks only read: an abort need not wait for a slow query to notice it is
+            # cancelled, the rollback starts at once and the late answer is dropped.
+            cancellation=workflow.ActivityCancellationType.TRY_CANCEL,
+        )
+
+    async def advance(
+        self,
+        primary: int,
+        canary: int,
+        *,
+        event: EventInput | None,
+        status: CanaryStatusInput | None,
+    ) -> AdvanceResult:
+        weights = SetWeightsInput(ref=self.ref, primary=primary, canary=canary)
+        session = self._sticky_session(canary) if self._sticky_session else None
+        if session is not None:
+            weights = weights.model_copy(update={"session": session})
+        return await self._call(
+            ActivityName.ADVANCE,
+            AdvanceInput(weights=weights, event=event, status=status),
+            result_type=AdvanceResult,
+            options=policies.KUBERNETES,
+            summary=f"set weights primary {primary} / canary {canary}",
         )
 
     async def record_event(self, event: EventInput) -> None:

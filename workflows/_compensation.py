@@ -36,6 +36,11 @@ class Compensations:
         self._steps = [step for step in self._steps if step.key != key]
 
     @property
+    def keys(self) -> list[str]:
+        """The registered keys, oldest first (what continue-as-new carries)."""
+        return [step.key for step in self._steps]
+
+    @property
     def descriptions(self) -> list[str]:
         return [step.description for step in self._steps]
 

@@ -8,6 +8,7 @@ modules of their own.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Literal
 
@@ -19,12 +20,16 @@ from workflows._calls import Activities
 from workflows._compensation import Compensations
 from workflows._state import RolloutState
 from workflows.activity_api import CanaryStatusInput, EventInput
-from workflows.model import Phase, RolloutInput
+from workflows.model import PendingRequests, Phase, ResumeState, RolloutInput
 
 Severity = Literal["info", "warn", "error"]
 
 CANARY_STATUS_PATCH = "canary-status"
 """``workflow.patched`` ID of the Canary status writes (runs started before it write none)."""
+
+ONE_ACTIVITY_STEP_PATCH = "one-activity-step"
+"""``workflow.patched`` ID of the three-action step (``analyse_step``, ``advance``, the weight
+upserted with the phase only) and of continue-as-new carrying the whole ``ResumeState``."""
 
 DEFAULT_MAX_HISTORY_EVENTS = 10_000
 """History length at which a rollout continues as new (the hard limit is 51,200 events)."""
@@ -57,6 +62,11 @@ class RolloutCore:
     """Whether to keep the Canary's ``/status`` current (patched in, and the Canary exists)."""
     _status_wanted: CanaryStatusInput | None
     _status_task: asyncio.Task[None] | None
+    _status_carried: bool
+    _one_activity_step: bool
+    """Patched in: a step costs three actions, continue-as-new carries `ResumeState`."""
+    _resumed: bool
+    """While True, a status change is sent with the step's activity, not on its own."""
 
     @property
     def _display(self) -> str:
@@ -78,10 +88,25 @@ class RolloutCore:
         severity: Severity | None = None,
     ) -> None:
         """Record an event in the status and, without waiting, in the cluster and alerts."""
+        event = self._event_input(message, reason=reason, warning=warning, severity=severity)
+        # Started, not awaited: an event never delays a step. The tasks are drained before the
+        # workflow ends or continues as new.
+        self._events = [t for t in self._events if not t.done()]
+        self._events.append(asyncio.create_task(self._send_event(event)))
+
+    def _event_input(
+        self,
+        message: str,
+        *,
+        reason: str,
+        warning: bool = False,
+        severity: Severity | None = None,
+    ) -> EventInput:
+        """Record an event in the status; what recording it in the cluster and alerts takes."""
         kind: Literal["Normal", "Warning"] = "Warning" if warning else "Normal"
         self._state.add_event(reason=reason, message=message, type=kind)
         analysis = self._input.canary.spec.analysis
-        event = EventInput(
+        return EventInput(
             ref=self._calls.ref,
             type=kind,
             reason=reason,
@@ -93,10 +118,6 @@ class RolloutCore:
             alerts=analysis.alerts,
             alert_severity=severity,
         )
-        # Started, not awaited: an event never delays a step. The tasks are drained before the
-        # workflow ends or continues as new.
-        self._events = [t for t in self._events if not t.done()]
-        self._events.append(asyncio.create_task(self._send_event(event)))
 
     async def _send_event(self, event: EventInput) -> None:
         try:
@@ -124,11 +145,23 @@ class RolloutCore:
         """
         if not self._canary_status:
             return
+        wanted = self._wanted_canary_status()
+        sent = self._status_wanted
+        if sent is not None and wanted.model_copy(update={"iterations": sent.iterations}) == sent:
+            # Iterations alone (every interval) wait for the next change that matters, as
+            # the step they count changes the weight a moment later: half the writes.
+            return
+        self._status_wanted = wanted
+        if self._status_carried:
+            return  # the step's own activity writes it (``_carried_status``)
+        self._status_task = asyncio.create_task(self._send_status(self._status_task, wanted))
+
+    def _wanted_canary_status(self) -> CanaryStatusInput:
         status = self._state.status
         phase = status.phase
         if phase == Phase.SUCCEEDED and self._first_initialization:
             phase = Phase.INITIALIZED  # the run is over; the Canary, as Flagger's, is Initialized
-        wanted = CanaryStatusInput(
+        return CanaryStatusInput(
             ref=self._calls.ref,
             phase=phase,
             canary_weight=status.canary_weight,
@@ -138,13 +171,29 @@ class RolloutCore:
             last_promoted_revision=status.last_promoted_revision,
             last_transition_time=status.last_transition_time,
         )
-        sent = self._status_wanted
-        if sent is not None and wanted.model_copy(update={"iterations": sent.iterations}) == sent:
-            # Iterations alone (every interval) wait for the next change that matters, as
-            # the step they count changes the weight a moment later: half the writes.
-            return
-        self._status_wanted = wanted
-        self._status_task = asyncio.create_task(self._send_status(self._status_task, wanted))
+
+    async def _carried_status(self, change: Callable[[], None]) -> CanaryStatusInput | None:
+        """Apply ``change`` to the state without writing the Canary's status for it: the status
+        to send with the step's activity instead (None when nothing the Canary shows changed).
+        Earlier writes finish first, so the carried one is the newest to land."""
+        if self._status_task is not None:
+            await self._status_task
+        before = self._status_wanted
+        self._status_carried = True
+        try:
+            change()
+        finally:
+            self._status_carried = False
+        if not self._canary_status or self._status_wanted is before:
+            return None
+        return self._status_wanted
+
+    def _carried_status_result(self, exists: bool | None) -> None:
+        """What the step's activity found: a Canary gone (or never there) gets no more writes."""
+        if exists is False:
+            self._canary_status = False
+        elif exists is None and self._canary_status:
+            self._status_wanted = None  # not written: the next change writes it again
 
     async def _send_status(
         self, previous: asyncio.Task[None] | None, wanted: CanaryStatusInput
@@ -202,6 +251,21 @@ class RolloutCore:
             return
         await self._drain_events()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._state.requests.pending:
-            return  # act on the request first; a later wait continues as new
-        workflow.continue_as_new(self._input.model_copy(update={"status": self._state.status}))
+        if not self._one_activity_step:
+            if self._state.requests.pending:
+                return  # act on the request first; a later wait continues as new
+            workflow.continue_as_new(self._input.model_copy(update={"status": self._state.status}))
+        requests = self._state.requests
+        resume = ResumeState(
+            status=self._state.status,
+            requests=PendingRequests(
+                promote=requests.promote,
+                promote_full=requests.promote_full,
+                abort_reason=requests.abort_reason,
+                new_revision=requests.new_revision,
+                wake=requests.wake,
+            ),
+            undo=self._undo.keys,
+            first_initialization=self._first_initialization,
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"status": None, "resume": resume}))

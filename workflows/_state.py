@@ -55,6 +55,9 @@ class RolloutState:
     target: str
     requests: OperatorRequests = field(default_factory=OperatorRequests)
     upsert_search_attributes: bool = True
+    weight_with_phase_only: bool = False
+    """Upsert ``CanaryWeight`` only along with a phase change (not every step: an upsert is a
+    billed action); the live weight is in the status query and on the Canary."""
     on_change: Callable[[], None] | None = None
     """Called after every change (the workflow keeps the Canary's status current with it)."""
     _sent_attributes: dict[str, str | int] = field(default_factory=dict)
@@ -67,6 +70,10 @@ class RolloutState:
     def _publish(self) -> None:
         if self.upsert_search_attributes:
             values = search.attribute_values(self.status, target=self.target)
+            sent = self._sent_attributes
+            phase = search.CANARY_PHASE.name
+            if self.weight_with_phase_only and sent and values[phase] == sent.get(phase):
+                values[search.CANARY_WEIGHT.name] = sent[search.CANARY_WEIGHT.name]
             updates = search.attribute_updates(values, self._sent_attributes)
             if updates:
                 workflow.upsert_search_attributes(updates)

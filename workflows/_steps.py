@@ -14,8 +14,8 @@ from temporalio.exceptions import ActivityError
 
 from workflows import decisions
 from workflows._core import RestartAnalysis, RollbackRequested, RolloutCore
-from workflows.activity_api import WebhookResult
-from workflows.model import CheckOutcome, MetricResult, Phase
+from workflows.activity_api import EventInput, WebhookResult
+from workflows.model import MetricResult, Phase
 from workflows.spec import MetricSpec, WebhookSpec, WebhookType
 
 EVERY_FAILED_CHECK_PATCH = "every-failed-check-event"
@@ -112,27 +112,59 @@ class AnalysisSteps(RolloutCore):
         try:
             return await self._calls.check_metric(metric)
         except ActivityError as err:
-            cause = err.cause or err
-            return MetricResult(
-                name=metric.name,
-                outcome=CheckOutcome.PROVIDER_ERROR,
-                message=f"{metric.name} provider error: {cause}",
-            )
+            return decisions.provider_error(metric.name, err.cause or err)
 
     async def _analysis_passed(self) -> bool:
         """rollout webhooks, then every metric concurrently; False (and counted) on a failure."""
+        if self._one_activity_step:
+            return await self._step_checks_passed()
         refusing = await self._refusing_hook("rollout")
         if refusing is not None:
-            message = f"rollout check {refusing} failed"
-            self._count_failed_check(source=refusing, outcome="webhook", message=message)
+            self._count_failed_webhook(refusing)
             return False
         metrics = self._input.canary.spec.analysis.metrics
         # gather in a workflow is deterministic: the SDK's event loop schedules in order.
         results = list(await asyncio.gather(*(self._metric(m) for m in metrics)))
+        return self._metrics_passed(results)
+
+    async def _step_checks_passed(self) -> bool:
+        """The same checks in one activity (``analyse_step``): one action per step."""
+        analysis = self._input.canary.spec.analysis
+        hooks = analysis.webhooks_of("rollout")
+        if not hooks and not analysis.metrics:
+            return True
+        try:
+            result = await self._calls.analyse_step(
+                hooks,
+                analysis.metrics,
+                phase=self._state.status.phase,
+                revision=self._state.status.revision,
+            )
+        except ActivityError as err:
+            # Out of retries (a worker lost three times, a MetricTemplate unreadable): the step
+            # failed like a check does, and the failed-check threshold decides.
+            message = f"analysis failed: {err.cause or err}"
+            self._count_failed_check(source="analysis", outcome="error", message=message)
+            return False
+        refusing = result.refusing_webhook
+        if refusing is not None:
+            self._count_failed_webhook(refusing)
+            return False
+        return self._metrics_passed(result.metrics)
+
+    def _count_failed_webhook(self, name: str) -> None:
+        message = f"rollout check {name} failed"
+        self._count_failed_check(source=name, outcome="webhook", message=message)
+
+    def _metrics_passed(self, results: list[MetricResult]) -> bool:
+        """Record the step's metric results; count a failure (every failing one posted)."""
         self._state.record_metrics(results)
         failed = decisions.failed_metrics(results)
         # Every failing check of the step is posted, as Flagger posts each; the step counts once.
-        every_event = workflow.patched(EVERY_FAILED_CHECK_PATCH)
+        # (The one-activity step asks only when a check failed: no marker in a passing step.)
+        every_event = (bool(failed) or not self._one_activity_step) and workflow.patched(
+            EVERY_FAILED_CHECK_PATCH
+        )
         for result in failed[:-1]:
             self._state.add_failed_check(
                 source=result.name, outcome=result.outcome.value, message=result.message
@@ -186,5 +218,23 @@ class AnalysisSteps(RolloutCore):
                 new = decisions.next_weight(analysis, weight)
             else:
                 continue
-            await self._set_weight(new)
-            self._event(f"Advance {self._display} canary weight {new}", reason="Advance")
+            await self._advance(new)
+
+    async def _advance(self, canary: int) -> None:
+        """The next weight, with its "Advance" event (and the Canary's status, patched in: in
+        the same activity, so the step's change costs one action)."""
+        message = f"Advance {self._display} canary weight {canary}"
+        if not self._one_activity_step:
+            await self._set_weight(canary)
+            self._event(message, reason="Advance")
+            return
+        event: list[EventInput] = []
+
+        def change() -> None:
+            self._state.set(canary_weight=canary)
+            event.append(self._event_input(message, reason="Advance"))
+
+        status = await self._carried_status(change)
+        result = await self._calls.advance(100 - canary, canary, event=event[0], status=status)
+        if status is not None:
+            self._carried_status_result(result.canary_exists)

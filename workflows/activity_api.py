@@ -36,6 +36,9 @@ class ActivityName:
     CHECK_METRIC = "check_metric"
     CALL_WEBHOOK = "call_webhook"
     RECORD_EVENT = "record_event"
+    # One analysis step (activities/step.py): every check in one call, then the weight change
+    ANALYSE_STEP = "analyse_step"
+    ADVANCE = "advance"
     # The Canary object (activities/kubernetes/canary_status.py)
     SYNC_CANARY_STATUS = "sync_canary_status"
 
@@ -239,6 +242,62 @@ class EventInput(ApiModel):
     )
 
 
+# --- one analysis step --------------------------------------------------------------------
+
+
+class StepAnalysisInput(ApiModel):
+    """Every check of one analysis step, run in one activity.
+
+    The ``rollout`` webhooks are called in order and then, if all passed, the metrics are
+    queried concurrently (Flagger's order: a failing load test means no metric is judged).
+    """
+
+    ref: CanaryRef
+    webhooks: list[WebhookSpec] = Field(default_factory=list)
+    metrics: list[MetricSpec] = Field(default_factory=list)
+    phase: Phase
+    checksum: str | None = Field(None, description="The revision under analysis.")
+
+
+class WebhookOutcome(LenientModel):
+    """One webhook of a step: its name, its answer and how many calls it took."""
+
+    name: str
+    result: WebhookResult
+    attempts: int = 1
+
+
+class StepAnalysis(LenientModel):
+    """What each check of the step answered (metrics empty when a webhook failed first)."""
+
+    webhooks: list[WebhookOutcome] = Field(default_factory=list)
+    metrics: list[MetricResult] = Field(default_factory=list)
+
+    @property
+    def refusing_webhook(self) -> str | None:
+        """The first webhook that failed, if any."""
+        return next((w.name for w in self.webhooks if not w.result.ok), None)
+
+
+class AdvanceInput(ApiModel):
+    """A weight change with what the step records about it: its event and the Canary's status.
+
+    The event and the status are written after the weights; their failure is logged, never
+    fails the weight change (as a separately recorded event never fails a rollout).
+    """
+
+    weights: SetWeightsInput
+    event: EventInput | None = None
+    status: CanaryStatusInput | None = None
+
+
+class AdvanceResult(LenientModel):
+    weights: Weights
+    canary_exists: bool | None = Field(
+        None, description="Whether the Canary is in the cluster (None: no status was sent)."
+    )
+
+
 # --- the Canary object ----------------------------------------------------------------------
 
 
@@ -265,8 +324,12 @@ class CanaryStatusResult(LenientModel):
     written: bool = False
 
 
+AdvanceInput.model_rebuild()
+
 __all__ = [
     "ActivityName",
+    "AdvanceInput",
+    "AdvanceResult",
     "CanaryRef",
     "CanaryStatusInput",
     "CanaryStatusResult",
@@ -283,9 +346,12 @@ __all__ = [
     "ScaleCanaryInput",
     "ScaleResult",
     "SetWeightsInput",
+    "StepAnalysis",
+    "StepAnalysisInput",
     "StickySession",
     "WaitReadyInput",
     "WebhookInput",
+    "WebhookOutcome",
     "WebhookResult",
     "Weights",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from workflows.model import MetricResult, Phase, RolloutStatus
+from workflows.model import CheckOutcome, MetricResult, Phase, RolloutStatus
 from workflows.spec import AnalysisSpec, MetricSpec
 
 OperatorActionName = Literal["promote", "abort", "pause", "resume", "new-revision"]
@@ -67,6 +67,13 @@ def failed_metrics(results: Sequence[MetricResult]) -> list[MetricResult]:
     return [r for r in results if not r.passed]
 
 
+def provider_error(name: str, cause: object) -> MetricResult:
+    """A metric whose check could not run (its activity failed): a failed check, not a crash."""
+    return MetricResult(
+        name=name, outcome=CheckOutcome.PROVIDER_ERROR, message=f"{name} provider error: {cause}"
+    )
+
+
 def step_failed(*, webhook_failures: int, metric_results: Sequence[MetricResult]) -> bool:
     """Whether an analysis step failed: one failed check per step, as Flagger counts it."""
     return webhook_failures > 0 or bool(failed_metrics(metric_results))
@@ -93,6 +100,13 @@ def metric_bounds(metric: MetricSpec) -> tuple[float | None, float | None]:
 
 def _number(value: float) -> str:
     return f"{value:g}"
+
+
+def step_summary(webhooks: Sequence[str], metrics: Sequence[MetricSpec]) -> str:
+    """The summary of a step's one activity: each check, e.g. ``check load-test,
+    request-success-rate ≥ 99, request-duration ≤ 500``."""
+    checks = [*webhooks, *(metric_summary(m).removeprefix("check ") for m in metrics)]
+    return "check " + ", ".join(checks)
 
 
 def metric_summary(metric: MetricSpec) -> str:

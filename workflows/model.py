@@ -70,6 +70,33 @@ class RolloutInput(ApiModel):
     max_history_events: int | None = Field(
         None, ge=100, description="Continue as new past this history length (default 10,000)."
     )
+    resume: ResumeState | None = Field(
+        None,
+        description="Set by the workflow when it continues as new: everything the rollout "
+        "needs to go on (status, pending operator requests, undo stack). Runs that continued "
+        "as new before it existed carry ``status`` alone.",
+    )
+
+
+class PendingRequests(ApiModel):
+    """Operator requests accepted but not yet honoured, carried across continue-as-new."""
+
+    promote: bool = False
+    promote_full: bool = False
+    abort_reason: str | None = None
+    new_revision: str | None = None
+    wake: bool = False
+
+
+class ResumeState(ApiModel):
+    """What a rollout that continued as new resumes from (the samples' one-state-object rule)."""
+
+    status: RolloutStatus
+    requests: PendingRequests = Field(default_factory=PendingRequests)
+    undo: list[str] = Field(
+        default_factory=list, description="Keys of the undo steps registered, oldest first."
+    )
+    first_initialization: bool = False
 
 
 # --- operator requests (updates, and signals of the same name for the Web UI) ------------------
@@ -225,3 +252,6 @@ class RolloutResult(LenientModel):
 
 ROLLOUT_FAILED_ERROR = "RolloutFailed"
 """``ApplicationError.type`` of the failure raised after a rollback, so CI sees a non-zero exit."""
+
+
+RolloutInput.model_rebuild()  # ``resume`` names models defined after it

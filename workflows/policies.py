@@ -94,6 +94,28 @@ ANALYSIS = ActivityOptions(
 """Metric queries: a few quick attempts; a backend still down is a failed check, not a crash."""
 
 
+STEP_HEARTBEAT = timedelta(seconds=5)
+"""Heartbeat timeout of the one-activity step: a dead worker's step is retried this soon."""
+
+
+def analyse_step(webhooks: list[tuple[float, int]]) -> ActivityOptions:
+    """Every check of a step in one call: each webhook's timeout times its attempts (with the
+    backoff between them), then the metric queries (a minute, as ``ANALYSIS``), heartbeating."""
+    seconds = 60.0
+    for timeout, retries in webhooks:
+        seconds += (timeout + 5) * (retries + 1) + sum(min(2**n, 8) for n in range(retries))
+    return ActivityOptions(
+        start_to_close=timedelta(seconds=seconds),
+        retry=RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            maximum_interval=timedelta(seconds=10),
+            maximum_attempts=3,
+            non_retryable_error_types=NON_RETRYABLE,
+        ),
+        heartbeat=STEP_HEARTBEAT,
+    )
+
+
 def webhook(*, timeout_seconds: float, retries: int) -> ActivityOptions:
     """A webhook call: its timeout plus a margin; the spec's ``retries`` as extra attempts."""
     return ActivityOptions(

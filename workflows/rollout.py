@@ -40,11 +40,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows._blue_green import BlueGreenSteps
     from workflows._calls import Activities
     from workflows._compensation import Compensations
-    from workflows._core import CANARY_STATUS_PATCH, RestartAnalysis, RollbackRequested
+    from workflows._core import (
+        CANARY_STATUS_PATCH,
+        ONE_ACTIVITY_STEP_PATCH,
+        RestartAnalysis,
+        RollbackRequested,
+    )
     from workflows._mirroring import MirroringSteps
     from workflows._operator import OperatorControl
     from workflows._session_affinity import SessionAffinitySteps
-    from workflows._state import RolloutState
+    from workflows._state import OperatorRequests, RolloutState
     from workflows.decisions import promotion_weights
     from workflows.model import (
         ROLLOUT_FAILED_ERROR,
@@ -78,8 +83,12 @@ class CanaryRolloutWorkflow(
         # first workflow task (update-with-start delivers its update in that task).
         canary = input.canary
         self._input = input
+        resume = input.resume
+        status = resume.status if resume is not None else input.status
+        self._resumed = status is not None
+        """Continued as new: the rollout goes on from the status (and requests) carried."""
         self._state = RolloutState(
-            status=input.status
+            status=status
             or RolloutStatus(
                 name=canary.name,
                 namespace=canary.namespace,
@@ -103,18 +112,29 @@ class CanaryRolloutWorkflow(
         self._canary_status = False
         self._status_wanted = None
         self._status_task = None
+        self._status_carried = False
+        self._one_activity_step = False
+        if resume is not None:
+            self._state.requests = OperatorRequests(**resume.requests.model_dump(by_alias=False))
+            self._first_initialization = resume.first_initialization
 
     @workflow.run
     async def run(self, input: RolloutInput) -> RolloutResult:
         # Runs started before the Canary's status was written (their histories hold no such
         # local activities) replay without it.
         self._canary_status = workflow.patched(CANARY_STATUS_PATCH)
+        # A step in three actions, a state that survives continue-as-new whole (issue 15).
+        self._one_activity_step = workflow.patched(ONE_ACTIVITY_STEP_PATCH)
+        self._state.weight_with_phase_only = self._one_activity_step
         self._state.on_change = self._sync_canary_status
         self._state.start()
-        if input.status is None:
+        if not self._resumed:
             self._state.add_action(
                 "start", identity=input.requested_by or "unknown", reason=input.reason
             )
+        if input.resume is not None:
+            # Before the task starts: an abort carried across must still undo what was done.
+            self._register_undos(input.resume.undo)
         self._task = asyncio.create_task(self._rollout())
         if self._state.requests.abort_reason is not None:
             self._task.cancel()  # aborted before the first step began
@@ -142,10 +162,11 @@ class CanaryRolloutWorkflow(
 
     async def _rollout(self) -> RolloutResult:
         phase = self._state.status.phase
-        if self._input.status is not None and phase in _RESUMABLE_IN_ANALYSIS:
-            self._register_undos()  # continued as new mid-analysis: the canary is up
+        if self._resumed and phase in _RESUMABLE_IN_ANALYSIS:
+            if self._input.resume is None:
+                self._register_undos()  # continued as new mid-analysis: the canary is up
         else:
-            if self._input.status is None:
+            if not self._resumed:
                 await self._initialize()
                 if self._nothing_to_roll_out():
                     return self._complete_without_analysis()
@@ -213,9 +234,15 @@ class CanaryRolloutWorkflow(
                 f"{deployment}.{self._calls.ref.namespace} not ready: {ready.message}"
             )
 
-    def _register_undos(self) -> None:
-        self._undo.register("canary", "scale canary to zero", self._scale_down)
-        self._undo.register("traffic", "all traffic to the primary", self._route_to_primary)
+    def _register_undos(self, keys: list[str] | None = None) -> None:
+        """The canary's undo steps (``keys``: those a previous run had, in its order)."""
+        steps = {
+            "canary": ("scale canary to zero", self._scale_down),
+            "traffic": ("all traffic to the primary", self._route_to_primary),
+        }
+        for key in steps if keys is None else keys:
+            description, run = steps[key]
+            self._undo.register(key, description, run)
 
     async def _scale_down(self) -> None:
         await self._calls.scale_canary(0, undo=True)
@@ -285,6 +312,9 @@ class CanaryRolloutWorkflow(
         it before writing anything): that spec was never analysed, so it is not promoted.
         """
         self._state.set_phase(Phase.PROMOTING)
+        if self._one_activity_step:
+            # Honoured: a promote was for the revision analysed; a later one is analysed anew.
+            self._state.requests.promote = self._state.requests.promote_full = False
         ref = self._calls.ref
         self._event(
             f"Copying {self._display} template spec to {ref.primary}.{ref.namespace}",

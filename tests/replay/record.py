@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -156,6 +157,48 @@ async def _session_affinity(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def _three_action_step(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """The one-activity step (the ``one-activity-step`` patch): a load test, a failing check."""
+    good, bad = passing("request-success-rate"), failing("request-success-rate")
+    cluster = FakeCluster(metrics={"request-success-rate": [good, bad, good]})
+    canary = make_canary(webhooks=[hook("load", "rollout"), hook("notify", "post-rollout")])
+    handle = await rollouts.start(cluster, canary, requested_by="ci")
+    await handle.result()
+    return handle
+
+
+async def _continued_as_new_promote_pending(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """Continue-as-new with a promote pending; the next run's gate is approved by it."""
+    cluster = FakeCluster(webhooks={"approve": [False]})
+    canary = make_canary(
+        stepWeight=2, maxWeight=50, webhooks=[hook("approve", "confirm-promotion")]
+    )
+    handles: list[WorkflowHandle[Any, Any]] = []
+    sent: list[bool] = []
+
+    async def promote_when_history_is_long() -> None:
+        info = (await handles[0].describe()).raw_description.workflow_execution_info
+        if not sent and info.history_length > 90:
+            sent.append(True)
+            await handles[0].signal("promote", PromoteRequest(identity="ops"))
+
+    cluster.on(ActivityName.CHECK_METRIC, lambda _: True, promote_when_history_is_long, once=False)
+    handles.append(await rollouts.start(cluster, canary, max_history_events=100))
+    await handles[0].result()
+    return handles[0]
+
+
+async def _continued_as_new_rolled_back(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """Continue-as-new mid-analysis, then a rollback with the undo stack carried across."""
+    good, bad = passing("request-success-rate"), failing("request-success-rate")
+    cluster = FakeCluster(metrics={"request-success-rate": [good] * 14 + [bad]})
+    canary = make_canary(stepWeight=2, maxWeight=50, threshold=1)
+    handle = await rollouts.start(cluster, canary, max_history_events=100)
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    return handle
+
+
 SCENARIOS = {
     "succeeded": _succeeded,
     "rolled_back": _rolled_back,
@@ -167,10 +210,32 @@ SCENARIOS = {
     "ab_testing_rolled_back": _ab_testing_rolled_back,
     "canary_mirrored": _canary_mirrored,
     "session_affinity": _session_affinity,
+    "three_action_step": _three_action_step,
+    "continued_as_new_promote_pending": _continued_as_new_promote_pending,
+    "continued_as_new_rolled_back": _continued_as_new_rolled_back,
 }
 """Stored histories; those recorded before a patch are kept (they are what running rollouts
 replay), so re-record only the scenarios a change is about:
 ``python -m tests.replay.record NAME``."""
+
+
+async def _histories(handle: WorkflowHandle[Any, Any]) -> list[WorkflowHistory]:
+    """Every run's history, first run first, following continue-as-new."""
+    client = rollouts_client(handle)
+    runs: list[WorkflowHistory] = []
+    run_id = handle.first_execution_run_id or handle.result_run_id
+    while run_id:
+        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        runs.append(history)
+        last = history.events[-1]
+        if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            break
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    return runs
+
+
+def rollouts_client(handle: WorkflowHandle[Any, Any]) -> Client:
+    return handle._client
 
 
 async def main() -> None:
@@ -192,9 +257,12 @@ async def main() -> None:
                 if name not in wanted:
                     continue
                 handle = await scenario(rollouts)
-                history = await handle.fetch_history()
-                (HISTORIES / f"{name}.json").write_text(history.to_json())
-                print(f"{name}: {len(history.events)} events", file=sys.stderr)
+                runs = await _histories(handle)
+                for index, history in enumerate(runs, start=1):
+                    # A rollout that continued as new: every run, each replayed on its own.
+                    stem = name if len(runs) == 1 else f"{name}.run{index}"
+                    (HISTORIES / f"{stem}.json").write_text(history.to_json())
+                    print(f"{stem}: {len(history.events)} events", file=sys.stderr)
     finally:
         await env.shutdown()
 

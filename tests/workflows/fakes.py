@@ -11,6 +11,7 @@ at an exact point of the rollout ("when set_weights reaches 20, pause"), determi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,8 @@ from temporalio.exceptions import ApplicationError
 
 from workflows.activity_api import (
     ActivityName,
+    AdvanceInput,
+    AdvanceResult,
     CanaryStatusInput,
     CanaryStatusResult,
     EventInput,
@@ -36,11 +39,15 @@ from workflows.activity_api import (
     ScaleCanaryInput,
     ScaleResult,
     SetWeightsInput,
+    StepAnalysis,
+    StepAnalysisInput,
     WaitReadyInput,
     WebhookInput,
+    WebhookOutcome,
     WebhookResult,
     Weights,
 )
+from workflows.decisions import provider_error
 from workflows.model import CheckOutcome, MetricResult
 
 Answer = Callable[[Any], Any]
@@ -253,6 +260,44 @@ async def sync_canary_status(arg: CanaryStatusInput) -> CanaryStatusResult:
     return CanaryStatusResult(exists=c.canary_in_cluster, written=c.canary_in_cluster)
 
 
+# The one-activity step: each piece is recorded (and hooked) under its own activity's name as
+# well, so a test scripts and reads a check or a weight change the same way on either path.
+
+
+@activity.defn(name=ActivityName.ANALYSE_STEP)
+async def analyse_step(arg: StepAnalysisInput) -> StepAnalysis:
+    c = _cluster()
+    await c.record(ActivityName.ANALYSE_STEP, arg)
+    outcomes: list[WebhookOutcome] = []
+    for hook in arg.webhooks:
+        call = WebhookInput(ref=arg.ref, webhook=hook, phase=arg.phase, checksum=arg.checksum)
+        result = await call_webhook(call)
+        outcomes.append(WebhookOutcome(name=hook.name, result=result))
+        if not result.ok:
+            return StepAnalysis(webhooks=outcomes)
+    metrics: list[MetricResult] = []
+    for metric in arg.metrics:
+        try:
+            metrics.append(await check_metric(MetricCheckInput(ref=arg.ref, metric=metric)))
+        except Exception as exc:
+            metrics.append(provider_error(metric.name, exc))
+    return StepAnalysis(webhooks=outcomes, metrics=metrics)
+
+
+@activity.defn(name=ActivityName.ADVANCE)
+async def advance(arg: AdvanceInput) -> AdvanceResult:
+    c = _cluster()
+    await c.record(ActivityName.ADVANCE, arg)
+    weights = await set_weights(arg.weights)
+    exists = None
+    if arg.status is not None:
+        exists = (await sync_canary_status(arg.status)).exists
+    if arg.event is not None:
+        with contextlib.suppress(ApplicationError):  # a failed event never fails the change
+            await record_event(arg.event)
+    return AdvanceResult(weights=weights, canary_exists=exists)
+
+
 ACTIVITIES = [
     read_revision,
     initialize,
@@ -266,6 +311,8 @@ ACTIVITIES = [
     call_webhook,
     record_event,
     sync_canary_status,
+    analyse_step,
+    advance,
 ]
 
 _ids = itertools.count()

@@ -175,8 +175,8 @@ async def test_summaries_and_current_details_for_the_web_ui(rollouts: Rollouts) 
     ]
     assert "set weights primary 80 / canary 20" in summaries
     assert "analysis interval 30s" in summaries
-    assert "check request-success-rate ≥ 99" in summaries
-    assert "check request-duration ≤ 500" in summaries
+    # Every check of a step in one activity, each named with its bound.
+    assert "check request-success-rate ≥ 99, request-duration ≤ 500" in summaries
     assert "scale podinfo to 0" in summaries
     metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
     assert "| phase | Succeeded |" in metadata.current_details

@@ -1,0 +1,197 @@
+"""The three-action step, and a state that survives continue-as-new whole.
+
+A step with checks is the interval timer, ``analyse_step`` (every check) and ``advance`` (the
+weight, its event and the Canary's status): three Temporal actions. Continue-as-new carries the
+status, the operator's pending requests and the undo stack in one ``ResumeState``, so a promote
+accepted just before it is honoured after it, and a rollback after it undoes what the first run
+did.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHandle
+
+from tests.workflows.conftest import Rollouts, expect_rollback, hook, make_canary, weights
+from tests.workflows.fakes import FakeCluster, failing, passing
+from workflows.activity_api import ActivityName
+from workflows.model import AbortRequest, Phase, PromoteRequest, RolloutInput
+
+ACTIONS = (
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_TIMER_STARTED,
+    EventType.EVENT_TYPE_MARKER_RECORDED,
+    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+)
+
+
+def _activity(event: HistoryEvent) -> str | None:
+    if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        return None
+    return str(event.activity_task_scheduled_event_attributes.activity_type.name)
+
+
+async def _runs(handle: WorkflowHandle[Any, Any]) -> list[list[HistoryEvent]]:
+    """The events of every run of a rollout, first run first (following continue-as-new)."""
+    runs: list[list[HistoryEvent]] = []
+    run_id: str | None = handle.first_execution_run_id or handle.result_run_id
+    client = handle._client
+    while run_id:
+        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        runs.append(list(history.events))
+        last = history.events[-1]
+        if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            break
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    return runs
+
+
+def _continued_input(events: list[HistoryEvent], rollouts: Rollouts) -> RolloutInput:
+    attributes = events[-1].workflow_execution_continued_as_new_event_attributes
+    converter = rollouts.client.data_converter.payload_converter
+    (payload,) = attributes.input.payloads
+    value = converter.from_payload(payload, RolloutInput)
+    assert isinstance(value, RolloutInput)
+    return value
+
+
+async def test_a_step_with_two_metrics_costs_three_actions(rollouts: Rollouts) -> None:
+    handle = await rollouts.start(FakeCluster())
+    assert (await handle.result()).phase == Phase.SUCCEEDED
+    events = list((await handle.fetch_history()).events)
+    timers = [i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+    windows = [events[a:b] for a, b in itertools.pairwise(timers)]
+    steps = [w for w in windows if ActivityName.ANALYSE_STEP in map(_activity, w)]
+    assert len(steps) == 4  # weights 20, 30, 40, 50 follow a judged step (10 does not)
+    for window in steps:
+        kinds = [e.event_type for e in window if e.event_type in ACTIONS]
+        assert len(kinds) == 3, [EventType.Name(k) for k in kinds]
+        assert [_activity(e) for e in window if _activity(e)] == [
+            ActivityName.ANALYSE_STEP,
+            ActivityName.ADVANCE,
+        ]
+
+
+async def test_the_step_event_and_status_travel_with_the_weight(rollouts: Rollouts) -> None:
+    cluster = FakeCluster()
+    handle = await rollouts.start(cluster)
+    await handle.result()
+    (advance,) = [a for a in cluster.called(ActivityName.ADVANCE) if a.weights.canary == 30]
+    assert advance.event.message == "Advance podinfo.test canary weight 30"
+    assert advance.status.canary_weight == 30
+    assert advance.status.phase == Phase.PROGRESSING
+    # No separate write for it: every status write of weight 30 is the one carried.
+    separate = [s for s in cluster.called(ActivityName.SYNC_CANARY_STATUS) if s.canary_weight == 30]
+    assert separate == [advance.status]
+
+
+async def test_a_failed_webhook_skips_the_metrics_of_its_step(rollouts: Rollouts) -> None:
+    cluster = FakeCluster(webhooks={"load": [True, False, True]})
+    handle = await rollouts.start(cluster, make_canary(webhooks=[hook("load", "rollout")]))
+    assert (await handle.result()).phase == Phase.SUCCEEDED
+    steps = cluster.called(ActivityName.ANALYSE_STEP)
+    checks = cluster.called(ActivityName.CHECK_METRIC)
+    # 5 judged steps (one failed at its webhook, so without metrics), 2 metrics each.
+    assert len(steps) == 6
+    assert len(checks) == 2 * 5
+    status = await rollouts.status(handle)
+    assert [c.message for c in status.failed_check_history] == ["rollout check load failed"]
+
+
+async def test_an_abort_does_not_wait_for_a_slow_check(rollouts: Rollouts) -> None:
+    """The rollback is scheduled while the step's activity is still running (TRY_CANCEL)."""
+    cluster = FakeCluster()
+    handles: list[WorkflowHandle[Any, Any]] = []
+
+    async def abort() -> None:
+        await handles[0].execute_update("abort", AbortRequest(identity="ops", reason="slow"))
+
+    cluster.on(
+        ActivityName.CHECK_METRIC,
+        lambda a: a.metric.name == "request-duration" and cluster.weights[1] == 20,
+        abort,
+        block=True,
+    )
+    handles.append(await rollouts.start(cluster))
+    error = await expect_rollback(handles[0])
+    assert "aborted by ops: slow" in error.message
+    events = list((await handles[0].fetch_history()).events)
+    cancel = next(
+        e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED
+    )
+    undo = next(
+        e
+        for e in events
+        if _activity(e) == ActivityName.SET_WEIGHTS and e.event_id > cancel.event_id
+    )
+    # Scheduled in the very workflow task that asked for the cancellation: nothing waited.
+    tasks_between = [
+        e
+        for e in events
+        if cancel.event_id < e.event_id < undo.event_id
+        and e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    ]
+    assert tasks_between == []
+    assert weights(cluster)[-1] == (100, 0)
+
+
+async def test_a_promote_pending_at_continue_as_new_is_honoured_after(rollouts: Rollouts) -> None:
+    """A promote accepted mid-step, then continue-as-new before promotion: the next run's
+    confirm-promotion gate is approved by it (the gate itself never opens)."""
+    cluster = FakeCluster(webhooks={"approve": [False]})
+    canary = make_canary(
+        stepWeight=2, maxWeight=50, webhooks=[hook("approve", "confirm-promotion")]
+    )
+    handles: list[WorkflowHandle[Any, Any]] = []
+    sent: list[bool] = []
+
+    async def promote_when_history_is_long() -> None:
+        if sent:
+            return
+        length = (await handles[0].describe()).raw_description.workflow_execution_info
+        if length.history_length > 90:
+            sent.append(True)
+            await handles[0].signal("promote", PromoteRequest(identity="ops", reason="ship"))
+
+    cluster.on(ActivityName.CHECK_METRIC, lambda _: True, promote_when_history_is_long, once=False)
+    handles.append(await rollouts.start(cluster, canary, max_history_events=100))
+    result = await handles[0].result()
+    assert result.phase == Phase.SUCCEEDED
+    runs = await _runs(handles[0])
+    assert len(runs) >= 2
+    carried = [_continued_input(run, rollouts) for run in runs[:-1]]
+    pending = [c for c in carried if c.resume is not None and c.resume.requests.promote]
+    assert pending, "no run continued as new with the promote pending"
+    resume = pending[0].resume
+    assert resume is not None
+    assert resume.undo == ["canary", "traffic"]
+    assert resume.status.canary_weight == 50  # the promote jumped to the maximum weight first
+    assert cluster.primary_revision == "rev-2"
+    status = await rollouts.status(handles[0])
+    assert [a.action for a in status.actions] == ["start", "promote"]
+
+
+async def test_a_rollback_after_continue_as_new_undoes_the_first_runs_work(
+    rollouts: Rollouts,
+) -> None:
+    good, bad = passing("request-success-rate"), failing("request-success-rate")
+    cluster = FakeCluster(metrics={"request-success-rate": [good] * 14 + [bad]})
+    canary = make_canary(stepWeight=2, maxWeight=50, threshold=1)
+    handle = await rollouts.start(cluster, canary, max_history_events=100)
+    error = await expect_rollback(handle)
+    assert error.message.startswith("Rolling back podinfo.test failed checks threshold reached")
+    runs = await _runs(handle)
+    assert len(runs) >= 2, "the rollout did not continue as new before failing"
+    assert _continued_input(runs[0], rollouts).resume is not None
+    # The last run scaled nothing up itself: its undo stack came from the first run.
+    last_run = [_activity(e) for e in runs[-1] if _activity(e)]
+    assert ActivityName.SCALE_CANARY in last_run
+    assert last_run.count(ActivityName.SCALE_CANARY) == 1  # the undo only
+    assert cluster.mutations()[-2:] == [
+        (ActivityName.SET_WEIGHTS, (100, 0)),
+        (ActivityName.SCALE_CANARY, 0),
+    ]
