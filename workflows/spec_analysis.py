@@ -178,11 +178,13 @@ class MetricSpec(SpecModel):
                 f"metric {self.name!r}: compare.step ({compare.step}) is longer than the "
                 f"metric's interval ({self.interval}): shorten the step or lengthen the interval",
             )
-        problem = compare.too_few_samples(
-            metric=self.name, interval=self.interval, interval_seconds=self.interval_seconds
-        )
-        if problem is not None:
-            raise field_error("compare.minSamples", problem)
+        name, interval, seconds = self.name, self.interval, self.interval_seconds
+        many = compare.too_many_samples(metric=name, interval=interval, interval_seconds=seconds)
+        if many is not None:
+            raise field_error("compare.step", many)
+        few = compare.too_few_samples(metric=name, interval=interval, interval_seconds=seconds)
+        if few is not None:
+            raise field_error("compare.minSamples", few)
 
     @property
     def is_builtin(self) -> bool:

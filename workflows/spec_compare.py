@@ -23,6 +23,9 @@ from workflows._base import Duration, SpecModel, duration_seconds, format_durati
 Direction = Literal["increase", "decrease", "either"]
 
 DEFAULT_MIN_SAMPLES = 10
+MAX_SAMPLES = 1_000
+"""Samples per workload at most: the shift's interval sorts every pairwise difference (a million
+at this size, ~8 MB and a tenth of a second), so the sample count bounds the check's cost."""
 MIN_STEP_SECONDS = 1.0
 """The default step never goes below a second: scrapes are rarely more frequent, and a step
 shorter than the scrape interval only repeats values."""
@@ -79,6 +82,19 @@ class MetricCompare(SpecModel):
         """Samples a range over ``interval_seconds`` holds (both ends included)."""
         # The epsilon keeps 10s / 1s at 11 samples despite float division.
         return math.floor(interval_seconds / self.step_seconds(interval_seconds) + 1e-9) + 1
+
+    def too_many_samples(
+        self, *, metric: str, interval: str, interval_seconds: float
+    ) -> str | None:
+        """Why the metric's interval holds too many samples (over `MAX_SAMPLES`), or None."""
+        count = self.sample_count(interval_seconds)
+        if count <= MAX_SAMPLES:
+            return None
+        least = format_duration(math.ceil(interval_seconds / (MAX_SAMPLES - 1)))
+        return (
+            f"metric {metric!r}: an interval of {interval} sampled every {self.step} gives "
+            f"{count} samples, more than {MAX_SAMPLES}: set compare.step to at least {least}"
+        )
 
     def too_few_samples(self, *, metric: str, interval: str, interval_seconds: float) -> str | None:
         """Why the metric's interval cannot hold ``minSamples`` samples, or None."""

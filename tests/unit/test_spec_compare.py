@@ -103,3 +103,12 @@ def test_a_step_longer_than_the_interval_is_refused() -> None:
 def test_bad_options_name_their_field(compare: dict[str, Any], field: str) -> None:
     error = refusal({"name": "request-duration", "interval": "1m", "compare": compare})
     assert f"spec.analysis.metrics[0].compare.{field}" in error.paths
+
+
+def test_too_many_samples_are_refused_naming_the_step() -> None:
+    error = refusal({"name": "request-duration", "interval": "1h", "compare": {"step": "1s"}})
+    assert error.paths == ["spec.analysis.metrics[0].compare.step"]
+    assert "gives 3601 samples, more than 1000: set compare.step to at least 4s" in str(error)
+    (metric,) = metrics_of({"name": "request-duration", "interval": "1h", "compare": {}})
+    assert metric.compare is not None
+    assert metric.compare.sample_count(3600) == 21  # the default step keeps it small
