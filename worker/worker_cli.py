@@ -53,7 +53,7 @@ async def serve(
     client = await connect(settings.temporal, identity=f"coalmine-worker@{socket.gethostname()}")
     if api_client is None:
         api_client = _api_client(settings.kubernetes, settings.worker.activity_threads)
-    metrics = RolloutMetrics()
+    metrics = RolloutMetrics(mesh_provider=settings.worker.mesh_provider)
     server = None
     if settings.worker.metrics_port:
         server = metrics.serve(

@@ -1,4 +1,5 @@
-"""The worker's metrics: what each observed activity call does to Flagger's metric set."""
+"""The worker's metrics: what each observed activity call does to Coalmine's series and to
+Flagger's (served over HTTP after real rollouts in tests/workflows/test_flagger_metrics.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import httpx
 from worker.metrics import RolloutMetrics
 from workflows.activity_api import (
     ActivityName,
+    AdvanceInput,
     CanaryRef,
     EventInput,
     MetricCheckInput,
     SetWeightsInput,
+    StepAnalysis,
+    StepAnalysisInput,
 )
 from workflows.model import CheckOutcome, MetricResult, Phase
 from workflows.spec import MetricSpec
@@ -87,3 +91,44 @@ def test_endpoint_serves_the_registry() -> None:
         server.shutdown()
         server.server_close()
     assert 'coalmine_canary_weight{name="podinfo",namespace="test"} 30.0' in body
+
+
+def test_flaggers_status_follows_the_phase_as_flagger_sets_it() -> None:
+    # Flagger's SetStatus: 0 only while Progressing, 2 once Failed, 1 for any other phase
+    # (Initialized, Waiting, WaitingPromotion, Promoting, Finalising, Succeeded).
+    metrics = RolloutMetrics()
+    value = metrics.registry.get_sample_value
+    target = {"name": "podinfo", "namespace": "test"}
+    for phase, status in [
+        (Phase.INITIALIZED, 1),
+        (Phase.PROGRESSING, 0),
+        (Phase.WAITING_PROMOTION, 1),
+        (Phase.PROGRESSING, 0),
+        (Phase.PROMOTING, 1),
+    ]:
+        metrics.observe(ActivityName.RECORD_EVENT, _event("Progress", phase), None, "r1")
+        assert value("flagger_canary_status", target) == status, phase
+
+
+def test_a_failing_step_counts_once_and_flagger_labels_by_target() -> None:
+    ref = REF.model_copy(update={"name": "web-canary", "target": "web"})
+    metrics = RolloutMetrics()
+    value = metrics.registry.get_sample_value
+    step = StepAnalysisInput(ref=ref, phase=Phase.PROGRESSING)
+    result = StepAnalysis(
+        metrics=[
+            MetricResult(name="a", value=1.0, outcome=CheckOutcome.BREACH, message="m"),
+            MetricResult(name="b", value=2.0, outcome=CheckOutcome.BREACH, message="m"),
+        ]
+    )
+    metrics.observe(ActivityName.ANALYSE_STEP, step, result, "r1", elapsed=0.2)
+    assert value("coalmine_canary_failed_checks", {"name": "web-canary", "namespace": "test"}) == 1
+    # Flagger's series name the target, as Flagger labels by spec.targetRef.name.
+    web = {"name": "web", "namespace": "test"}
+    assert value("flagger_canary_metric_analysis", {**web, "metric": "b"}) == 2.0
+    assert value("flagger_canary_duration_seconds_count", web) == 1
+    assert value("flagger_canary_duration_seconds_bucket", {**web, "le": "0.25"}) == 1
+    weights = AdvanceInput(weights=SetWeightsInput(ref=ref, primary=90, canary=10))
+    metrics.observe(ActivityName.ADVANCE, weights, None, "r1")
+    assert value("flagger_canary_weight", {"workload": "web-primary", "namespace": "test"}) == 90
+    assert value("flagger_canary_weight", {"workload": "web", "namespace": "test"}) == 10
