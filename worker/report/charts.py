@@ -106,7 +106,7 @@ def draw_weights(ax: Axes, timeline: RolloutTimeline, now: datetime) -> None:
             lw=0,
             label=None if index else "paused",
         )
-    _actions(ax, timeline, top)
+    _actions(ax, timeline, top, now)
     _warnings(ax, timeline)
     handles, labels = ax.get_legend_handles_labels()
     if timeline.iterative:
@@ -118,23 +118,27 @@ def draw_weights(ax: Axes, timeline: RolloutTimeline, now: datetime) -> None:
     _time_axis(ax)
 
 
-def _actions(ax: Axes, timeline: RolloutTimeline, top: float) -> None:
+def _actions(ax: Axes, timeline: RolloutTimeline, top: float, now: datetime) -> None:
     shown = [a for a in timeline.actions if a.via != "start"]
+    span = max((_end(timeline, now) - timeline.started).total_seconds(), 1.0)
     for index, action in enumerate(shown):
         ax.axvline(x(action.time), color=ACTION, linestyle=":", linewidth=1.4)
         words = f"{action.action} · {action.identity}"
         if action.reason:
             words += f": {short(action.reason, 34)}"
         level = top * (1.24 - 0.09 * (index % 3))  # staggered: neighbours do not overlap
+        # Labels late in the rollout go left of their line, so none runs off the chart.
+        late = (action.time - timeline.started).total_seconds() / span > 0.7
         ax.annotate(
             words,
             (x(action.time), level),
             fontsize=8,
             color=ACTION,
-            xytext=(3, 0),
+            xytext=(-3 if late else 3, 0),
             textcoords="offset points",
             va="center",
-        )
+            ha="right" if late else "left",
+        ).set_in_layout(False)
 
 
 def _warnings(ax: Axes, timeline: RolloutTimeline) -> None:
@@ -187,7 +191,7 @@ def _outcome(ax: Axes, timeline: RolloutTimeline, now: datetime, top: float) -> 
         ha="right",
         xytext=(-4, 0),
         textcoords="offset points",
-    )
+    ).set_in_layout(False)
 
 
 def _band(ax: Axes, low: float | None, high: float | None, lo: float, hi: float) -> None:

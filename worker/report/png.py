@@ -12,6 +12,7 @@ import math
 from datetime import datetime
 from typing import Any
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from worker.report import charts
@@ -34,7 +35,8 @@ def render_png(report: Report, now: datetime) -> bytes:
     comparisons = report.comparisons.items
     check_rows = math.ceil(len(metrics) / 2)
     compare_rows = math.ceil(len(comparisons) / 2) if comparisons else 0
-    heights = [BANNER, WEIGHTS] + [ROW] * (check_rows + compare_rows) + [FOOTER]
+    footer = FOOTER * max(len(footer_lines(report)), 1)
+    heights = [BANNER, WEIGHTS] + [ROW] * (check_rows + compare_rows) + [footer]
     figure = Figure(figsize=(WIDTH, sum(heights)), dpi=DPI, layout="constrained")
     grid = figure.add_gridspec(len(heights), 2, height_ratios=heights)
     _banner(figure.add_subplot(grid[0, :]), report)
@@ -59,28 +61,21 @@ def render_png(report: Report, now: datetime) -> bytes:
     return buffer.getvalue()
 
 
-def _banner(ax: object, report: Report) -> None:
-    from matplotlib.axes import Axes
+def _write(ax: Axes, x: float, y: float, text: str, **style: Any) -> None:
+    # Text never moves the charts: the layout engine ignores it (long lines are cut instead).
+    ax.text(x, y, text, va="center", transform=ax.transAxes, **style).set_in_layout(False)
 
-    assert isinstance(ax, Axes)
+
+def _banner(ax: Axes, report: Report) -> None:
     ax.set_axis_off()
     timeline = report.timeline
     colour = charts.OUTCOME_COLOURS.get(timeline.outcome, charts.NO_DATA)
     ax.axvspan(0, 0.004, color=colour)
     ax.set_xlim(0, 1)
-    ax.text(
-        0.012,
-        0.83,
-        f"{timeline.display}  {timeline.outcome.value.upper()}",
-        fontsize=20,
-        fontweight="bold",
-        color=colour,
-        va="center",
-        transform=ax.transAxes,
-    )
+    title = f"{timeline.display}  {timeline.outcome.value.upper()}"
+    _write(ax, 0.012, 0.83, title, fontsize=20, fontweight="bold", color=colour)
     why = timeline.message if timeline.outcome != Outcome.RUNNING else "analysis in progress"
-    plain: dict[str, Any] = {"fontsize": 12}
-    lines: list[tuple[str, dict[str, Any]]] = [(charts.short(why, 150), plain)]
+    lines: list[tuple[str, dict[str, Any]]] = [(charts.short(why, 150), {"fontsize": 12})]
     decided = decisive_line(timeline)
     if decided:
         style: dict[str, Any] = {"fontsize": 12, "color": colour, "fontweight": "bold"}
@@ -88,23 +83,17 @@ def _banner(ax: object, report: Report) -> None:
     words = "   ·   ".join(f"{k} {v}" for k, v in facts(report, brief=True))
     lines.append((charts.short(words, 230), {"fontsize": 9.5, "color": "#3c4043"}))
     for index, (text, style) in enumerate(lines):
-        ax.text(0.012, 0.55 - 0.23 * index, text, va="center", transform=ax.transAxes, **style)
+        _write(ax, 0.012, 0.55 - 0.23 * index, text, **style)
 
 
-def _footer(ax: object, report: Report) -> None:
-    from matplotlib.axes import Axes
+def footer_lines(report: Report) -> list[str]:
+    lines = [f"Web UI: {report.url}"] if report.url else []
+    return lines + [f"canary vs primary: {note}" for note in report.comparisons.notes]
 
-    assert isinstance(ax, Axes)
+
+def _footer(ax: Axes, report: Report) -> None:
     ax.set_axis_off()
-    words = f"Web UI: {report.url}" if report.url else ""
-    if report.comparisons.notes:
-        words += "   ·   " + "; ".join(report.comparisons.notes)
-    ax.text(
-        0.0,
-        0.5,
-        charts.short(words, 220),
-        fontsize=9,
-        color="#5f6368",
-        va="center",
-        transform=ax.transAxes,
-    )
+    lines = footer_lines(report)
+    for index, line in enumerate(lines):
+        y = 1 - (index + 0.5) / max(len(lines), 1)
+        _write(ax, 0.0, y, charts.short(line, 200), fontsize=9, color="#5f6368")
