@@ -1,8 +1,8 @@
 """The real stack for one benchmark process: sandbox, Temporal dev server, in-process worker.
 
-The worker is the product's (``build_worker`` with the three activity classes), configured as the
-integration tests configure it; it reaches the sandbox only through its kubeconfig, Prometheus URL
-and mesh proxy. Everything is stopped on the way out, errors included.
+The worker is the product's (``build_worker`` with the product's activity classes), configured
+as the integration tests configure it; it reaches the sandbox only through its kubeconfig,
+Prometheus URL and mesh proxy. Everything is stopped on the way out, errors included.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,10 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from temporalio.client import Client, WorkflowHandle
 
-from activities.analysis import AnalysisActivities, AnalysisSettings
-from activities.kubernetes import KubernetesActivities, build_api_client
-from activities.router import RouterActivities
+from activities.analysis import AnalysisSettings
+from activities.kubernetes import build_api_client
 from bench._support import deployment, dev_server, sandbox
-from worker.app import activity_methods, build_worker
+from worker.app import activity_methods, build_worker, product_activities
 from worker.settings import Settings, TemporalSettings
 from workflows.model import WORKFLOW_NAME, RolloutInput, RolloutResult, workflow_id
 from workflows.spec import Canary
@@ -69,10 +69,9 @@ async def real_world(*, activity_threads: int = 100) -> AsyncIterator[World]:
             analysis = AnalysisSettings(
                 prometheus_url=handle.prometheus_url, http_proxy=handle.mesh_url
             )
+            executor = ThreadPoolExecutor(activity_threads, thread_name_prefix="bench-step")
             activities = activity_methods(
-                KubernetesActivities(api_client),
-                RouterActivities(api_client),
-                AnalysisActivities(api_client=api_client, settings=analysis),
+                *product_activities(api_client, settings, analysis=analysis, executor=executor)
             )
             worker = build_worker(
                 server.client, settings, api_client=api_client, activities=activities

@@ -327,7 +327,15 @@ class History:
         return len(self.events)
 
     def set_weights(self) -> list[Activity]:
-        return [a for a in self.activities if a.name == "set_weights"]
+        """Weight changes: ``set_weights``, or the one-activity step's ``advance`` (its input
+        reduced to the weights)."""
+        return [a for a in self.activities if a.name in WEIGHT_CHANGES]
+
+
+CHECKS = ("check_metric", "call_webhook", "analyse_step")
+"""Activities that run a step's checks (one each, or every check of a step in one)."""
+
+WEIGHT_CHANGES = ("set_weights", "advance")
 
 
 def _ts(event: HistoryEvent) -> float:
@@ -350,6 +358,8 @@ def parse_history(events: list[HistoryEvent]) -> History:
         if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs = event.activity_task_scheduled_event_attributes
             act = Activity(attrs.activity_type.name, when, _payload(attrs.input))
+            if act.name == "advance" and isinstance(act.input, dict):
+                act.input = act.input.get("weights")
             activities[event.event_id] = act
             history.activities.append(act)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
@@ -422,9 +432,9 @@ def steps(history: History) -> list[Step]:
     for _, kind, item in timeline:
         if kind == 0:
             timer, checks = item, []
-        elif item.name in ("check_metric", "call_webhook"):
+        elif item.name in CHECKS:
             checks.append(item)
-        elif item.name == "set_weights" and timer is not None and item.closed is not None:
+        elif item.name in WEIGHT_CHANGES and timer is not None and item.closed is not None:
             canary = int((item.input or {}).get("canary", 0))
             if canary > weight:
                 out.append(Step(canary, timer, checks, item))

@@ -13,25 +13,32 @@ weight patch reached the API server) and broken down from the history: update ac
 set_weights scheduled (the workflow cancelling the step and starting its rollback), scheduled →
 started (task queue), started → completed (the patch).
 
-Run: ``python -m bench.abort_latency [--runs 30] [--aim anywhere|checks]`` (``checks``: every
-abort lands just after the interval timer fired, while the metric queries run).
+With ``--slow-query SECONDS`` every step also checks a metric whose Prometheus answers only after
+that many seconds (a MetricTemplate pointing at a slow Prometheus-shaped server in this process):
+an abort aimed at the checks then lands while that query is in flight, and must not wait for it.
+
+Run: ``python -m bench.abort_latency [--runs 30] [--aim anywhere|checks] [--slow-query 5]``
+(``checks``: every abort lands just after the interval timer fired, while the metric queries run).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.server
 import json
 import random
+import threading
 import time
 import urllib.request
 from typing import Any
 
+from kubernetes import client as k8s
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from bench._real import World, canary_weight, create_target, real_world, set_image
-from bench._support import BUILTIN_METRICS, canary, finish, history_of, percentile
+from bench._support import BUILTIN_METRICS, CHECKS, canary, finish, history_of, percentile
 from workflows.model import AbortRequest, RolloutStatus
 
 NS, NAME = "bench", "podinfo"
@@ -67,7 +74,47 @@ def audit_patch_time(api_url: str, before: float) -> float | None:
     return max(times) if times else None
 
 
-async def one_abort(world: World, index: int, rng: random.Random, *, aim: str) -> dict[str, float]:
+SLOW_METRIC = {
+    "name": "slow-query",
+    "interval": "1m",
+    "templateRef": {"name": "slow-query", "namespace": NS},
+    "thresholdRange": {"min": 0},
+}
+
+
+class _SlowPrometheus(http.server.BaseHTTPRequestHandler):
+    """Answers every instant query with 100, after ``delay`` seconds."""
+
+    delay = 5.0
+
+    def _answer(self) -> None:
+        time.sleep(self.delay)
+        sample = {"metric": {}, "value": [time.time(), "100"]}
+        data = {"resultType": "vector", "result": [sample]}
+        body = json.dumps({"status": "success", "data": data}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def slow_prometheus(delay: float) -> str:
+    """Start the slow Prometheus on a free port (a daemon thread); its URL."""
+    handler = type("SlowPrometheus", (_SlowPrometheus,), {"delay": delay})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+async def one_abort(
+    world: World, index: int, rng: random.Random, *, aim: str, slow: bool
+) -> dict[str, float]:
     spec = canary(
         NS,
         NAME,
@@ -75,7 +122,7 @@ async def one_abort(world: World, index: int, rng: random.Random, *, aim: str) -
         max_weight=50,
         step_weight=10,
         threshold=100,
-        metrics=BUILTIN_METRICS,
+        metrics=[*BUILTIN_METRICS, SLOW_METRIC] if slow else BUILTIN_METRICS,
         progress_deadline=30,
     )
     set_image(world.api_client, NS, NAME, f"quay.io/stefanprodan/podinfo:1.4.{index + 1}")
@@ -102,7 +149,7 @@ async def one_abort(world: World, index: int, rng: random.Random, *, aim: str) -
     )
     accepted_at = accepted_event.event_time.seconds + accepted_event.event_time.nanos / 1e9
     in_flight = sum(
-        a.name == "check_metric" and a.scheduled <= accepted_at and (a.closed or 0) >= accepted_at
+        a.name in CHECKS and a.scheduled <= accepted_at and (a.closed or 0) >= accepted_at
         for a in history.activities
     )
     undo = next(
@@ -128,10 +175,23 @@ async def one_abort(world: World, index: int, rng: random.Random, *, aim: str) -
     }
 
 
-async def run(runs: int, aim: str) -> str:
+async def run(runs: int, aim: str, slow_query: float) -> str:
     rng = random.Random(7)
     async with real_world() as world:
         create_target(world.api_client, NS, NAME, replicas=2)
+        if slow_query:
+            template = {
+                "apiVersion": "flagger.app/v1beta1",
+                "kind": "MetricTemplate",
+                "metadata": {"name": "slow-query", "namespace": NS},
+                "spec": {
+                    "provider": {"type": "prometheus", "address": slow_prometheus(slow_query)},
+                    "query": "vector(100)",
+                },
+            }
+            k8s.CustomObjectsApi(world.api_client).create_namespaced_custom_object(
+                "flagger.app", "v1beta1", NS, "metrictemplates", template
+            )
         spec = canary(NS, NAME, interval="2s", max_weight=50, step_weight=10)
         init = await world.start(spec)
         await init.result()  # the first rollout of a target only initializes it, as Flagger's
@@ -144,7 +204,7 @@ async def run(runs: int, aim: str) -> str:
         await asyncio.sleep(3)  # a first rate() value in Prometheus
         samples = []
         for index in range(runs):
-            sample = await one_abort(world, index, rng, aim=aim)
+            sample = await one_abort(world, index, rng, aim=aim, slow=bool(slow_query))
             samples.append(sample)
             print(
                 f"run {index + 1:2d}: weight {sample['weight']:.0f}, checks in flight "
@@ -166,10 +226,11 @@ async def run(runs: int, aim: str) -> str:
     hits = sum(s["in_flight"] > 0 for s in samples)
     print(f"aborts that landed while metric checks were in flight: {hits} of {runs}")
     verdict = "meets" if pct("latency", 0.99) < 500 else "MISSES"
+    during = f" aimed at the checks, with a {slow_query:g} s metric query" if slow_query else ""
     return (
         f"abort_latency: accepted → canary weight 0 p50 {pct('latency', 0.5):.0f} ms, p99 "
-        f"{pct('latency', 0.99):.0f} ms over {runs} aborts ({verdict} p99 < 500 ms); update "
-        f"round trip p50 {pct('round_trip', 0.5):.0f} ms"
+        f"{pct('latency', 0.99):.0f} ms over {runs} aborts{during} ({verdict} p99 < 500 ms); "
+        f"update round trip p50 {pct('round_trip', 0.5):.0f} ms; {hits} landed during checks"
     )
 
 
@@ -177,8 +238,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--aim", choices=["anywhere", "checks"], default="anywhere")
+    parser.add_argument("--slow-query", type=float, default=0.0, metavar="SECONDS")
     args = parser.parse_args()
-    finish(asyncio.run(run(args.runs, args.aim)))
+    finish(asyncio.run(run(args.runs, args.aim, args.slow_query)))
 
 
 if __name__ == "__main__":

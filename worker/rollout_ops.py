@@ -8,6 +8,7 @@ is raised as a ``CliError`` with its exit code; Temporal's own exception types s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -306,7 +307,29 @@ async def list_rollouts(
             }
     except RPCError as err:
         raise BadInputError(f"cannot list rollouts ({query}): {err.message}{_SETUP_HINT}") from err
-    return list(rows.values())
+    running = [r for r in rows.values() if r.status not in _CLOSED_PHASES]
+    weights = await asyncio.gather(*(_live_weight(client, r) for r in running))
+    live = {
+        r.workflow_id: dataclasses.replace(r, weight=w)
+        for r, w in zip(running, weights, strict=True)
+    }
+    return [live.get(wid, row) for wid, row in rows.items()]
+
+
+_CLOSED_PHASES = (Phase.SUCCEEDED, Phase.FAILED, "Terminated", "Timed_Out", "Canceled")
+
+
+async def _live_weight(client: Client, row: ListedRollout) -> int:
+    """A running rollout's weight from its status query: rollouts upsert ``CanaryWeight`` with
+    their phase changes only (an upsert per step would be a billed action), so the search
+    attribute is the weight of the last phase change."""
+    try:
+        status: RolloutStatus = await client.get_workflow_handle(row.workflow_id).query(
+            "status", result_type=RolloutStatus, rpc_timeout=QUERY_TIMEOUT
+        )
+    except (RPCError, WorkflowQueryFailedError):
+        return row.weight  # no worker to answer: the last weight recorded
+    return status.canary_weight
 
 
 async def _latest_run(client: Client, workflow_id: str) -> str | None:
