@@ -132,7 +132,9 @@ mkdir -p "$OUT/crds"
 istio_dir=$(go mod download -json "istio.io/api@$ISTIO_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
 cp "$istio_dir/kubernetes/customresourcedefinitions.gen.yaml" "$OUT/crds/istio.yaml"
 gw_dir=$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
-cat "$gw_dir"/config/crd/standard/*.yaml >"$OUT/crds/gateway-api.yaml"
+# One document per file: the files do not start with "---", and plain cat would run them together
+# into one document whose repeated keys leave a single, wrong CRD.
+for f in "$gw_dir"/config/crd/standard/*.yaml; do echo "---"; cat "$f"; done >"$OUT/crds/gateway-api.yaml"
 chmod -R u+w "$OUT/crds" "$OUT/kwok-stages"
 
 rm -rf "$WORK"
