@@ -227,3 +227,38 @@ def test_finalize_removes_only_what_coalmine_created(admin_client, namespace) ->
 def test_an_unknown_provider_fails_at_construction(worker_client) -> None:
     with pytest.raises(ConfigurationError, match="'linkerd'"):
         RouterActivities(worker_client, default_provider="linkerd")
+
+
+def test_a_tcp_service_is_routed_by_a_weighted_tcp_route(
+    env, router, admin_client, api_proxy, namespace
+) -> None:
+    # Flagger's isTcp: appProtocol tcp (any case) makes a tcp route, weighted like the http one;
+    # the CRD's schema on the API server checks its shape.
+    canary = make_canary(namespace, appProtocol="TCP", match=[{"port": 9898}])
+    env.run(router.reconcile_routes, RoutesInput(canary=canary))
+    set_weights_input = SetWeightsInput(ref=CanaryRef.of(canary), primary=70, canary=30)
+    env.run(router.set_weights, set_weights_input)
+    after = api_proxy.writes(namespace)
+
+    vs = custom(admin_client, "virtualservices", namespace, "podinfo")
+    assert "http" not in vs["spec"]
+    assert vs["spec"]["tcp"] == [
+        {
+            "match": [{"port": 9898}],
+            "route": [
+                {"destination": {"host": "podinfo-primary"}, "weight": 70},
+                {"destination": {"host": "podinfo-canary"}, "weight": 30},
+            ],
+        }
+    ]
+    read = env.run(router.get_weights, CanaryRef.of(canary))
+    assert (read.primary, read.canary) == (70, 30)
+    # The same weights again, a reconcile mid-rollout, taking a mirror off: nothing to write.
+    env.run(router.set_weights, set_weights_input)
+    env.run(router.reconcile_routes, RoutesInput(canary=canary))
+    assert api_proxy.writes(namespace) == after
+    # Back to HTTP: the tcp route goes, an http one at 100/0 comes.
+    env.run(router.reconcile_routes, RoutesInput(canary=make_canary(namespace)))
+    vs = custom(admin_client, "virtualservices", namespace, "podinfo")
+    assert "tcp" not in vs["spec"]
+    assert weights(admin_client, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
