@@ -27,8 +27,8 @@ from temporalio import activity
 
 from activities.errors import api_errors
 from activities.kubernetes.client import REQUEST_TIMEOUT
-from activities.kubernetes.resources import CANARY, DEPLOYMENT, Obj, Resources
-from activities.kubernetes.revision import config_content, read_configs
+from activities.kubernetes.resources import CANARY, Obj, Resources
+from activities.kubernetes.revision import config_content, read_configs, read_target
 from workflows.activity_api import ActivityName, CanaryStatusInput, CanaryStatusResult
 from workflows.model import Phase
 
@@ -203,7 +203,7 @@ class CanaryStatusActivities:
             )
 
     def _tracked_configs(self, namespace: str, target: str) -> dict[str, str] | None:
-        deployment = self._res.get(DEPLOYMENT, namespace, target)
+        deployment = read_target(self._res, namespace, target)  # a Deployment or a DaemonSet
         if deployment is None:
             return None
         configs = read_configs(self._res, namespace, deployment)
