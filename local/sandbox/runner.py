@@ -37,7 +37,7 @@ from sandbox.kubecache import data_plane_resources
 from sandbox.launcher import SandboxHandle, down, start_sandbox, up
 from sandbox.mesh import IstioMetrics, Mesh
 from sandbox.mesh.metrics import CONTENT_TYPE
-from sandbox.prometheus import PrometheusServer
+from sandbox.prometheus import PodTargets, PrometheusServer
 from sandbox.settings import WorldSettings
 from sandbox.tools import hey_bin
 from sandbox.workloads import LoadTester, Podinfo, PrometheusForwarder, WorkloadSet
@@ -208,12 +208,16 @@ async def _data_plane(
     for app, port in ((mesh.app(), ports.mesh), (metrics_app(metrics), ports.metrics)):
         site = await _site(app, port)
         stack.push_async_callback(site.cleanup)
+    pod_targets = PodTargets(cache, state_dir / "pod-targets.json")
+    stack.callback(pod_targets.close)
     prometheus = PrometheusServer(
         state_dir=state_dir,
         port=ports.prometheus,
         mesh_target=f"127.0.0.1:{ports.metrics}",
         extra_targets=list(options.extra_scrape_targets),
         interval=options.scrape_interval,
+        pod_targets=pod_targets.path,
+        mesh_proxy=f"http://127.0.0.1:{ports.mesh}",
     )
     stack.push_async_callback(prometheus.stop)
     await prometheus.start()

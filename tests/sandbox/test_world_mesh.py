@@ -235,3 +235,197 @@ spec:
     assert "x-secret" not in echoed
     # Outside the matched prefix there is no route: Envoy's 404.
     assert mesh.get("http://web.example.com/other").status_code == 404
+
+
+# --- Gateway API, delegation, pods scraped by their annotations --------------------------------
+
+
+def gateway_manifest(ns: str, *, allowed: str = "All") -> str:
+    return f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: {ns}}}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - name: default
+    hostname: "*.example.com"
+    port: 80
+    protocol: HTTP
+    allowedRoutes: {{namespaces: {{from: {allowed}}}}}
+"""
+
+
+def test_httproute_weights_and_matches_through_the_gateway(
+    kubectl, sandbox_namespace, sandbox_cluster, mesh
+):
+    ns = sandbox_namespace
+    kubectl.apply(app_manifest("web-primary", ns, version="1.0.0"))
+    kubectl.apply(app_manifest("web-canary", ns, version="2.0.0"))
+    kubectl.apply(gateway_manifest(ns))
+    kubectl.apply(f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: gw, namespace: {ns}}}]
+  hostnames: [{ns}.example.com]
+  rules:
+  - matches:
+    - path: {{type: PathPrefix, value: /version}}
+      headers: [{{name: x-canary, value: insider}}]
+    - path: {{type: PathPrefix, value: /version}}
+      queryParams: [{{name: canary, value: "yes"}}]
+    backendRefs: [{{name: web-canary, port: 9898}}]
+  - matches: [{{path: {{type: PathPrefix, value: /version}}}}]
+    filters:
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {{set: [{{name: x-route, value: weighted}}]}}
+    backendRefs:
+    - {{name: web-primary, port: 9898, weight: 80}}
+    - {{name: web-canary, port: 9898, weight: 20}}
+""")
+    deploy(kubectl, ns, "web-primary", "web-canary")
+    address = f"http://gw-istio.{ns}"  # the Gateway's address, as Istio deploys gateway "gw"
+    host = {"Host": f"{ns}.example.com"}
+    versions = collections.Counter(
+        mesh.get(f"{address}/version", headers=host).json()["version"] for _ in range(50)
+    )
+    assert versions == {"1.0.0": 40, "2.0.0": 10}
+    assert mesh.get(f"{address}/version", headers=host).headers["x-route"] == "weighted"
+    insider = mesh.get(f"{address}/version", headers={**host, "x-canary": "insider"})
+    assert insider.json()["version"] == "2.0.0"
+    assert mesh.get(f"{address}/version?canary=yes", headers=host).json()["version"] == "2.0.0"
+    # The route's hostname reaches it without the Gateway's address too (one proxy is both).
+    direct = mesh.get(f"http://{ns}.example.com/version", headers={"x-canary": "insider"})
+    assert direct.json()["version"] == "2.0.0"
+    # No rule matches / (only /version), another host, or a host the listener refuses.
+    assert mesh.get(f"{address}/", headers=host).status_code == 404
+    assert mesh.get(f"{address}/version", headers={"Host": "other.example.com"}).status_code == 404
+    assert mesh.get(f"{address}/version", headers={"Host": "web.example.org"}).status_code == 404
+
+    # Reported as Istio's gateway reports: the gateway's proxy is the source.
+    time.sleep(0.2)
+    text = httpx.get(f"{sandbox_cluster.metrics_url}/metrics").text
+    gateway_lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith("istio_requests_total{")
+        and 'reporter="source"' in line
+        and 'source_workload="gw-istio"' in line
+        and f'source_workload_namespace="{ns}"' in line
+        and 'destination_workload="web-canary"' in line
+    ]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in gateway_lines) == 13
+
+
+def test_a_route_outside_the_gateways_allowed_namespaces_is_not_attached(
+    kubectl, sandbox_namespace, mesh
+):
+    ns = sandbox_namespace
+    kubectl.apply(app_manifest("web", ns))
+    kubectl.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}-gw}}\n")
+    try:
+        kubectl.apply(gateway_manifest(f"{ns}-gw", allowed="Same"))
+        kubectl.apply(f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: gw, namespace: {ns}-gw}}]
+  hostnames: [same.example.com]
+  rules: [{{backendRefs: [{{name: web, port: 9898}}]}}]
+""")
+        deploy(kubectl, ns, "web")
+        refused = mesh.get(f"http://gw-istio.{ns}-gw/", headers={"Host": "same.example.com"})
+        assert refused.status_code == 404
+        kubectl.apply(gateway_manifest(f"{ns}-gw", allowed="All"))
+        time.sleep(0.3)
+        allowed = mesh.get(f"http://gw-istio.{ns}-gw/", headers={"Host": "same.example.com"})
+        assert allowed.status_code == 200
+    finally:
+        kubectl.run("delete", "namespace", f"{ns}-gw", "--wait=false", check=False)
+
+
+def test_a_root_virtualservice_hands_its_route_to_the_delegate(kubectl, sandbox_namespace, mesh):
+    ns = sandbox_namespace
+    kubectl.apply(app_manifest("web-primary", ns, version="1.0.0"))
+    kubectl.apply(app_manifest("web-canary", ns, version="2.0.0"))
+    # As Flagger's service.delegation: the generated VirtualService has no hosts; the user's
+    # root one delegates to it.
+    kubectl.apply(f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: root, namespace: {ns}}}
+spec:
+  hosts: [delegated.example.com]
+  http:
+  - match: [{{uri: {{prefix: /version}}}}]
+    delegate: {{name: web, namespace: {ns}}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  http:
+  - match: [{{headers: {{x-canary: {{exact: insider}}}}}}]
+    route: [{{destination: {{host: web-canary}}}}]
+  - route:
+    - {{destination: {{host: web-primary}}, weight: 50}}
+    - {{destination: {{host: web-canary}}, weight: 50}}
+""")
+    deploy(kubectl, ns, "web-primary", "web-canary")
+    url = "http://delegated.example.com/version"
+    versions = collections.Counter(mesh.get(url).json()["version"] for _ in range(10))
+    assert versions == {"1.0.0": 5, "2.0.0": 5}
+    assert mesh.get(url, headers={"x-canary": "insider"}).json()["version"] == "2.0.0"
+    # Outside the root route's match there is no route, delegate or not.
+    assert mesh.get("http://delegated.example.com/other").status_code == 404
+
+
+def test_prometheus_scrapes_pods_by_their_annotations(
+    kubectl, sandbox_namespace, sandbox_cluster, mesh
+):
+    ns = sandbox_namespace
+    # Flagger's podinfo: metrics on 9797, named by prometheus.io annotations.
+    kubectl.apply(f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: podinfo, namespace: {ns}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: podinfo}}}}
+  template:
+    metadata:
+      labels: {{app: podinfo}}
+      annotations: {{prometheus.io/scrape: "true", prometheus.io/port: "9797"}}
+    spec:
+      containers:
+      - name: podinfod
+        image: ghcr.io/stefanprodan/podinfo:6.0.0
+        ports: [{{name: http, containerPort: 9898}}, {{name: http-metrics, containerPort: 9797}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: podinfo, namespace: {ns}}}
+spec:
+  selector: {{app: podinfo}}
+  ports: [{{name: http, port: 9898, targetPort: http}}]
+""")
+    deploy(kubectl, ns, "podinfo")
+    for _ in range(5):
+        assert mesh.get(f"http://podinfo.{ns}:9898/").status_code == 200
+    query = (
+        f'sum(http_request_duration_seconds_count{{kubernetes_namespace="{ns}",'
+        f'kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",app="podinfo"}})'
+    )
+    deadline = time.monotonic() + 30  # file discovery, then Prometheus' 5 s target tick
+    found: list = []
+    while time.monotonic() < deadline and not found:
+        answer = httpx.get(
+            f"{sandbox_cluster.prometheus_url}/api/v1/query", params={"query": query}
+        ).json()
+        found = answer["data"]["result"]
+        time.sleep(0.5)
+    assert found, f"no scraped podinfo series for {query}"
+    assert float(found[0]["value"][1]) >= 5

@@ -175,3 +175,137 @@ def test_metrics_exposition_is_cumulative_and_lean_mode_drops_labels():
         pair.split("=")[0] for pair in first[first.index("{") + 1 : first.index("}")].split(",")
     ] == list(LEAN_LABELS)
     assert first.endswith(" 3")
+
+
+# --- Gateway API: HTTPRoute matches, precedence, filters; pods as Prometheus finds them ----------
+
+
+def test_httproute_path_matches_are_element_wise_and_typed():
+    from sandbox.mesh.gateway import path_matches
+
+    assert path_matches(None, "/anything")  # no path: PathPrefix /
+    assert path_matches({"type": "PathPrefix", "value": "/api"}, "/api/users")
+    assert path_matches({"type": "PathPrefix", "value": "/api/"}, "/api")
+    assert not path_matches({"type": "PathPrefix", "value": "/api"}, "/apix")
+    assert path_matches({"type": "Exact", "value": "/token"}, "/token")
+    assert not path_matches({"type": "Exact", "value": "/token"}, "/token/validate")
+    assert path_matches({"type": "RegularExpression", "value": "/v[0-9]+/.*"}, "/v2/x")
+
+
+def test_httproute_match_needs_every_header_and_query_param():
+    from sandbox.mesh.gateway import match_holds
+
+    match = {
+        "path": {"type": "PathPrefix", "value": "/"},
+        "method": "GET",
+        "headers": [
+            {"name": "X-Canary", "value": "insider"},
+            {"name": "user-agent", "type": "RegularExpression", "value": ".*Firefox.*"},
+        ],
+        "queryParams": [{"name": "q", "value": "1"}],
+    }
+    both = {"x-canary": "insider", "user-agent": "Mozilla Firefox/1"}
+    assert match_holds(match, facts(headers=both))  # facts(): query q=1
+    assert not match_holds(match, facts(headers={"x-canary": "insider"}))
+    assert not match_holds(match, facts(headers=both, method="POST"))
+
+
+def test_httproute_precedence_is_the_gateway_apis():
+    from sandbox.mesh.gateway import precedence
+
+    exact = {"path": {"type": "Exact", "value": "/a"}}
+    long_prefix = {"path": {"type": "PathPrefix", "value": "/api/v1"}}
+    short_prefix = {"path": {"type": "PathPrefix", "value": "/api"}}
+    with_method = {"path": {"type": "PathPrefix", "value": "/api"}, "method": "GET"}
+    with_header = {"path": {"type": "PathPrefix", "value": "/api"}, "headers": [{"name": "x"}]}
+    regex = {"path": {"type": "RegularExpression", "value": "/.*"}}
+    ordered = sorted(
+        [regex, short_prefix, with_header, with_method, long_prefix, exact], key=precedence
+    )
+    assert ordered == [exact, long_prefix, with_method, with_header, short_prefix, regex]
+
+
+def test_httproute_rule_becomes_a_plan_with_weights_filters_and_timeout():
+    from sandbox.mesh.gateway import plan_rule
+
+    match = {"path": {"type": "PathPrefix", "value": "/api"}}
+    rule = {
+        "matches": [match],
+        "filters": [
+            {
+                "type": "RequestHeaderModifier",
+                "requestHeaderModifier": {
+                    "set": [{"name": "x-a", "value": "1"}],
+                    "remove": ["x-b"],
+                },
+            },
+            {
+                "type": "ResponseHeaderModifier",
+                "responseHeaderModifier": {"add": [{"name": "x-c", "value": "2"}]},
+            },
+            {
+                "type": "URLRewrite",
+                "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}},
+            },
+            {
+                "type": "RequestMirror",
+                "requestMirror": {"backendRef": {"name": "shadow", "port": 80}, "percent": 25},
+            },
+        ],
+        "backendRefs": [
+            {"name": "web-primary", "port": 9898, "weight": 90},
+            {"name": "web-canary", "namespace": "other", "port": 9898, "weight": 10},
+            {"group": "example.com", "kind": "Bucket", "name": "not-a-service"},
+        ],
+        "timeouts": {"request": "2s"},
+    }
+    route = {"metadata": {"name": "web", "namespace": "test"}, "spec": {"rules": [rule]}}
+    plan = plan_rule(route, 0, match, facts("/api/users"))
+    assert [(d.host, d.port, d.weight) for d in plan.destinations] == [
+        ("web-primary.test.svc.cluster.local", 9898, 90),
+        ("web-canary.other.svc.cluster.local", 9898, 10),
+    ]
+    assert plan.request_headers == {"set": {"x-a": "1"}, "remove": ["x-b"]}
+    assert plan.response_headers == {"add": {"x-c": "2"}}
+    assert plan.rewrite == ("/api", "/v2")
+    assert plan.mirror is not None
+    assert (plan.mirror.host, plan.mirror_percent) == ("shadow.test.svc.cluster.local", 25.0)
+    assert plan.timeout == 2.0
+    assert plan.key == "httproute:test/web#0"
+
+
+def test_pods_are_presented_to_prometheus_as_kubernetes_discovery_does():
+    from sandbox.prometheus import pod_target_groups
+
+    pod = {
+        "metadata": {
+            "name": "podinfo-5d9f7c6b8-abcde",
+            "namespace": "test",
+            "labels": {"app": "podinfo", "pod-template-hash": "5d9f7c6b8"},
+            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9797"},
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "podinfod",
+                    "ports": [
+                        {"name": "http", "containerPort": 9898},
+                        {"name": "http-metrics", "containerPort": 9797},
+                    ],
+                },
+                {"name": "sidecar"},
+            ]
+        },
+        "status": {"podIP": "10.0.1.7", "phase": "Running"},
+    }
+    pending = {"metadata": {"name": "no-ip", "namespace": "test"}, "spec": {}, "status": {}}
+    groups = pod_target_groups([pod, pending])
+    assert [g["targets"] for g in groups] == [["10.0.1.7:9898"], ["10.0.1.7:9797"], ["10.0.1.7"]]
+    labels = groups[1]["labels"]
+    meta = "__meta_kubernetes_"
+    assert labels[meta + "namespace"] == "test"
+    assert labels[meta + "pod_name"] == "podinfo-5d9f7c6b8-abcde"
+    assert labels[meta + "pod_annotation_prometheus_io_scrape"] == "true"
+    assert labels[meta + "pod_annotation_prometheus_io_port"] == "9797"
+    assert labels[meta + "pod_label_pod_template_hash"] == "5d9f7c6b8"
+    assert labels[meta + "pod_container_port_name"] == "http-metrics"

@@ -32,6 +32,8 @@ def data_plane_resources(*, istio_version: str = "v1") -> tuple[Resource, ...]:
         Resource("discovery.k8s.io", "v1", "endpointslices"),
         Resource("networking.istio.io", istio_version, "virtualservices"),
         Resource("networking.istio.io", istio_version, "destinationrules"),
+        Resource("gateway.networking.k8s.io", "v1", "httproutes"),
+        Resource("gateway.networking.k8s.io", "v1", "gateways"),
     )
 
 

@@ -6,15 +6,19 @@ Clients use it as an HTTP proxy (absolute-form request targets: ``curl -x``, ``H
 1. names the caller from the proxy credentials (``http://<workload>:<namespace>@host:port``;
    ``unknown`` otherwise, as Istio labels traffic from outside the mesh);
 2. resolves the host (hosts.py; a Service's ClusterIP works too) and applies the VirtualService for
-   it (routes.py), or plain Service selection when there is none;
+   it (routes.py, delegation included), or the HTTPRoutes of the Gateway it addresses or whose
+   routes name it (gateway.py), or plain Service selection when there is none; a pod's IP
+   reaches that pod directly, unrouted and unmeasured (Prometheus scraping a pod: a scrape is
+   not traffic, and Istio's metrics merging keeps it out of the request metrics too);
 3. picks a ready endpoint of the destination Service from its EndpointSlices (endpoints.py;
    round-robin, filtered by a DestinationRule subset), and hands the request to the workload that
    pod's image selects, in-process;
 4. records Istio's metrics for it (metrics.py).
 
 Everything it knows about the cluster it reads from a `ClusterView`: a `sandbox.kubecache.KubeCache`
-watching namespaces, Services, pods, EndpointSlices, VirtualServices and DestinationRules on the API
-server, as Istio's control plane watches them. It only reads: the objects are the cache's own.
+watching namespaces, Services, pods, EndpointSlices, VirtualServices, DestinationRules, HTTPRoutes
+and Gateways on the API server, as Istio's control plane watches them. It only reads: the objects
+are the cache's own.
 
 Errors speak Envoy's language: 404 ``NR`` (no route), 503 ``UH`` (no healthy upstream), 504 ``UT``
 (route timeout); an unknown host is a 502 whose body says what the mesh can resolve.
@@ -34,6 +38,7 @@ from aiohttp import web
 from yarl import URL
 
 from sandbox.mesh import endpoints, hosts
+from sandbox.mesh.gateway import GatewayIndex
 from sandbox.mesh.metrics import IstioMetrics, Peer
 from sandbox.mesh.routes import (
     Destination,
@@ -42,6 +47,7 @@ from sandbox.mesh.routes import (
     VirtualServiceIndex,
     WeightedPicker,
     apply_header_ops,
+    delegate_of,
     match_route,
     plan_route,
 )
@@ -54,6 +60,17 @@ from sandbox.workloads.base import (
     workload_of,
 )
 from worker.kubecache import Change, ClusterView
+
+POD_IP = "ip"
+"""The cache index of pods by ``status.podIP``."""
+
+
+def _pod_ips(pod: Obj) -> list[str]:
+    status = pod.get("status") or {}
+    ips = {str(item.get("ip")) for item in status.get("podIPs") or [] if item.get("ip")}
+    if status.get("podIP"):
+        ips.add(str(status["podIP"]))
+    return sorted(ips)
 
 
 class MeshError(Exception):
@@ -97,6 +114,8 @@ class Mesh:
             endpoints.GROUP, endpoints.PLURAL, endpoints.BY_SERVICE, endpoints.slice_services
         )
         self._vs = VirtualServiceIndex(self._view, self._qualify)
+        self._gateways = GatewayIndex(self._view)
+        self._view.add_index("", "pods", POD_IP, _pod_ips)
         # A deleted pod's per-pod workload state (podinfo's error accumulator) goes with it.
         self._view.listen(self._pod_changed, group="", plural="pods")
         self._picker = WeightedPicker()
@@ -149,8 +168,12 @@ class Mesh:
             host=host,
         )
         try:
-            plan = self._plan(host, port, facts, source)
-            response = await self._serve(plan, facts, work, source, explicit_port=port)
+            pod = self._pod_at(host)
+            if pod is not None:
+                response = await self._serve_pod(pod, port, work)
+            else:
+                plan = self._plan(host, port, facts, source)
+                response = await self._serve(plan, facts, work, source, explicit_port=port)
         except MeshError as err:
             return web.Response(
                 status=err.status,
@@ -167,17 +190,21 @@ class Mesh:
     def _plan(self, host: str, port: int | None, facts: RequestFacts, source: Peer) -> RoutePlan:
         home = source.namespace if source.namespace != "unknown" else "default"
         canonical = self._by_cluster_ip(host) or self._qualify(host, home)
+        gateway = self._gateways.gateway_at(canonical)
+        if gateway is not None:
+            # Addressed to the Gateway: its routes are chosen by the Host header's name.
+            routed = hosts.split_host_port(facts.headers.get("host") or host)[0]
+            return self._gateway_plan(gateway, routed, port, facts)
         vs = self._vs.find(canonical)
         if vs is None and hosts.service_of_fqdn(canonical):
             canonical = self._fallback_namespace(host, canonical)
             vs = self._vs.find(canonical)
         if vs is not None:
-            matched = match_route(vs, facts)
-            if matched is None:
-                raise MeshError(404, "NR", f"sandbox mesh: no route for {host} in VirtualService")
-            vs_ns = str((vs.get("metadata") or {}).get("namespace", "default"))
-            return plan_route(vs, *matched, lambda h: self._qualify(h, vs_ns))
+            return self._virtual_service_plan(vs, host, facts)
         if hosts.service_of_fqdn(canonical) is None:
+            gateway = self._gateways.gateway_for_host(canonical)
+            if gateway is not None:
+                return self._gateway_plan(gateway, canonical, port, facts)
             raise MeshError(
                 502,
                 "NR",
@@ -186,6 +213,48 @@ class Mesh:
             )
         del port
         return RoutePlan(key=canonical, destinations=[Destination(canonical, None, None, 100)])
+
+    def _virtual_service_plan(self, vs: Obj, host: str, facts: RequestFacts) -> RoutePlan:
+        matched = match_route(vs, facts)
+        if matched is None:
+            raise MeshError(404, "NR", f"sandbox mesh: no route for {host} in VirtualService")
+        vs_ns = str((vs.get("metadata") or {}).get("namespace", "default"))
+        delegate = delegate_of(matched[1], vs_ns)
+        if delegate is not None:
+            found = self._view.peek("networking.istio.io", "virtualservices", *delegate)
+            matched = match_route(found, facts) if found is not None else None
+            if found is None or matched is None:
+                raise MeshError(
+                    404, "NR", f"sandbox mesh: no route for {host} in delegate {'/'.join(delegate)}"
+                )
+            vs, vs_ns = found, delegate[0]
+        return plan_route(vs, *matched, lambda h: self._qualify(h, vs_ns))
+
+    def _gateway_plan(
+        self, gateway: Obj, host: str, port: int | None, facts: RequestFacts
+    ) -> RoutePlan:
+        plan = self._gateways.plan(gateway, host, port or 80, facts)
+        if plan is None:
+            md = gateway.get("metadata") or {}
+            raise MeshError(
+                404,
+                "NR",
+                f"sandbox mesh: no HTTPRoute of Gateway {md.get('namespace')}/{md.get('name')} "
+                f"matches {host} {facts.path}",
+            )
+        return plan
+
+    def _pod_at(self, host: str) -> Obj | None:
+        if not host.replace(".", "").isdigit():
+            return None
+        return next(iter(self._view.by_index("", "pods", POD_IP, host)), None)
+
+    async def _serve_pod(
+        self, pod: Obj, port: int | None, work: WorkloadRequest
+    ) -> WorkloadResponse:
+        container = serving_container(pod, port)
+        handler = self._workloads.for_container(container)
+        return await handler(pod, container, replace(work, port=port))
 
     def _by_cluster_ip(self, host: str) -> str | None:
         """A Service's ClusterIP (``kubectl get svc`` shows it) names that Service."""
@@ -221,6 +290,8 @@ class Mesh:
         destination = self._picker.pick(plan.key, plan.destinations)
         if destination is None:
             raise MeshError(503, "UH", "no healthy upstream")
+        # Through a gateway, the gateway's proxy is the caller the destination sees and reports.
+        source = plan.via or source
         if plan.rewrite is not None:
             prefix, replacement = plan.rewrite
             work = replace(work, path=replacement + work.path[len(prefix) :] or "/")
@@ -286,6 +357,7 @@ class Mesh:
         handler = self._workloads.for_container(container)
         started = time.perf_counter()
         flags = "-"
+        work = replace(work, port=target_port)
         try:
             response = await asyncio.wait_for(handler(pod, container, work), limit)
         except TimeoutError:

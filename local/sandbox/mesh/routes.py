@@ -5,9 +5,13 @@ exact/prefix/suffix/regex; ``headers`` and ``withoutHeaders``; ``queryParams``; 
 ``sourceNamespace``; several match blocks are OR-ed, fields within one are AND-ed), weighted
 ``route`` destinations (host, subset, port), ``mirror`` with ``mirrorPercentage``, ``timeout``,
 ``fault`` (``delay``/``abort`` with a percentage), ``rewrite.uri``, and route-level ``headers``
-(``request``/``response`` ``set``, ``add``, ``remove``). Not supported: ``retries`` (accepted,
-ignored), ``redirect``, ``delegate``, per-destination request headers, TCP/TLS routes
-(per-destination response headers are applied: Flagger's session-affinity cookie rides on them).
+(``request``/``response`` ``set``, ``add``, ``remove``), and ``delegate``: a root VirtualService's
+route that matched hands the request to the delegate VirtualService it names (``name``,
+``namespace`` defaulting to the root's), whose own first matching route decides — Istio's
+delegation, as Flagger's ``service.delegation`` Canaries use it (a delegate has no hosts, so it
+is never looked up by host itself). Not supported: ``retries`` (accepted, ignored),
+``redirect``, per-destination request headers, TCP/TLS routes (per-destination response headers
+are applied: Flagger's session-affinity cookie rides on them).
 
 Weighted choice is a smooth weighted round-robin per route (nginx's algorithm), not a random draw:
 with weights 90/10, exactly one request in ten goes to the canary, so short measurement windows read
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.mesh.hosts import host_matches
+from sandbox.mesh.metrics import Peer
 from worker.kubecache import Change, ClusterView
 
 Obj = dict[str, Any]
@@ -64,6 +69,8 @@ class RoutePlan:
     rewrite: tuple[str, str] | None = None  # (matched prefix, replacement)
     request_headers: Obj = field(default_factory=dict)  # Istio's HeaderOperations
     response_headers: Obj = field(default_factory=dict)
+    via: Peer | None = None
+    """The gateway proxy the request passed through: the caller its destination sees."""
 
 
 def apply_header_ops(headers: dict[str, str], ops: Obj) -> dict[str, str]:
@@ -136,6 +143,14 @@ def match_route(vs: Obj, facts: RequestFacts) -> tuple[int, Obj, Obj | None] | N
             if _match_block(block, facts):
                 return index, route, block
     return None
+
+
+def delegate_of(route: Obj, namespace: str) -> tuple[str, str] | None:
+    """(namespace, name) of the VirtualService a root route delegates to, if it does."""
+    delegate = route.get("delegate")
+    if not delegate or not delegate.get("name"):
+        return None
+    return str(delegate.get("namespace") or namespace), str(delegate["name"])
 
 
 def _percent(value: object, default: float = 100.0) -> float:

@@ -24,6 +24,8 @@ class WorkloadRequest:
     headers: dict[str, str]
     body: bytes
     host: str
+    port: int | None = None
+    """The container port it reached (podinfo serves its metrics port apart from its API)."""
 
 
 @dataclass
