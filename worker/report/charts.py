@@ -293,14 +293,28 @@ def draw_comparison(
 ) -> None:
     """The canary beside the primary for one builtin metric over the rollout."""
     values = [v for _, v in comparison.canary] + [v for _, v in comparison.primary]
-    lo, hi = _limits(values, comparison.min, comparison.max)
-    if comparison.min is not None:
-        ax.axhline(comparison.min, color=BREACH, linestyle="--", linewidth=1.1, label="threshold")
-    if comparison.max is not None:
-        ax.axhline(comparison.max, color=BREACH, linestyle="--", linewidth=1.1, label="threshold")
+    # The data sets the scale: a threshold far from both lines (500 ms over 1 ms answers) would
+    # flatten them and hide the very gap this chart is for; it is named instead.
+    near = [b for b in (comparison.min, comparison.max) if b is not None and _near(b, values)]
+    far = [b for b in (comparison.min, comparison.max) if b is not None and b not in near]
+    lo, hi = _limits([*values, *near], None, None)
+    for bound in near:
+        ax.axhline(bound, color=BREACH, linestyle="--", linewidth=1.1, label="threshold")
+    if far:
+        words = ", ".join(f"{b:g}" for b in far)
+        ax.text(
+            0.99,
+            0.04,
+            f"threshold {words} is off the scale",
+            transform=ax.transAxes,
+            ha="right",
+            fontsize=8,
+            color=BREACH,
+        )
     ax.axvspan(x(timeline.started), x(_end(timeline, now)), color="#f1f3f4", zorder=0, lw=0)
     if comparison.primary:
-        ax.plot(*_line(comparison.primary), color=PRIMARY, linewidth=2, label="primary")
+        # Wider and beneath: where both agree, the primary shows around the canary's line.
+        ax.plot(*_line(comparison.primary), color=PRIMARY, linewidth=4, alpha=0.7, label="primary")
     if comparison.canary:
         ax.plot(*_line(comparison.canary), color=CANARY, linewidth=2, label="canary")
     if not values:
@@ -312,6 +326,14 @@ def draw_comparison(
     ax.set_title(f"{comparison.metric}{unit}: canary vs primary")
     ax.legend(loc="best", ncols=3)
     _time_axis(ax)
+
+
+def _near(bound: float, values: Sequence[float]) -> bool:
+    if not values:
+        return True
+    lo, hi = min(values), max(values)
+    reach = max(hi - lo, abs(hi), abs(lo)) * 2
+    return lo - reach <= bound <= hi + reach
 
 
 def _line(samples: Sequence[tuple[datetime, float]]) -> tuple[list[float], list[float]]:

@@ -78,11 +78,12 @@ def facts(report: Report, *, brief: bool = False) -> list[tuple[str, str]]:
         ("took", duration((end - t.started).total_seconds()) if end else "-"),
         ("steps", str(t.steps)),
         ("max weight", f"{t.max_weight}%"),
-        ("failed checks", str(sum(1 for c in t.checks if not c.passed))),
+        ("breached checks", str(sum(1 for c in t.checks if not c.passed))),
     ]
     if t.requested_by:
-        by = t.requested_by + (f" ({t.reason})" if t.reason else "")
-        rows.insert(2, ("requested by", by))
+        by = t.requested_by + (f" ({t.reason})" if t.reason and not brief else "")
+        # In the banner's one line it comes last: it is the part that may be cut.
+        rows.insert(len(rows) if brief else 2, ("requested by", by))
     if not brief:
         rows = [
             ("rollout", f"{t.display} (cluster {t.cluster})"),

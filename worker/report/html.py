@@ -68,7 +68,7 @@ code{background:#f1f3f4;padding:1px 4px;border-radius:3px}
 <table><tr><th>time</th><th>webhook</th><th>type</th><th>answer</th></tr>
 {% for w in t.webhooks %}<tr><td>{{ w.time.strftime("%H:%M:%S") }}</td><td>{{ w.name }}</td>
 <td>{{ w.type }}</td><td class="{{ 'ok' if w.ok else 'bad' }}">{{ 'ok' if w.ok else 'failed' }}
-{{ w.status_code or '' }} {{ w.message }}</td></tr>{% endfor %}</table>{% endif %}
+{{ w.message or w.status_code or '' }}</td></tr>{% endfor %}</table>{% endif %}
 {% if t.actions %}<h2>Operator actions</h2>
 <table><tr><th>time</th><th>action</th><th>who</th><th>why</th><th>via</th></tr>
 {% for a in t.actions %}<tr><td>{{ stamp(a.time) }}</td><td>{{ a.action }}</td>

@@ -81,7 +81,7 @@ def _banner(ax: Axes, report: Report) -> None:
         style: dict[str, Any] = {"fontsize": 12, "color": colour, "fontweight": "bold"}
         lines.append((charts.short(f"decided by: {decided}", 150), style))
     words = "   ·   ".join(f"{k} {v}" for k, v in facts(report, brief=True))
-    lines.append((charts.short(words, 230), {"fontsize": 9.5, "color": "#3c4043"}))
+    lines.append((charts.short(words, 180), {"fontsize": 9.5, "color": "#3c4043"}))
     for index, (text, style) in enumerate(lines):
         _write(ax, 0.012, 0.55 - 0.23 * index, text, **style)
 

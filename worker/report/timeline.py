@@ -74,6 +74,7 @@ class _Reader:
     outcome: Outcome = Outcome.RUNNING
     message: str = ""
     revision: str | None = None
+    announced: str | None = None
     weight: int = 0
     step: int = 0
     step_task: int | None = None
@@ -309,10 +310,23 @@ class _Reader:
         if name == "promote" and p.get(request, "full"):
             action = "promote-full"
         reason = p.get(request, "reason")
-        if name == "new_revision" and not reason:
-            reason = f"revision {p.text(p.get(request, 'revision'))}"
+        if name == "new_revision":
+            if not self._announces(p.text(p.get(request, "revision")).strip()):
+                return
+            reason = reason or f"revision {p.text(p.get(request, 'revision'))}"
         identity = p.text(p.get(request, "identity"), "unknown")
         self.actions.append(Action(time, action, identity, reason, via=via))
+
+    def _announces(self, revision: str) -> bool:
+        """Whether a new_revision request changed anything (the workflow ignores the revision
+        it already has or has queued, and takes the first one as its own)."""
+        if self.revision is None:
+            self.revision = revision or None
+            return False
+        if not revision or revision == (self.announced or self.revision):
+            return False
+        self.announced = revision
+        return True
 
     # --- the result ------------------------------------------------------------------------
 
