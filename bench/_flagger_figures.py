@@ -133,7 +133,7 @@ class Cost:
     def text(self) -> str:
         return (
             f"{self.millicores_per_canary:.2f} millicores and {self.kb_per_canary:.0f} KB per "
-            f"canary ({self.cpu:.1f} CPU-s in {self.seconds:.0f} s, "
+            f"canary ({self.cpu:.2f} CPU-s in {self.seconds:.0f} s, "
             f"+{self.rss_delta_kb / 1024:.0f} MiB RSS)"
         )
 

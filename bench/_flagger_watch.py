@@ -17,6 +17,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from activities.kubernetes import build_api_client
 from bench._flagger_figures import Series, canary_weight_of
@@ -179,6 +180,24 @@ def template_metrics(namespace: str) -> list[dict[str, Any]]:
     ]
 
 
+def retried(call: Any, *args: Any) -> Any:
+    """A call to the API server, again after a dropped connection or a 5xx/429 (a loaded API
+    server closes a kept-alive connection now and then); AlreadyExists counts as done."""
+    for attempt in range(5):
+        try:
+            return call(*args)
+        except ApiException as err:
+            if err.status == 409:
+                return None
+            if err.status not in (429, 500, 502, 503, 504) or attempt == 4:
+                raise
+        except HTTPError:
+            if attempt == 4:
+                raise
+        time.sleep(0.5 * (attempt + 1))
+    return None
+
+
 def create_namespace(api: Any, namespace: str) -> None:
     try:
         k8s.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
@@ -199,8 +218,8 @@ def create_canaries(api: Any, bodies: list[dict[str, Any]]) -> None:
 
     def one(body: dict[str, Any]) -> None:
         meta = body["metadata"]
-        create_target(api, meta["namespace"], meta["name"])
-        create_custom(api, body, "canaries")
+        retried(create_target, api, meta["namespace"], meta["name"])
+        retried(create_custom, api, body, "canaries")
 
     with ThreadPoolExecutor(PARALLEL) as pool:
         list(pool.map(one, bodies))
@@ -211,7 +230,7 @@ def change_images(api: Any, namespace: str, names: list[str], tag: str) -> dict[
 
     def one(name: str) -> tuple[str, float]:
         sent = time.time()
-        set_image(api, namespace, name, f"quay.io/stefanprodan/podinfo:{tag}")
+        retried(set_image, api, namespace, name, f"quay.io/stefanprodan/podinfo:{tag}")
         return name, sent
 
     with ThreadPoolExecutor(PARALLEL) as pool:

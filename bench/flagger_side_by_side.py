@@ -38,7 +38,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ from bench._flagger_figures import (
 )
 from bench._flagger_procs import FlaggerBuild, Proc, coalmine, flagger, flagger_build
 from bench._flagger_procs import process_usage as usage_of
+from bench._real import set_image
 from bench._support import ROOT, dev_server, finish, sandbox
 from workflows.model import AbortRequest, workflow_id
 
@@ -132,6 +133,8 @@ def users(sb: Any, namespace: str, name: str, seconds: int) -> None:
 
 @dataclass
 class Latency:
+    progressing: Spread = field(default_factory=Spread)
+    """The change → the Canary's phase Progressing (the product noticed it)."""
     first_weight: Spread = field(default_factory=Spread)
     promotion: Spread = field(default_factory=Spread)
     abort: Spread = field(default_factory=Spread)
@@ -170,11 +173,20 @@ async def latency_phase(
             )
             print(f"[{product} latency] {len(names)} Canaries initialized in {took:.0f} s")
             for name in names:
-                await asyncio.to_thread(users, sb, ns, name, 600)
+                await asyncio.to_thread(users, sb, ns, name, 180)
             await asyncio.sleep(3)
-            sent = await asyncio.to_thread(w.change_images, api, ns, names, "6.0.1")
+            sent: dict[str, float] = {}
 
-            async def abort_one(name: str) -> None:
+            async def drive(name: str) -> None:
+                # Each target changes at a random point of an interval: Flagger notices a change
+                # at its next run of that Canary, so one common instant would sample one phase.
+                await asyncio.sleep(rng.uniform(0, LATENCY_INTERVAL))
+                sent[name] = time.time()
+                await asyncio.to_thread(
+                    set_image, api, ns, name, "quay.io/stefanprodan/podinfo:6.0.1"
+                )
+                if name not in aborted:
+                    return
                 await poll(lambda: first_after(recorder.weight_series(name), sent[name], _up))
                 await asyncio.sleep(rng.uniform(0, LATENCY_INTERVAL))
                 asked = time.time()
@@ -182,7 +194,7 @@ async def latency_phase(
                 back = await poll(lambda: first_after(recorder.weight_series(name), asked, _zero))
                 result.abort.values.append(back - asked)
 
-            await asyncio.wait_for(asyncio.gather(*(abort_one(n) for n in aborted)), 240)
+            await asyncio.wait_for(asyncio.gather(*(drive(n) for n in names)), 300)
             await asyncio.to_thread(
                 w.wait_phases, recorder, promoted, {"Succeeded"}, 300, f"{product}: promotion"
             )
@@ -190,6 +202,9 @@ async def latency_phase(
                 first = first_after(recorder.weight_series(name), sent[name], _up)
                 if first is not None:
                     result.first_weight.values.append(first - sent[name])
+                seen = first_after(recorder.phase_series(name), sent[name], _progressing)
+                if seen is not None:
+                    result.progressing.values.append(seen - sent[name])
             for name in promoted:
                 done = first_after(recorder.phase_series(name), sent[name], _succeeded)
                 if done is not None:
@@ -201,7 +216,8 @@ async def latency_phase(
         recorder.stop()
         await asyncio.to_thread(w.delete_namespace, api, ns)
     print(
-        f"[{product} latency] first weight {result.first_weight.text()}; promotion "
+        f"[{product} latency] Progressing {result.progressing.text()}; first weight "
+        f"{result.first_weight.text()}; promotion "
         f"{result.promotion.text()}; abort → weight 0 {result.abort.text()}",
         flush=True,
     )
@@ -225,6 +241,10 @@ def _up(weight: Any) -> bool:
 
 def _zero(weight: Any) -> bool:
     return weight == 0
+
+
+def _progressing(phase: Any) -> bool:
+    return phase == "Progressing"
 
 
 def _succeeded(phase: Any) -> bool:
@@ -319,6 +339,16 @@ async def scale_phase(
 # --- the run ---------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def admin(sb: Any) -> Iterator[Any]:
+    """The cluster admin's client, fresh for each phase (no connection kept idle across phases)."""
+    api = build_api_client(kubeconfig=str(sb.kubeconfig), pool_size=16)
+    try:
+        yield api
+    finally:
+        api.close()
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
@@ -350,23 +380,23 @@ async def run(args: argparse.Namespace, build: FlaggerBuild) -> str:
     scale: dict[str, dict[int, Scale]] = {p: {} for p in PRODUCTS}
     loads = [f"start {time.strftime('%H:%M:%S', time.gmtime())} UTC: {load()}"]
     with sandbox(pod_ready_delay=0.3, lean_metrics=True, source_reporter=False) as sb:
-        api = build_api_client(kubeconfig=str(sb.kubeconfig), pool_size=16)
         order = list(PRODUCTS)
         if args.canaries:
             for product in order:
-                lat[product] = await latency_phase(
-                    product, build, sb, api, count=args.canaries, logs=logs
-                )
+                with admin(sb) as api:
+                    lat[product] = await latency_phase(
+                        product, build, sb, api, count=args.canaries, logs=logs
+                    )
                 loads.append(f"after {product} latency: {load()}")
             order.reverse()
         for size in sizes:
             for product in order:
-                scale[product][size] = await scale_phase(
-                    product, build, sb, api, count=size, logs=logs
-                )
+                with admin(sb) as api:
+                    scale[product][size] = await scale_phase(
+                        product, build, sb, api, count=size, logs=logs
+                    )
                 loads.append(f"after {product} {size}: {load()}")
             order.reverse()
-        api.close()
     loads.append(f"end {time.strftime('%H:%M:%S', time.gmtime())} UTC: {load()}")
     print("load averages (1, 5, 15 min): " + "; ".join(loads))
     record = {
