@@ -78,8 +78,11 @@ def facts(report: Report, *, brief: bool = False) -> list[tuple[str, str]]:
         ("took", duration((end - t.started).total_seconds()) if end else "-"),
         ("steps", str(t.steps)),
         ("max weight", f"{t.max_weight}%"),
-        ("breached checks", str(sum(1 for c in t.checks if not c.passed))),
+        ("breached checks", str(sum(1 for c in t.checks if c.outcome == "breach"))),
     ]
+    unjudged = sum(1 for c in t.checks if not c.passed and c.outcome != "breach")
+    if unjudged:
+        rows.append(("checks without data", str(unjudged)))
     if t.requested_by:
         by = t.requested_by + (f" ({t.reason})" if t.reason and not brief else "")
         # In the banner's one line it comes last: it is the part that may be cut.
