@@ -155,7 +155,14 @@ async def fake_worker(dev_client: Client) -> AsyncIterator[Worker]:
         yield worker
 
 
-async def _start(client: Client, cluster: str, fake: FakeCluster, **analysis: Any) -> Any:
+async def _start(
+    client: Client,
+    cluster: str,
+    fake: FakeCluster,
+    *,
+    max_events: int | None = None,
+    **analysis: Any,
+) -> Any:
     canary = canaries.canary(
         "test",
         analysis={
@@ -173,7 +180,12 @@ async def _start(client: Client, cluster: str, fake: FakeCluster, **analysis: An
     wid = workflow_id(cluster=cluster, namespace="test", name="podinfo")
     CLUSTERS[wid] = fake
     rollout = RolloutInput(
-        canary=canary, cluster=cluster, revision=fake.revision, requested_by="ci", reason="job 7"
+        canary=canary,
+        cluster=cluster,
+        revision=fake.revision,
+        requested_by="ci",
+        reason="job 7",
+        max_history_events=max_events,
     )
     return await client.start_workflow(
         CanaryRolloutWorkflow.run, rollout, id=wid, task_queue=TASK_QUEUE
@@ -287,6 +299,29 @@ async def test_the_command_draws_a_running_rollout_and_refuses_what_it_cannot_do
     )
     assert code == 2
     assert "write the report as .html" in out
+
+
+async def test_a_rollout_continued_as_new_is_drawn_across_its_runs(
+    temporal_server: TemporalServer, dev_client: Client, fake_worker: Worker, tmp_path: Path
+) -> None:
+    cluster = f"report-{uuid.uuid4().hex[:6]}"
+    handle = await _start(
+        dev_client, cluster, FakeCluster(), max_events=100, stepWeight=5, maxWeight=50
+    )
+    await asyncio.wait_for(handle.result(), timeout=90)
+    runs = [r async for r in dev_client.list_workflows(f"WorkflowId = '{handle.id}'")]
+    assert len(runs) >= 2, "the rollout should have continued as new"
+    page = tmp_path / "continued.html"
+    code, out = await _coalmine(
+        temporal_server, "report", "podinfo", "-n", "test", "--cluster", cluster, "-o", str(page)
+    )
+    assert code == 0, out
+    assert "podinfo.test promoted" in out
+    html = page.read_text()
+    # Every weight step of every run: 5, 10, … 50, whichever run took it.
+    steps = re.findall(r"Advance podinfo\.test canary weight (\d+)", html)
+    assert [int(w) for w in steps] == list(range(5, 55, 5))
+    assert "ci (job 7)" in html  # the first run's input, not the continued one's
 
 
 def test_recorded_payloads_decode() -> None:
