@@ -4,7 +4,9 @@ sampled with range queries, judged, and the judgement carried on the result.
 A local exporter serves Istio's series with a fixed latency per workload (all requests in one
 bucket, so every p99 sample is that bucket's interpolation): ``podinfo`` (the canary) at 300 ms,
 p99 497.5 ms, under a 500 ms threshold; ``podinfo-primary`` at 40 ms, p99 49.5 ms. A threshold
-alone passes the canary; the comparison fails it.
+alone passes the canary; the comparison fails it. MetricTemplates come from the session's
+cluster: one that selects the workload with ``{{ target }}`` is compared through it, one that
+does not is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from temporalio.exceptions import ApplicationError
 
 from activities.analysis import AnalysisActivities, AnalysisSettings
 from activities.analysis.metrics.prometheus import PrometheusProvider
@@ -21,6 +24,8 @@ from activities.errors import NoData
 from tests.integration.analysis_support import (
     PrometheusProcess,
     Workload,
+    create_flagger_object,
+    fresh_namespace,
     mesh_exporter,
     prometheus_binary,
     run_prometheus,
@@ -68,9 +73,28 @@ def _activities(url: str) -> AnalysisActivities:
     return AnalysisActivities(api_client=api, settings=AnalysisSettings(prometheus_url=url))
 
 
-def _check(target: str, **metric: Any) -> MetricCheckInput:
-    ref = CanaryRef(namespace="test", name=target, target=target, service=target)
+def _check(target: str, namespace: str = "test", **metric: Any) -> MetricCheckInput:
+    ref = CanaryRef(namespace=namespace, name=target, target=target, service=target)
     return MetricCheckInput(ref=ref, metric=MetricSpec.model_validate(metric))
+
+
+@pytest.fixture(scope="module")
+def template_namespace(admin_client: k8s.ApiClient) -> Iterator[str]:
+    """A namespace on the session's cluster for the MetricTemplates a templateRef reads."""
+    with fresh_namespace(admin_client, "compare") as namespace:
+        yield namespace
+
+
+def _latency_template(
+    admin: k8s.ApiClient, namespace: str, name: str, url: str, workload: str
+) -> None:
+    query = (
+        "histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{"
+        f'destination_workload_namespace="test",destination_workload="{workload}"'
+        "}[{{ interval }}])) by (le))"
+    )
+    spec = {"provider": {"type": "prometheus", "address": url}, "query": query}
+    create_flagger_object(admin, "metrictemplates", namespace, name, spec)
 
 
 def test_a_regression_under_the_threshold_fails_the_comparison(
@@ -132,3 +156,51 @@ def test_a_primary_without_samples_is_no_data(prometheus: PrometheusProcess) -> 
         "request-success-rate: too few samples to compare with the primary: canary 11, "
         "primary 0 (minSamples 10)"
     )
+
+
+def test_a_metric_template_is_compared_through_its_target(
+    prometheus: PrometheusProcess,
+    admin_client: k8s.ApiClient,
+    worker_client: k8s.ApiClient,
+    template_namespace: str,
+) -> None:
+    ns = template_namespace
+    _latency_template(admin_client, ns, "latency", prometheus.url, "{{ target }}")
+    activities = AnalysisActivities(api_client=worker_client, settings=AnalysisSettings())
+    result = activities.check_metric(
+        _check(
+            "podinfo",
+            ns,
+            name="latency",
+            interval=INTERVAL,
+            templateRef={"name": "latency"},
+            compare={"step": "1s"},
+        )
+    )
+    assert result.outcome == CheckOutcome.BREACH
+    assert result.judgement is not None
+    assert result.judgement.verdict == "High"
+    assert result.judgement.primary_median == pytest.approx(49.5, abs=0.1)
+    assert result.message.startswith("latency: canary median 497.5 is 10x the primary's 49.5")
+
+
+def test_a_template_blind_to_the_workload_cannot_be_compared(
+    prometheus: PrometheusProcess,
+    admin_client: k8s.ApiClient,
+    worker_client: k8s.ApiClient,
+    template_namespace: str,
+) -> None:
+    ns = template_namespace
+    _latency_template(admin_client, ns, "fixed-latency", prometheus.url, "podinfo")
+    activities = AnalysisActivities(api_client=worker_client, settings=AnalysisSettings())
+    request = _check(
+        "podinfo",
+        ns,
+        name="latency",
+        interval=INTERVAL,
+        templateRef={"name": "fixed-latency"},
+        compare={"step": "1s"},
+    )
+    with pytest.raises(ApplicationError, match="does not name the workload") as caught:
+        activities.check_metric(request)
+    assert caught.value.type == "InvalidSpec"
