@@ -257,6 +257,9 @@ class PrometheusServer:
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--storage.tsdb.retention.time=1d",
             "--web.enable-lifecycle",
+            # Tests that share a namespace drop its series between scenarios (delete_series), so
+            # one scenario's failures never fall in the next one's rate window.
+            "--web.enable-admin-api",
             "--log.level=warn",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=logfile,

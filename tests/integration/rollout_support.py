@@ -29,7 +29,7 @@ from sandbox.runner import SandboxHandle
 from tests import canaries
 from tests.conftest import Kubectl
 from worker.app import activity_methods, build_worker, product_activities
-from worker.settings import Settings, TemporalSettings
+from worker.settings import Settings, TemporalSettings, WorkerSettings
 from workflows.model import (
     WORKFLOW_NAME,
     Phase,
@@ -38,6 +38,7 @@ from workflows.model import (
     RolloutStatus,
     workflow_id,
 )
+from workflows.providers import DEFAULT_PROVIDER
 from workflows.spec import Canary
 
 GOOD = "quay.io/stefanprodan/podinfo:1.4.1"
@@ -104,12 +105,20 @@ def api_client(sandbox_cluster: SandboxHandle) -> Any:
 
 @pytest.fixture(scope="module")
 async def rollout_worker(
-    dev_server_env: WorkflowEnvironment, sandbox_cluster: SandboxHandle
+    dev_server_env: WorkflowEnvironment,
+    sandbox_cluster: SandboxHandle,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Worker]:
     """The product's worker, as the `coalmine` ServiceAccount through the API proxy: the same
-    activities and workflows `coalmine worker` registers, on a task queue of the module's own."""
+    activities and workflows `coalmine worker` registers, on a task queue of the module's own;
+    its cluster-wide provider (``--mesh-provider``) is the module's ``MESH_PROVIDER`` if it sets
+    one."""
     queue = f"rollouts-{uuid.uuid4().hex[:6]}"
-    settings = Settings(temporal=TemporalSettings(task_queue=queue))
+    mesh_provider = getattr(request.module, "MESH_PROVIDER", DEFAULT_PROVIDER)
+    settings = Settings(
+        temporal=TemporalSettings(task_queue=queue),
+        worker=WorkerSettings(mesh_provider=mesh_provider),
+    )
     analysis = AnalysisSettings(
         prometheus_url=sandbox_cluster.prometheus_url, http_proxy=sandbox_cluster.mesh_url
     )
