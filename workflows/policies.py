@@ -71,7 +71,8 @@ WAIT_RETRY = RetryPolicy(
 WAIT_MARGIN = timedelta(seconds=30)
 """Time a wait activity gets past its deadline to report 'not ready' before Temporal times out."""
 
-WAIT_HEARTBEAT = timedelta(seconds=30)
+WAIT_HEARTBEAT = timedelta(seconds=5)
+"""wait_ready heartbeats every poll (0.5 s): a dead worker's wait is retried within seconds."""
 
 
 def wait_ready(deadline_seconds: float) -> ActivityOptions:
