@@ -348,11 +348,18 @@ spec:
 
 
 def test_a_root_virtualservice_hands_its_route_to_the_delegate(kubectl, sandbox_namespace, mesh):
+    from activities.router.istio import render_virtual_service
+    from tests import canaries
+
     ns = sandbox_namespace
-    kubectl.apply(app_manifest("web-primary", ns, version="1.0.0"))
-    kubectl.apply(app_manifest("web-canary", ns, version="2.0.0"))
-    # As Flagger's service.delegation: the generated VirtualService has no hosts; the user's
-    # root one delegates to it.
+    kubectl.apply(app_manifest("podinfo-primary", ns, version="1.0.0"))
+    kubectl.apply(app_manifest("podinfo-canary", ns, version="2.0.0"))
+    # The VirtualService the Istio router generates for service.delegation (no hosts, no
+    # gateways: a delegate), at 50/50, and the user's root one delegating to it.
+    delegation = canaries.canary(ns, service={"delegation": True})
+    delegate = render_virtual_service(delegation, 50, 50)
+    assert (delegate["spec"]["hosts"], delegate["spec"]["gateways"]) == ([], [])
+    kubectl.apply(json.dumps(delegate))
     kubectl.apply(f"""
 apiVersion: networking.istio.io/v1beta1
 kind: VirtualService
@@ -361,24 +368,12 @@ spec:
   hosts: [delegated.example.com]
   http:
   - match: [{{uri: {{prefix: /version}}}}]
-    delegate: {{name: web, namespace: {ns}}}
----
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  http:
-  - match: [{{headers: {{x-canary: {{exact: insider}}}}}}]
-    route: [{{destination: {{host: web-canary}}}}]
-  - route:
-    - {{destination: {{host: web-primary}}, weight: 50}}
-    - {{destination: {{host: web-canary}}, weight: 50}}
+    delegate: {{name: podinfo, namespace: {ns}}}
 """)
-    deploy(kubectl, ns, "web-primary", "web-canary")
+    deploy(kubectl, ns, "podinfo-primary", "podinfo-canary")
     url = "http://delegated.example.com/version"
     versions = collections.Counter(mesh.get(url).json()["version"] for _ in range(10))
     assert versions == {"1.0.0": 5, "2.0.0": 5}
-    assert mesh.get(url, headers={"x-canary": "insider"}).json()["version"] == "2.0.0"
     # Outside the root route's match there is no route, delegate or not.
     assert mesh.get("http://delegated.example.com/other").status_code == 404
 
