@@ -4,12 +4,16 @@ While the canary takes a share of the traffic, its answers set a cookie (``name=
 new to this run, ``Max-Age`` from the spec) and the router's sticky route sends every request
 carrying it to the canary: a user who reached the canary stays on it. Back at weight 0 (promoted,
 rolled back or restarted), the cookie becomes the previous one, routed to the primary and expired.
+With ``primaryCookieName`` the primary's answers set a cookie of their own meanwhile (``Max-Age``
+the analysis interval) and a second sticky route keeps its holders on the primary, as Flagger's.
 The cookie lives in the status (Flagger's ``status.sessionAffinityCookie``), so a continued-as-new
 run keeps it; its value comes from ``workflow.random()``, the same on every replay.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import string
 
 from temporalio import workflow
@@ -34,8 +38,13 @@ class SessionAffinitySteps(RolloutCore):
         if canary_weight > 0:
             cookie = status.session_affinity_cookie or affinity.cookie(self._cookie_value())
             self._state.set(session_affinity_cookie=cookie)
+            primary = affinity.primary_cookie_name
             return StickySession(
-                cookie=cookie, max_age=affinity.max_age, service_match=service_match
+                cookie=cookie,
+                max_age=affinity.max_age,
+                service_match=service_match,
+                primary_cookie=f"{primary}={_primary_value(cookie)}" if primary else None,
+                primary_max_age=math.ceil(analysis.interval_seconds) if primary else None,
             )
         previous = status.session_affinity_cookie or status.previous_session_affinity_cookie
         self._state.set(session_affinity_cookie=None, previous_session_affinity_cookie=previous)
@@ -48,3 +57,11 @@ class SessionAffinitySteps(RolloutCore):
         # Flagger's randSeq: ten letters. Deterministic: the workflow's seeded random.
         rng = workflow.random()
         return "".join(rng.choice(_LETTERS) for _ in range(10))
+
+
+def _primary_value(cookie: str) -> str:
+    """The primary's cookie value in this run: ten letters derived from the canary's cookie
+    (itself new each run), so it needs no state of its own and is the same on every replay
+    (Flagger keeps a random one in ``status.primarySessionAffinityCookie``)."""
+    digest = hashlib.sha256(f"primary:{cookie}".encode()).digest()
+    return "".join(_LETTERS[byte % len(_LETTERS)] for byte in digest[:10])

@@ -173,6 +173,14 @@ class StickySession(ApiModel):
         None, description="The last run's cookie: routed to the primary and expired."
     )
     max_age: int = Field(86_400, description="Max-Age of the cookie, in seconds.")
+    primary_cookie: str | None = Field(
+        None,
+        description="``name=value`` the primary's answers set while the canary takes a share "
+        "(sessionAffinity.primaryCookieName): requests carrying it stay on the primary.",
+    )
+    primary_max_age: int | None = Field(
+        None, description="Max-Age of the primary's cookie: the analysis interval, as Flagger's."
+    )
     service_match: list[dict[str, Any]] = Field(
         default_factory=list, description="service.match, merged into the cookie match."
     )

@@ -136,7 +136,11 @@ class SessionAffinity(SpecModel):
         description="Max-Age of that cookie in seconds; 0 means a day (86400), as in Flagger.",
     )
     primary_cookie_name: str | None = Field(
-        None, min_length=1, description="Accepted as Flagger's; not used by Coalmine's routes yet."
+        None,
+        min_length=1,
+        description="Name of the cookie the primary's responses set while the canary takes a "
+        "share (Max-Age: the analysis interval): a user the weights sent to the primary stays "
+        "there for the step; unset, no primary stickiness.",
     )
 
     @model_validator(mode="before")

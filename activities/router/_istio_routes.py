@@ -95,6 +95,9 @@ def _match_first(route: Obj) -> Obj:
 
 STICKY_ROUTE = "sticky-route"
 """Flagger's name for the session-affinity route (first, ahead of the weighted route)."""
+STICKY_PRIMARY_ROUTE = "sticky-primary-route"
+"""The route that keeps the primary cookie's holders on the primary (``primaryCookieName``)."""
+STICKY_ROUTES = frozenset({STICKY_ROUTE, STICKY_PRIMARY_ROUTE})
 
 
 def cookie_match(cookie: str) -> Obj:
@@ -112,13 +115,18 @@ def session_routes(
     cookie: str | None,
     previous_cookie: str | None,
     max_age: int,
+    primary_cookie: str | None = None,
+    primary_max_age: int | None = None,
 ) -> list[Obj]:
     """Flagger's SetRoutes with ``sessionAffinity``: [sticky route, weighted route].
 
     While the canary takes a share, its answers set ``cookie`` (``Max-Age`` as the spec says)
     and the sticky route sends requests carrying it to the canary alone. Once the canary is back
     at 0, the sticky route catches the previous run's cookie, sends it to the primary and
-    expires it (``Max-Age=-1``).
+    expires it (``Max-Age=-1``). With ``primary_cookie`` (``primaryCookieName``), while the
+    canary takes a share the primary's answers set that cookie too (``primary_max_age``) and a
+    second sticky route sends its holders to the primary alone: [sticky route, sticky primary
+    route, weighted route], as Flagger's getSessionAffinityRouteRules.
     """
     weighted = _copy(weighted)
     sticky: Obj = {"name": STICKY_ROUTE, **_copy(weighted)}
@@ -132,8 +140,27 @@ def session_routes(
         sticky["route"][0]["weight"], sticky["route"][1]["weight"] = 0, 100
         for destination in sticky["route"]:
             destination.pop("headers", None)
+        if primary_cookie:
+            held = _primary_sticky_route(weighted, primary_cookie, service_match)
+            set_cookie = {"Set-Cookie": f"{primary_cookie}; Max-Age={primary_max_age}"}
+            for destination in weighted["route"]:
+                if destination["destination"]["host"] != canary_host:
+                    headers = destination.setdefault("headers", {}).setdefault("response", {})
+                    headers["add"] = dict(set_cookie)
+            return [_match_first(sticky), _match_first(held), weighted]
     elif previous_cookie:
         sticky["match"] = merge_match([cookie_match(previous_cookie)], service_match)
         response = sticky.setdefault("headers", {}).setdefault("response", {})
         response.setdefault("add", {})["Set-Cookie"] = f"{previous_cookie}; Max-Age=-1"
     return [_match_first(sticky), weighted]
+
+
+def _primary_sticky_route(weighted: Obj, cookie: str, service_match: list[Obj]) -> Obj:
+    """The weighted route pinned to the primary for requests carrying the primary's cookie."""
+    held: Obj = {"name": STICKY_PRIMARY_ROUTE, **_copy(weighted)}
+    held["match"] = merge_match([cookie_match(cookie)], service_match)
+    held["route"] = [_copy(weighted["route"][0]), _copy(weighted["route"][1])]
+    held["route"][0]["weight"], held["route"][1]["weight"] = 100, 0
+    for destination in held["route"]:
+        destination.pop("headers", None)
+    return held

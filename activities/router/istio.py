@@ -45,7 +45,7 @@ from activities.kubernetes.resources import (
 )
 from activities.router._istio_metrics import REQUEST_DURATION, REQUEST_SUCCESS_RATE
 from activities.router._istio_routes import (
-    STICKY_ROUTE,
+    STICKY_ROUTES,
     ab_routes,
     is_tcp,
     l4_match,
@@ -192,7 +192,7 @@ def find_route(virtual_service: Obj, apex: str, field: str = "http") -> tuple[in
     and its weights; None when absent."""
     primary_host, canary_host = _hosts(apex)
     for index, route in enumerate((virtual_service.get("spec") or {}).get(field) or []):
-        if route.get("name") == STICKY_ROUTE:
+        if route.get("name") in STICKY_ROUTES:
             continue  # session affinity's route pins cookies; the weights are the next one's
         weights = {"primary": 0, "canary": 0}
         found = False
@@ -283,6 +283,8 @@ class IstioRouter:
             cookie=session.cookie,
             previous_cookie=session.previous_cookie,
             max_age=session.max_age,
+            primary_cookie=session.primary_cookie,
+            primary_max_age=session.primary_max_age,
         )
         if http == found.live["spec"]["http"]:
             return False
