@@ -312,11 +312,14 @@ async def test_a_tutorial_through_the_ci_path(
     tmp_path: Path,
 ) -> None:
     """``coalmine rollout start -f <tutorial> --image … --wait`` as a CI job runs it: the same
-    file, no controller; exit 0 once promoted, with the log Flagger users recognise. (Before
-    the rollback below: a 1m metric window would still hold its errors.)"""
+    file, no controller; exit 0 once promoted, with the log Flagger users recognise. The file is
+    the session affinity tutorial with Flagger's ``primaryCookieName`` lines: while it runs, a
+    user the weights sent to the primary gets the primary's cookie and stays there. (Before the
+    rollback below: a 1m metric window would still hold its errors.)"""
     await declarative.stop()
     canary_file = tmp_path / "podinfo-canary-session-affinity.yaml"
-    canary_file.write_text(tutorial("istio-session-affinity.yaml"))
+    canary_file.write_text(tutorial("istio-session-affinity-primary-cookie.yaml"))
+    before = await primary_image(kubectl)
     env = {
         **sandbox_cluster.env,
         "KUBECONFIG": str(sandbox_cluster.kubeconfig),
@@ -327,21 +330,54 @@ async def test_a_tutorial_through_the_ci_path(
     }
     tag = f"{IMAGE}:6.1.0"
     command = ["rollout", "start", "-f", str(canary_file), "--image", f"podinfod={tag}", "--wait"]
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [COALMINE, *command],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    stop = asyncio.Event()
+    users = asyncio.create_task(_primary_cookie_holders(sandbox_cluster, stop))
+    try:
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [COALMINE, *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        stop.set()
+        set_cookie, versions = await users
     log = f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert proc.returncode == 0, log
     assert "Promotion completed!" in proc.stdout, log
     assert "strategy=canary" in proc.stdout, log
     assert await primary_image(kubectl) == tag
+    # The primary's answers set its cookie (Max-Age: the 2s interval); its holders stayed there.
+    assert set_cookie.startswith("primary-flagger-cookie="), set_cookie
+    assert set_cookie.endswith("; Max-Age=2"), set_cookie
+    assert versions, "no request carried the primary's cookie while the canary had a share"
+    assert set(versions) == {before.rsplit(":", 1)[1]}, versions
     await declarative.start()  # the declarative path again, for the rollback below
+
+
+async def _primary_cookie_holders(
+    sandbox: SandboxHandle, stop: asyncio.Event
+) -> tuple[str, list[str]]:
+    """A user of app.example.com while the rollout runs: the first answer that sets the
+    primary's cookie (the first step: the canary has a share from then on), then ten requests
+    sending it back at once; the Set-Cookie and the versions that answered those ten."""
+    set_cookie, versions = "", []
+    async with httpx.AsyncClient(proxy=sandbox.mesh_url, timeout=5, trust_env=False) as http:
+        while not stop.is_set() and not set_cookie:
+            with contextlib.suppress(httpx.HTTPError):
+                answer = await http.get("http://app.example.com/")
+                given = answer.headers.get("set-cookie", "")
+                if given.startswith("primary-flagger-cookie="):
+                    set_cookie = given
+            await asyncio.sleep(0.05)
+        cookie = {"Cookie": set_cookie.split(";", maxsplit=1)[0]}
+        for _ in range(10 if set_cookie else 0):
+            answer = await http.get("http://app.example.com/", headers=cookie)
+            versions.append(str(answer.json().get("version")))
+    return set_cookie, versions
 
 
 async def _insiders_get_errors(sandbox: SandboxHandle, stop: asyncio.Event) -> int:
