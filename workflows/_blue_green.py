@@ -45,6 +45,8 @@ class BlueGreenSteps(IterationSteps):
     async def _switch_to_canary(self) -> None:
         mirrored = self._input.canary.spec.analysis.mirror
         what = "Stop traffic mirroring and route" if mirrored else "Routing"
-        self._event(f"{what} all traffic to canary {self._display}", reason="Advance")
+        # Flagger's wording has no canary name (the ``flagger-events`` patch drops it).
+        suffix = "" if self._flagger_events else f" {self._display}"
+        self._event(f"{what} all traffic to canary{suffix}", reason="Advance")
         await self._calls.set_weights(0, 100)
         self._state.set(canary_weight=100, iterations=self._state.status.iterations + 1)

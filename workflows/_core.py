@@ -64,6 +64,8 @@ class RolloutCore:
     _status_task: asyncio.Task[None] | None
     _status_carried: bool
     _one_activity_step: bool
+    _flagger_events: bool
+    """Patched in: the events current Flagger records (checks passed, traffic routing)."""
     """Patched in: a step costs three actions, continue-as-new carries `ResumeState`."""
     _resumed: bool
     """While True, a status change is sent with the step's activity, not on its own."""

@@ -22,6 +22,19 @@ EVERY_FAILED_CHECK_PATCH = "every-failed-check-event"
 """``workflow.patched`` ID: a Halt event for each failing check of a step, not only the last."""
 
 
+FLAGGER_EVENTS_PATCH = "flagger-events"
+"""``workflow.patched`` ID of the events current Flagger records that runs before it did not: each
+webhook check that passed, the promotion's traffic routing, "New revision detected! Scaling up"."""
+
+_PASSED: dict[str, str] = {
+    "confirm-rollout": "Confirm-rollout",
+    "confirm-traffic-increase": "Confirm-traffic-increase",
+    "confirm-promotion": "Confirm-promotion",
+    "pre-rollout": "Pre-rollout",
+}
+"""Flagger's name of each gate type in its "… check NAME passed" events."""
+
+
 class AnalysisSteps(RolloutCore):
     """Gates, checks and the step loop of ``CanaryRolloutWorkflow``."""
 
@@ -35,10 +48,15 @@ class AnalysisSteps(RolloutCore):
             return WebhookResult(ok=False, message=f"{hook.name} failed: {cause}")
 
     async def _refusing_hook(self, kind: WebhookType) -> str | None:
-        """Ask every webhook of a gate type in order; the name of the first refusing one."""
+        """Ask every webhook of a gate type in order; the name of the first refusing one.
+
+        Each one that passes is an event, worded as Flagger's ("Pre-rollout check load-test
+        passed"), with the ``flagger-events`` patch."""
         for hook in self._input.canary.spec.analysis.webhooks_of(kind):
             if not (await self._hook(hook)).ok:
                 return hook.name
+            if self._flagger_events and kind in _PASSED:
+                self._event(f"{_PASSED[kind]} check {hook.name} passed", reason="Synced")
         return None
 
     async def _gate(self, kind: WebhookType, *, waiting: str) -> bool:
@@ -58,7 +76,12 @@ class AnalysisSteps(RolloutCore):
         """Rollback webhooks: any that answers 2xx rolls the canary back now."""
         for hook in self._input.canary.spec.analysis.webhooks_of("rollback"):
             if (await self._hook(hook)).ok:
+                if self._flagger_events:
+                    self._event(f"Rollback check {hook.name} passed", reason="Synced", warning=True)
                 raise RollbackRequested(f"Rolling back {self._display} manual webhook invoked")
+            if self._flagger_events:
+                message = f"Rollback hook {hook.name} not signaling a rollback"
+                self._event(message, reason="Synced")
 
     # --- the Waiting gate ------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows._operator import OperatorControl
     from workflows._session_affinity import SessionAffinitySteps
     from workflows._state import OperatorRequests, RolloutState
+    from workflows._steps import FLAGGER_EVENTS_PATCH
     from workflows.decisions import promotion_weights
     from workflows.model import (
         ROLLOUT_FAILED_ERROR,
@@ -114,6 +115,7 @@ class CanaryRolloutWorkflow(
         self._status_task = None
         self._status_carried = False
         self._one_activity_step = False
+        self._flagger_events = False
         if resume is not None:
             self._state.requests = OperatorRequests(**resume.requests.model_dump(by_alias=False))
             self._first_initialization = resume.first_initialization
@@ -125,6 +127,7 @@ class CanaryRolloutWorkflow(
         self._canary_status = workflow.patched(CANARY_STATUS_PATCH)
         # A step in three actions, a state that survives continue-as-new whole (issue 15).
         self._one_activity_step = workflow.patched(ONE_ACTIVITY_STEP_PATCH)
+        self._flagger_events = workflow.patched(FLAGGER_EVENTS_PATCH)
         self._state.weight_with_phase_only = self._one_activity_step
         self._state.on_change = self._sync_canary_status
         self._state.start()
@@ -170,9 +173,12 @@ class CanaryRolloutWorkflow(
                 await self._initialize()
                 if self._nothing_to_roll_out():
                     return self._complete_without_analysis()
-                self._event(
-                    f"New revision detected {self._display}", reason="NewRevision", severity="info"
-                )
+                if not self._flagger_events:  # worded as Flagger's at the scale-up instead
+                    self._event(
+                        f"New revision detected {self._display}",
+                        reason="NewRevision",
+                        severity="info",
+                    )
             await self._wait_for_confirm_rollout()
             await self._scale_up()
         while True:
@@ -254,7 +260,12 @@ class CanaryRolloutWorkflow(
     async def _scale_up(self) -> None:
         """Scale the canary up and wait until it is ready (past the deadline: roll back)."""
         self._state.set_phase(Phase.PROGRESSING)
-        self._event(f"Scaling up {self._display}", reason="Scaling")
+        if self._flagger_events:
+            ref = self._calls.ref
+            message = f"New revision detected! Scaling up {ref.target}.{ref.namespace}"
+            self._event(message, reason="NewRevision", severity="info")
+        else:
+            self._event(f"Scaling up {self._display}", reason="Scaling")
         # Undo registered first: a scale-up cancelled half-way must still be scaled down.
         self._register_undos()
         await self._calls.scale_canary(None)
@@ -338,13 +349,19 @@ class CanaryRolloutWorkflow(
             self._state.status.canary_weight,
             self._input.canary.spec.analysis.step_weight_promotion,
         )
+        stepped = bool(self._input.canary.spec.analysis.step_weight_promotion)
         for index, (primary, canary) in enumerate(steps):
             if index:
                 await workflow.sleep(
                     self._interval, summary=f"promotion interval {format_duration(self._interval)}"
                 )
+            if self._flagger_events and not stepped:
+                self._event("Routing all traffic to primary", reason="Synced")
             await self._calls.set_weights(primary, canary)
             self._state.set(canary_weight=canary)
+            if self._flagger_events and stepped:
+                message = f"Advance {self._display} primary weight {primary}"
+                self._event(message, reason="Synced")
         message = f"Promotion completed! Scaling down {self._display}"
         self._event(message, reason="Promoted", severity="info")
         await self._calls.scale_canary(0)
@@ -395,6 +412,8 @@ class CanaryRolloutWorkflow(
         """post-rollout hooks with the final phase; their failures are only reported."""
         for hook in self._input.canary.spec.analysis.webhooks_of("post-rollout"):
             result = await self._hook(hook)
+            if result.ok and self._flagger_events:
+                self._event(f"Post-rollout check {hook.name} passed", reason="Synced")
             if not result.ok:
                 self._event(
                     f"Post-rollout hook {hook.name} failed {result.message}".strip(),

@@ -42,7 +42,7 @@ def test_demo_promotes_one_release_and_rolls_back_the_faulty_one(tmp_path: Path)
         assert demo.returncode == 0, output
         # The scenario's events, line by line, as the article shows them.
         for line in (
-            "New revision detected podinfo.test",
+            "New revision detected! Scaling up podinfo.test",
             "Advance podinfo.test canary weight 5",
             "Advance podinfo.test canary weight 50",
             "Copying podinfo.test template spec to podinfo-primary.test",

@@ -229,7 +229,7 @@ async def test_apply_initializes_then_set_image_rolls_out_to_promoted(
     events = await kube(
         kubectl, "-n", ns, "get", "events", "--field-selector", "involvedObject.kind=Canary"
     )
-    assert "New revision detected podinfo." in events
+    assert "New revision detected! Scaling up podinfo." in events
     assert "Promotion completed!" in events
 
 

@@ -199,6 +199,25 @@ async def _continued_as_new_rolled_back(rollouts: Rollouts) -> WorkflowHandle[An
     return handle
 
 
+async def _flagger_events(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """Flagger's current events (the ``flagger-events`` patch): every gate that passed, the
+    rollback hook asked each step, a stepped promotion's primary weights."""
+    cluster = FakeCluster()
+    canary = make_canary(
+        stepWeightPromotion=25,
+        webhooks=[
+            hook("gate", "confirm-rollout"),
+            hook("smoke", "pre-rollout"),
+            hook("traffic", "confirm-traffic-increase"),
+            hook("stop", "rollback"),
+            hook("notify", "post-rollout"),
+        ],
+    )
+    handle = await rollouts.start(cluster, canary)
+    await handle.result()
+    return handle
+
+
 SCENARIOS = {
     "succeeded": _succeeded,
     "rolled_back": _rolled_back,
@@ -213,6 +232,7 @@ SCENARIOS = {
     "three_action_step": _three_action_step,
     "continued_as_new_promote_pending": _continued_as_new_promote_pending,
     "continued_as_new_rolled_back": _continued_as_new_rolled_back,
+    "flagger_events": _flagger_events,
 }
 """Stored histories; those recorded before a patch are kept (they are what running rollouts
 replay), so re-record only the scenarios a change is about:

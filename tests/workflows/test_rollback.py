@@ -49,12 +49,13 @@ async def test_rollback_at_the_failed_check_threshold(rollouts: Rollouts) -> Non
     assert [c.weight for c in status.failed_check_history] == [40, 40, 40]
     assert status.metrics["request-success-rate"].outcome == "breach"
     messages = event_messages(status)
-    assert messages[-5:] == [
+    assert messages[-6:] == [
         "Halt podinfo.test advancement success rate 69.17% < 99%",
         "Halt podinfo.test advancement success rate 69.17% < 99%",
         "Halt podinfo.test advancement success rate 69.17% < 99%",
         "Rolling back podinfo.test failed checks threshold reached 3",
         "Canary failed! Scaling down podinfo.test",
+        "Post-rollout check notify passed",
     ]
     severities = {e.message: e.alert_severity for e in cluster.called(ActivityName.RECORD_EVENT)}
     assert severities["Canary failed! Scaling down podinfo.test"] == "error"

@@ -38,17 +38,19 @@ async def test_success_advances_promotes_and_scales_down(rollouts: Rollouts) -> 
     assert status.phase == Phase.SUCCEEDED
     assert (status.canary_weight, status.failed_checks, status.iterations) == (0, 0, 6)
     assert status.last_promoted_revision == "rev-2"
+    # Flagger's current wording: one "New revision detected! Scaling up <target>" event, and
+    # the promotion's traffic routing.
     assert event_messages(status) == [
-        "New revision detected podinfo.test",
-        "Scaling up podinfo.test",
+        "New revision detected! Scaling up podinfo.test",
         "Starting canary analysis for podinfo.test",
         *(f"Advance podinfo.test canary weight {w}" for w in (10, 20, 30, 40, 50)),
         "Copying podinfo.test template spec to podinfo-primary.test",
+        "Routing all traffic to primary",
         "Promotion completed! Scaling down podinfo.test",
     ]
     assert sorted(cluster.event_messages()) == sorted(event_messages(status))
     severities = {e.message: e.alert_severity for e in cluster.called(ActivityName.RECORD_EVENT)}
-    assert severities["New revision detected podinfo.test"] == "info"
+    assert severities["New revision detected! Scaling up podinfo.test"] == "info"
     assert severities["Promotion completed! Scaling down podinfo.test"] == "info"
     assert severities["Advance podinfo.test canary weight 10"] is None
     assert set(status.metrics) == {"request-success-rate", "request-duration"}

@@ -119,3 +119,49 @@ async def test_a_long_gate_continues_as_new(rollouts: Rollouts) -> None:
     assert [(a.action, a.identity) for a in status.actions] == [("start", "ci")]  # carried over
     assert len(hook_calls(cluster, "gate")) == 31
     assert len(cluster.called(ActivityName.INITIALIZE)) == 1  # not initialized again
+
+
+async def test_every_check_that_passed_is_an_event_worded_as_flaggers(rollouts: Rollouts) -> None:
+    cluster = FakeCluster()
+    canary = make_canary(
+        stepWeightPromotion=25,
+        webhooks=[
+            hook("gate", "confirm-rollout"),
+            hook("smoke", "pre-rollout"),
+            hook("traffic", "confirm-traffic-increase"),
+            hook("approve", "confirm-promotion"),
+            hook("stop", "rollback"),
+            hook("notify", "post-rollout"),
+        ],
+    )
+    handle = await rollouts.start(cluster, canary)
+    assert (await handle.result()).phase == Phase.SUCCEEDED
+    messages = event_messages(await rollouts.status(handle))
+    for once in (
+        "Confirm-rollout check gate passed",
+        "Pre-rollout check smoke passed",
+        "Confirm-promotion check approve passed",
+        "Post-rollout check notify passed",
+        "Advance podinfo.test primary weight 75",
+        "Advance podinfo.test primary weight 100",
+    ):
+        assert messages.count(once) == 1, (once, messages)
+    # Asked at every step, as Flagger asks: one event each time.
+    assert messages.count("Confirm-traffic-increase check traffic passed") == 5
+    assert messages.count("Rollback hook stop not signaling a rollback") >= 5
+    assert "Routing all traffic to primary" not in messages  # promoted step by step
+    assert messages.index("Confirm-rollout check gate passed") < messages.index(
+        "New revision detected! Scaling up podinfo.test"
+    )
+
+
+async def test_a_rollback_hook_that_answers_is_a_warning_event(rollouts: Rollouts) -> None:
+    cluster = FakeCluster(webhooks={"stop": [False, True]})
+    handle = await rollouts.start(cluster, make_canary(webhooks=[hook("stop", "rollback")]))
+    await expect_rollback(handle)
+    status = await rollouts.status(handle)
+    (passed,) = [e for e in status.events if e.message == "Rollback check stop passed"]
+    assert passed.type == "Warning"
+    assert event_messages(status).index("Rollback check stop passed") < event_messages(
+        status
+    ).index("Rolling back podinfo.test manual webhook invoked")
