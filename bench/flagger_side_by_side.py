@@ -39,7 +39,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +49,15 @@ from activities.kubernetes import build_api_client
 from bench import _flagger_watch as w
 from bench._flagger_figures import (
     Cost,
-    Spread,
     Usage,
     cpu_per_step_ms,
     first_after,
-    fmt_ratio,
     increases,
-    ratio,
     summed,
 )
 from bench._flagger_procs import FlaggerBuild, Proc, coalmine, flagger, flagger_build
 from bench._flagger_procs import process_usage as usage_of
+from bench._flagger_report import Latency, Scale, from_record, summary, table
 from bench._real import set_image
 from bench._support import ROOT, dev_server, finish, sandbox
 from workflows.model import AbortRequest, workflow_id
@@ -129,16 +127,6 @@ def users(sb: Any, namespace: str, name: str, seconds: int) -> None:
 
 
 # --- latency ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Latency:
-    progressing: Spread = field(default_factory=Spread)
-    """The change → the Canary's phase Progressing (the product noticed it)."""
-    first_weight: Spread = field(default_factory=Spread)
-    promotion: Spread = field(default_factory=Spread)
-    abort: Spread = field(default_factory=Spread)
-    notes: list[str] = field(default_factory=list)
 
 
 async def latency_phase(
@@ -254,19 +242,15 @@ def _succeeded(phase: Any) -> bool:
 # --- cost at scale ---------------------------------------------------------------------------
 
 
-@dataclass
-class Scale:
-    canaries: int
-    initialized_seconds: float
-    rest: Cost
-    progressing: Cost
-    steps: int
-    temporal_rest: Cost | None = None
-    temporal_progressing: Cost | None = None
-
-
 async def scale_phase(
-    product: str, build: FlaggerBuild, sb: Any, api: Any, *, count: int, logs: Path
+    product: str,
+    build: FlaggerBuild,
+    sb: Any,
+    api: Any,
+    *,
+    count: int,
+    logs: Path,
+    init_timeout: float,
 ) -> Scale:
     ns = f"side-{product}-{count}"
     names = [f"app-{i:04d}" for i in range(count)]
@@ -292,11 +276,19 @@ async def scale_phase(
             ]
             started = time.monotonic()
             await asyncio.to_thread(w.create_canaries, api, bodies)
-            await asyncio.to_thread(
-                w.wait_phases, recorder, names, {"Initialized"}, 900, f"{product}: initialization"
-            )
+            try:
+                await asyncio.to_thread(
+                    w.wait_phases, recorder, names, {"Initialized"}, init_timeout, product
+                )
+            except TimeoutError as err:
+                # Measured anyway (every Canary exists and is being worked on), and said.
+                print(f"[{product} {count}] initialization cut short: {err}", flush=True)
             initialized = time.monotonic() - started
-            print(f"[{product} {count}] created and initialized in {initialized:.0f} s", flush=True)
+            ready = sum(recorder.phase(n) == "Initialized" for n in names)
+            print(
+                f"[{product} {count}] created; {ready} initialized after {initialized:.0f} s",
+                flush=True,
+            )
             await asyncio.sleep(5)
             rest0, t_rest0 = run.usage(), run.temporal()
             await asyncio.sleep(SCALE_INTERVAL)
@@ -311,6 +303,7 @@ async def scale_phase(
             )
             result = Scale(
                 count,
+                ready,
                 initialized,
                 Cost.between(count, SCALE_INTERVAL, base, rest0, rest1),
                 Cost.between(count, window, base, rest1, prog1),
@@ -354,24 +347,6 @@ def load() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def summary(lat: dict[str, Latency], scale: dict[str, dict[int, Scale]]) -> str:
-    parts = []
-    if len(lat) == 2:
-        f, c = lat["flagger"], lat["coalmine"]
-        for label, key in (("first weight", "first_weight"), ("promotion", "promotion")):
-            r = ratio(getattr(f, key).median, getattr(c, key).median)
-            parts.append(f"{label} {fmt_ratio(r)}")
-        parts.append(f"abort {fmt_ratio(ratio(f.abort.median, c.abort.median))}")
-    for size in sorted(scale.get("flagger", {})):
-        if size not in scale.get("coalmine", {}):
-            continue
-        f_s, c_s = scale["flagger"][size], scale["coalmine"][size]
-        cpu = ratio(f_s.progressing.millicores_per_canary, c_s.progressing.millicores_per_canary)
-        mem = ratio(f_s.progressing.kb_per_canary, c_s.progressing.kb_per_canary)
-        parts.append(f"{size}: CPU {fmt_ratio(cpu)}, memory {fmt_ratio(mem)}")
-    return "; ".join(parts)
-
-
 async def run(args: argparse.Namespace, build: FlaggerBuild) -> str:
     logs = ROOT / ".state" / "bench" / "flagger_side_by_side"
     logs.mkdir(parents=True, exist_ok=True)
@@ -393,7 +368,13 @@ async def run(args: argparse.Namespace, build: FlaggerBuild) -> str:
             for product in order:
                 with admin(sb) as api:
                     scale[product][size] = await scale_phase(
-                        product, build, sb, api, count=size, logs=logs
+                        product,
+                        build,
+                        sb,
+                        api,
+                        count=size,
+                        logs=logs,
+                        init_timeout=args.init_timeout,
                     )
                 loads.append(f"after {product} {size}: {load()}")
             order.reverse()
@@ -406,6 +387,9 @@ async def run(args: argparse.Namespace, build: FlaggerBuild) -> str:
         "loads": loads,
     }
     (logs / "result.json").write_text(json.dumps(record, indent=1))
+    markdown = table(lat, scale)
+    (logs / "table.md").write_text(markdown + "\n")
+    print(markdown)
     print(f"figures: {logs / 'result.json'}")
     return f"flagger_side_by_side: Flagger {build.version} ÷ Coalmine: {summary(lat, scale)}"
 
@@ -416,8 +400,20 @@ def main() -> None:
     parser.add_argument(
         "--canaries", type=int, default=4, help="promoted (and aborted) per product"
     )
+    parser.add_argument(
+        "--init-timeout",
+        type=float,
+        default=600,
+        help="seconds to wait for the Canaries' initialization before measuring anyway",
+    )
+    parser.add_argument("--table", type=Path, help="print the table of a run's result.json")
     parser.add_argument("--no-build", action="store_true", help="do not build Flagger if absent")
     args = parser.parse_args()
+    if args.table:
+        lat, scale = from_record(json.loads(args.table.read_text()))
+        print(table(lat, scale))
+        print(summary(lat, scale))
+        return
     build, why = flagger_build(build=not args.no_build)
     if build is None:
         print(why, flush=True)

@@ -3,7 +3,9 @@ VirtualServices both products write, latencies from watched series, costs per ca
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import asdict
 
 from bench._flagger_figures import (
     Cost,
@@ -18,6 +20,7 @@ from bench._flagger_figures import (
     ratio,
     summed,
 )
+from bench._flagger_report import Latency, Scale, from_record, summary, table
 
 
 def _vs(*routes: tuple[str, int | None]) -> dict:
@@ -95,3 +98,40 @@ def test_cost_per_canary_uses_the_window_and_the_baseline() -> None:
 def test_processes_are_summed() -> None:
     readings = {"worker": Usage(2.0, 300), "controller": Usage(0.5, 100), "other": Usage(9, 9)}
     assert summed(readings, ["worker", "controller"]) == Usage(2.5, 400)
+
+
+def test_a_runs_record_gives_back_its_table_and_summary() -> None:
+    lat = {
+        "flagger": Latency(Spread([8.0]), Spread([18.0, 19.0]), Spread([68.0]), Spread([5.0])),
+        "coalmine": Latency(Spread([3.0]), Spread([18.0]), Spread([34.0]), Spread([0.1])),
+    }
+    flagger = Scale(100, 100, 79.0, Cost(100, 30.0, 0.6, 14_000), Cost(100, 60.0, 2.0, 14_000), 88)
+    coalmine = Scale(
+        100,
+        100,
+        59.0,
+        Cost(100, 30.0, 0.06, 60_000),
+        Cost(100, 60.0, 8.0, 56_000),
+        37,
+        Cost(100, 30.0, 0.03, 100_000),
+        Cost(100, 60.0, 4.0, 100_000),
+    )
+    scale = {"flagger": {100: flagger}, "coalmine": {100: coalmine}}
+    record = {
+        "latency": {p: asdict(v) for p, v in lat.items()},
+        "scale": {p: {str(n): asdict(s) for n, s in v.items()} for p, v in scale.items()},
+    }
+    back_lat, back_scale = from_record(json.loads(json.dumps(record)))
+    assert back_lat == lat
+    assert back_scale == scale
+    line = summary(back_lat, back_scale)
+    # Flagger ÷ Coalmine: promotion 68 / 34 s, abort 5 / 0.1 s, CPU (2.0 / 60 / 100) / (8.0 / 60
+    # / 100), memory 140 / 560 KB per canary.
+    assert "promotion 2.0×" in line
+    assert "abort 50×" in line
+    assert "100 canaries: CPU 0.25×, memory 0.25×" in line
+    text = table(back_lat, back_scale)
+    assert "| abort sent → canary weight 0, median | 5.0 s (max 5.0 s, n=1) | 100 ms" in text
+    # With the Temporal server added, Coalmine's CPU per canary is 2.0 millicores instead of 1.33.
+    assert "1.33 millicores (2.00 with Temporal)" in text
+    assert "88 steps, 23 ms | 37 steps, 216 ms" in text
