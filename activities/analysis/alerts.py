@@ -1,8 +1,9 @@
 """Alerts: where an ``AlertProvider`` sends, and the HTTP client that reaches it.
 
 Read as Flagger reads it (``pkg/controller/events.go``, ``alert``): the hook URL is
-``spec.address``, or the ``address`` key of ``spec.secretRef``'s Secret when one is named; the
-username defaults to ``coalmine`` (Flagger's is ``flagger``), the channel to ``general``; and
+``spec.address``, or the ``address`` key of ``spec.secretRef``'s Secret when one is named (its
+optional ``token`` key is Slack's bearer token); the username and channel are passed as given
+(the notifiers default them to Flagger's ``flagger`` and ``general``); and
 ``spec.proxy``, when set, is the HTTP(S) proxy of that provider's requests and of no other
 (Flagger's ``postMessage`` builds a transport with ``http.ProxyURL`` for it). Without it the
 worker's own proxy setting applies (``AnalysisSettings.http_proxy``, else the environment's).
@@ -57,31 +58,44 @@ class AlertTarget:
 
     type: str
     url: str = field(repr=False)
-    username: str = "coalmine"
-    channel: str = "general"
+    username: str = ""
+    channel: str = ""
     proxy: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
 
 
 def read_target(
-    provider: Mapping[str, Any], secret_value: Callable[[str, str], str]
+    provider: Mapping[str, Any], secret_data: Callable[[str], Mapping[str, str] | None]
 ) -> AlertTarget | None:
     """The destination of an ``AlertProvider`` object; None when it has no address.
 
-    ``secret_value(secret_name, key)`` reads a key of a Secret in the provider's namespace.
+    ``secret_data(secret_name)`` reads a Secret of the provider's namespace (None: none such).
     """
     spec: Mapping[str, Any] = provider.get("spec") or {}
     url = str(spec.get("address") or "")
-    secret_ref = spec.get("secretRef") or {}
-    if secret_ref.get("name"):
-        url = secret_value(secret_ref["name"], "address")
+    token: str | None = None
+    secret_name = (spec.get("secretRef") or {}).get("name")
+    if secret_name:
+        data = secret_data(secret_name)
+        if data is None:
+            raise InvalidSpec(
+                f"the AlertProvider's spec.secretRef names secret {secret_name}, which does not "
+                "exist: create it with an address key (and token for Slack)"
+            )
+        if "address" not in data:
+            raise InvalidSpec(
+                f"secret {secret_name} has no key 'address': put the hook URL under address"
+            )
+        url, token = data["address"], data.get("token") or None
     if not url:
         return None
     return AlertTarget(
         type=str(spec.get("type") or ""),
         url=url,
-        username=str(spec.get("username") or "coalmine"),
-        channel=str(spec.get("channel") or "general"),
+        username=str(spec.get("username") or ""),
+        channel=str(spec.get("channel") or ""),
         proxy=str(spec["proxy"]) if spec.get("proxy") else None,
+        token=token,
     )
 
 
@@ -138,6 +152,7 @@ class AlertSender:
                 username=target.username,
                 channel=target.channel,
                 client=client,
+                token=target.token,
             )
             notifier.post(
                 workload=workload,

@@ -43,7 +43,7 @@ from activities.kubernetes.resources import (
     DEPLOYMENT,
     EVENT,
     Resources,
-    secret_value,
+    secret_data,
 )
 from workflows.activity_api import EventInput
 from workflows.spec import AlertSpec
@@ -226,9 +226,7 @@ class EventRecorder:
         provider = self._cluster.get(ALERT_PROVIDER, namespace, name)
         if provider is None:
             raise InvalidSpec(f"alertproviders {namespace}/{name} not found")
-        target = read_target(
-            provider, lambda secret, key: secret_value(self._cluster, namespace, secret, key)
-        )
+        target = read_target(provider, lambda secret: secret_data(self._cluster, namespace, secret))
         if target is None:
             log.warning(
                 "alert provider %s/%s has no address: alert %s skipped", namespace, name, alert.name

@@ -68,8 +68,8 @@ def _provider(**spec: object) -> dict[str, object]:
     return {"apiVersion": "flagger.app/v1beta1", "kind": "AlertProvider", "spec": spec}
 
 
-def _no_secret(name: str, key: str) -> str:
-    raise AssertionError(f"no Secret should be read, asked for {name}/{key}")
+def _no_secret(name: str) -> dict[str, str]:
+    raise AssertionError(f"no Secret should be read, asked for {name}")
 
 
 def test_the_providers_proxy_is_read_and_kept_out_of_repr() -> None:
@@ -79,10 +79,8 @@ def test_the_providers_proxy_is_read_and_kept_out_of_repr() -> None:
     assert target == AlertTarget(
         type="slack",
         url=HOOK,
-        username="coalmine",
-        channel="general",
         proxy="http://user:pw@proxy:3128",
-    )
+    )  # no username or channel: the notifier posts as Flagger's, "flagger" to "general"
     assert "pw@" not in repr(target)
     assert "SECRET-HOOK" not in repr(target)
     assert read_target(_provider(type="slack", address=HOOK), _no_secret).proxy is None  # type: ignore[union-attr]
@@ -91,10 +89,48 @@ def test_the_providers_proxy_is_read_and_kept_out_of_repr() -> None:
 def test_the_address_may_come_from_the_secret_as_in_flagger() -> None:
     target = read_target(
         _provider(type="msteams", secretRef={"name": "teams"}, proxy="http://p:1"),
-        lambda name, key: f"https://{name}.invalid/{key}",
+        lambda name: {"address": f"https://{name}.invalid/hook"},
     )
     assert target is not None
-    assert (target.url, target.proxy) == ("https://teams.invalid/address", "http://p:1")
+    assert (target.url, target.proxy, target.token) == (
+        "https://teams.invalid/hook",
+        "http://p:1",
+        None,
+    )
+
+
+def test_the_secrets_token_is_read_and_kept_out_of_repr() -> None:
+    secret = {"address": "https://slack.invalid/api/chat.postMessage", "token": "xoxb-SECRET"}
+    target = read_target(_provider(type="slack", secretRef={"name": "slack"}), lambda _: secret)
+    assert target is not None
+    assert target.token == "xoxb-SECRET"
+    assert "xoxb" not in repr(target)
+
+
+def test_slack_gets_the_secrets_token_as_a_bearer_and_flaggers_username() -> None:
+    seen: list[httpx.Request] = []
+
+    def slack(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+    sender = AlertSender(timeout_seconds=5, transport=httpx.MockTransport(slack))
+    secret = {"address": "https://slack.invalid/api/chat.postMessage", "token": "xoxb-1"}
+    target = read_target(_provider(type="slack", secretRef={"name": "s"}), lambda _: secret)
+    assert target is not None
+    sender.send(target, **POST)  # type: ignore[arg-type]
+    (request,) = seen
+    assert request.headers["Authorization"] == "Bearer xoxb-1"
+    body = json.loads(request.content)
+    assert (body["username"], body["channel"]) == ("flagger", "general")
+
+
+def test_a_missing_secret_or_address_key_names_the_fix() -> None:
+    provider = _provider(type="slack", secretRef={"name": "slack"})
+    with pytest.raises(InvalidSpec, match="does not exist: create it with an address key"):
+        read_target(provider, lambda _: None)
+    with pytest.raises(InvalidSpec, match="has no key 'address'"):
+        read_target(provider, lambda _: {"token": "t"})
 
 
 def test_an_alert_goes_through_its_providers_proxy(proxy: Proxy) -> None:
