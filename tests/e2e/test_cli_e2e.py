@@ -21,7 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.e2e.conftest import COALMINE, IMAGE, App, Coalmine, make_app, stop_process
 from tests.ports import free_port
-from workflows.model import workflow_id
+from workflows.model import RolloutStatus, workflow_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -203,10 +203,8 @@ def test_operators_steer_a_running_rollout(coalmine: Coalmine, kube: Any, tmp_pa
     )
     try:
         coalmine.wait_for("podinfo", app.namespace, phase="Progressing")
-        deadline = time.monotonic() + 60
-        while coalmine.status("podinfo", app.namespace)["canaryWeight"] < 10:
-            assert time.monotonic() < deadline, "the rollout never reached weight 10"
-            time.sleep(0.5)
+        wid = workflow_id(cluster="default", namespace=app.namespace, name="podinfo")
+        _until_weight(coalmine, wid, 5)  # some traffic on the canary, many steps to go
         proc = coalmine.rollout(
             "pause", "podinfo", "-n", app.namespace, "--identity", "ana@laptop", "--reason", "look"
         )
@@ -239,7 +237,6 @@ def test_operators_steer_a_running_rollout(coalmine: Coalmine, kube: Any, tmp_pa
     assert ("pause", "ana@laptop", "look") in actions
     assert ("resume", "bo@desk", None) in actions
     assert ("abort", "ana@laptop", "latency spike on checkout") in actions
-    wid = workflow_id(cluster="default", namespace=app.namespace, name="podinfo")
     history = _history_bytes(coalmine, wid)
     assert b"latency spike on checkout" in history
     assert b"ana@laptop" in history
@@ -264,6 +261,20 @@ def test_operators_steer_a_running_rollout(coalmine: Coalmine, kube: Any, tmp_pa
         (a["action"], a["identity"]) for a in status["actions"]
     ]
     assert app.image("podinfo-primary") == f"{IMAGE}:6.6.0"
+
+
+def _until_weight(coalmine: Coalmine, wid: str, weight: int) -> None:
+    """Poll the rollout's status query (a client, not a process per poll) until the weight."""
+
+    async def poll() -> None:
+        client = await _client(coalmine)
+        handle = client.get_workflow_handle(wid)
+        deadline = time.monotonic() + 60
+        while (await handle.query("status", result_type=RolloutStatus)).canary_weight < weight:
+            assert time.monotonic() < deadline, f"the rollout never reached weight {weight}"
+            await asyncio.sleep(0.05)
+
+    asyncio.run(poll())
 
 
 def _history_bytes(coalmine: Coalmine, wid: str) -> bytes:

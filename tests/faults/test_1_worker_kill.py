@@ -5,8 +5,8 @@ Six rollouts run at once, each parked in one phase when the worker dies:
 
 - scaling: in ``wait_ready`` of the canary — its pods take 15 s to become ready;
 - steps: in the timer between two weight steps — sixteen 1 s steps;
-- metric: in ``check_metric`` — its Prometheus (a proxy in front of the real one) holds the
-  query;
+- metric: in its step's checks (``analyse_step``) — its Prometheus (a proxy in front of the
+  real one) holds the query;
 - promote: in ``promote``, after the primary's update landed and before the activity completed
   — the API proxy delays the activity's next read (the primary's HPA) by 15 s;
 - rollback: in the rollback's ``scale_canary`` — the API proxy delays the canary's /scale;
@@ -14,10 +14,10 @@ Six rollouts run at once, each parked in one phase when the worker dies:
   before the target was scaled to zero and the primary marked — a Service read is delayed.
 
 The worker is killed once all six are parked, and started again a second later. Temporal
-retries the lost activities after their timeouts (heartbeat 30 s for ``wait_ready``,
-start-to-close 60 s for the others); each retry reads the object, finds it converged where the
-dead attempt got that far, and writes nothing more. So every object receives exactly the writes
-of a run without the crash: the table in tests/faults/README.md.
+retries the lost activities after their timeouts (heartbeat 5 s for ``wait_ready`` and
+``analyse_step``, start-to-close 60 s for the others); each retry reads the object, finds it
+converged where the dead attempt got that far, and writes nothing more. So every object
+receives exactly the writes of a run without the crash: the table in tests/faults/README.md.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ async def _run(stack: FaultStack, temporal: Client, admin_client: Any, proxy: Ho
         {"metrics": [templated_metric("held-query", "held")]},
         Phase.SUCCEEDED,
         _succeeded_writes(2),
-        lambda s, p: "check_metric" in p,
+        lambda s, p: "analyse_step" in p,
     )
     promote = Rollout(
         "promote",
