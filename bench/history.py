@@ -38,8 +38,17 @@ def continue_as_new_sites() -> list[str]:
     return hits
 
 
-def per_step_events(history, step_list) -> list[int]:  # type: ignore[no-untyped-def]
-    """Events from one step's interval timer start to the next step's."""
+ACTIONS = (
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_TIMER_STARTED,
+    EventType.EVENT_TYPE_MARKER_RECORDED,
+    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+)
+"""History events that are billed Temporal actions (activities, timers, local-activity markers,
+search-attribute upserts)."""
+
+
+def _step_windows(history, step_list) -> list[list]:  # type: ignore[no-untyped-def]
     starts = {s.timer.started for s in step_list}
     ids = [
         e.event_id
@@ -47,7 +56,19 @@ def per_step_events(history, step_list) -> list[int]:  # type: ignore[no-untyped
         if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
         and e.event_time.seconds + e.event_time.nanos / 1e9 in starts
     ]
-    return [b - a for a, b in itertools.pairwise(ids)]
+    return [history.events[a - 1 : b - 1] for a, b in itertools.pairwise(ids)]
+
+
+def per_step_events(history, step_list) -> list[int]:  # type: ignore[no-untyped-def]
+    """Events from one step's interval timer start to the next step's."""
+    return [len(window) for window in _step_windows(history, step_list)]
+
+
+def per_step_actions(history, step_list) -> list[int]:  # type: ignore[no-untyped-def]
+    """Temporal actions from one step's interval timer start to the next step's."""
+    return [
+        sum(e.event_type in ACTIONS for e in window) for window in _step_windows(history, step_list)
+    ]
 
 
 async def run(step_count: int, long_steps: int) -> str:
@@ -64,13 +85,21 @@ async def run(step_count: int, long_steps: int) -> str:
         print(f"rollout of {step_count} steps: {history.count} events; per step {per_step}")
         print("event types:", ", ".join(f"{k[11:]} {v}" for k, v in kinds.most_common()))
         print(
-            f"per step {typical} events ({len(taken[1].checks)} checks + set_weights + timer); "
+            f"per step {typical} events ({len(taken[1].checks)} check activities + weight change "
+            "+ timer); "
             f"fixed part {fixed} events"
         )
+        actions = collections.Counter(per_step_actions(history, taken)).most_common(1)[0][0]
         no_hooks = await start(env.client, queue, article_canary(steps=step_count, webhook=False))
         await no_hooks.result()
         plain = await history_of(no_hooks)
-        print(f"without the webhook: {plain.count} events for {step_count} steps")
+        plain_steps = steps(plain)
+        plain_actions = collections.Counter(per_step_actions(plain, plain_steps)).most_common(1)
+        plain_action = plain_actions[0][0]
+        print(
+            f"without the webhook: {plain.count} events for {step_count} steps; Temporal actions "
+            f"per step {plain_action} (with the webhook {actions})"
+        )
 
         until_limit = (HISTORY_LIMIT - fixed) // typical
         per_run = (DEFAULT_MAX_HISTORY_EVENTS - fixed) // typical
@@ -111,7 +140,9 @@ async def run(step_count: int, long_steps: int) -> str:
     )
     return (
         f"history: {typical} events per analysis step (2 metrics + 1 webhook), {history.count} per "
-        f"{step_count}-step rollout; 51,200-event limit at ~{until_limit:,} steps; {can}"
+        f"{step_count}-step rollout; Temporal actions per step {plain_action} (2 metrics, no "
+        f"webhook; target ≤ 3), {actions} with the webhook; 51,200-event limit at "
+        f"~{until_limit:,} steps; {can}"
     )
 
 
