@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from activities.analysis.notifiers import Field, notifier_for
+from activities.analysis.webhooks import tls_context
 from activities.errors import InvalidSpec
 
 __all__ = ["AlertSender", "AlertTarget", "read_target", "report_command", "with_report"]
@@ -121,11 +122,16 @@ class AlertSender:
                 follow_redirects=False,
                 transport=self._transport,
                 proxy=self._default_proxy,
+                verify=tls_context(),
             )
         try:
             # The provider's own proxy, and nothing from the environment: as Flagger does.
             return httpx.Client(
-                timeout=self._timeout, follow_redirects=False, proxy=target.proxy, trust_env=False
+                timeout=self._timeout,
+                follow_redirects=False,
+                proxy=target.proxy,
+                trust_env=False,
+                verify=tls_context(),
             )
         except (ValueError, TypeError, httpx.InvalidURL):
             # Never the value: a proxy address may carry a password.
