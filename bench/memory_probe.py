@@ -5,8 +5,9 @@ what one *cached* rollout costs. A worker in this process (fake activities, so n
 serves ``--rollouts`` rollouts on a Temporal dev server; each scales up and parks in its first
 analysis interval (one hour). Once all are parked, the growth of this process's RSS over a warmed
 baseline, divided by the rollouts, is the memory one cached rollout holds. It runs twice, each in
-a fresh process: with the SDK's sandboxed workflow runner (what the product uses) and with
-``UnsandboxedWorkflowRunner``, to show what the sandbox's per-run module copies cost.
+a fresh process: with the SDK's sandboxed workflow runner (what the product uses), with the
+sandbox passing every module through, and with ``UnsandboxedWorkflowRunner``, to show what the
+sandbox's per-run module copies cost.
 
 Run: ``python -m bench.memory_probe [--rollouts 500]``; one variant with the Python allocation
 sites: ``python -m bench.memory_probe --variant sandboxed --trace``.
@@ -25,6 +26,7 @@ import tracemalloc
 import uuid
 
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from bench._fakes import article_canary
 from bench._support import dev_server, finish, rss_kb
@@ -33,11 +35,16 @@ from workflows.model import RolloutInput
 from workflows.rollout import CanaryRolloutWorkflow
 
 
-async def probe(rollouts: int, sandboxed: bool, *, trace: bool = False) -> float:
+async def probe(rollouts: int, variant: str, *, trace: bool = False) -> float:
     spec = article_canary(steps=5, interval="1h")
     async with dev_server() as server:
         queue = f"probe-{uuid.uuid4().hex[:6]}"
-        options = {} if sandboxed else {"workflow_runner": UnsandboxedWorkflowRunner()}
+        options: dict[str, object] = {}
+        if variant == "unsandboxed":
+            options["workflow_runner"] = UnsandboxedWorkflowRunner()
+        elif variant == "passthrough":
+            restrictions = SandboxRestrictions.default.with_passthrough_all_modules()
+            options["workflow_runner"] = SandboxedWorkflowRunner(restrictions=restrictions)
         async with Worker(
             server.client,
             task_queue=queue,
@@ -99,17 +106,23 @@ async def probe(rollouts: int, sandboxed: bool, *, trace: bool = False) -> float
     return grown / rollouts
 
 
+VARIANTS = ("sandboxed", "passthrough", "unsandboxed")
+"""The product's runner; the sandbox with every module passed through (no per-run module
+copies — but then ``datetime.now()`` in workflow code is no longer refused: checked by hand,
+it returns the wall clock); no sandbox at all."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=500)
-    parser.add_argument("--variant", choices=["sandboxed", "unsandboxed"])
+    parser.add_argument("--variant", choices=VARIANTS)
     parser.add_argument("--trace", action="store_true", help="where Python's memory goes")
     args = parser.parse_args()
     if args.variant:
-        per = asyncio.run(probe(args.rollouts, args.variant == "sandboxed", trace=args.trace))
+        per = asyncio.run(probe(args.rollouts, args.variant, trace=args.trace))
         finish(f"{per:.0f}")
     figures = {}
-    for variant in ("sandboxed", "unsandboxed"):
+    for variant in VARIANTS:
         argv = [sys.executable, "-m", "bench.memory_probe", "--rollouts", str(args.rollouts)]
         out = subprocess.run(
             [*argv, "--variant", variant], capture_output=True, text=True, check=True
@@ -118,7 +131,8 @@ def main() -> None:
         print(f"{variant}: {figures[variant]} KB per parked rollout", flush=True)
     finish(
         f"memory_probe: {figures['sandboxed']} KB per parked rollout in the worker's cache "
-        f"(sandboxed runner), {figures['unsandboxed']} KB unsandboxed; {args.rollouts} rollouts"
+        f"(sandboxed runner), {figures['passthrough']} KB with every module passed through, "
+        f"{figures['unsandboxed']} KB unsandboxed; {args.rollouts} rollouts"
     )
 
 
