@@ -130,7 +130,9 @@ def canary_body(
         "spec": {
             "provider": "istio",
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "progressDeadlineSeconds": 120,
+            # Flagger retries a primary that is slow to become ready until its Deployment reports
+            # no progress; 10 minutes keeps an overloaded two-core cluster from failing either.
+            "progressDeadlineSeconds": 600,
             "service": {"port": 9898},
             "analysis": analysis,
         },
@@ -268,3 +270,43 @@ def delete_namespace(api: Any, namespace: str) -> None:
             break
         time.sleep(0.5)
     k8s.CoreV1Api(api).delete_namespace(namespace)
+
+
+def add_nodes(api: Any, count: int, timeout: float = 60.0) -> list[str]:
+    """More of kwok's fake Nodes, copied from the sandbox's own: its three hold 750 pods, and 500
+    canaries need a primary and a canary pod each (plus the targets' pods until they are scaled
+    down). Waits until kwok reports them Ready."""
+    core = k8s.CoreV1Api(api)
+    existing = api.sanitize_for_serialization(core.list_node(label_selector="type=kwok").items)
+    if not existing:
+        raise RuntimeError("the sandbox has no kwok Node to copy")
+    names = []
+    for i in range(count):
+        model = existing[i % len(existing)]
+        name = f"bench-node-{i}"
+        labels = {**model["metadata"].get("labels", {}), "kubernetes.io/hostname": name}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": {"kwok.x-k8s.io/node": "fake"},
+            },
+            "status": {
+                "allocatable": model["status"]["allocatable"],
+                "capacity": model["status"]["capacity"],
+            },
+        }
+        retried(core.create_node, body)
+        names.append(name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = 0
+        for name in names:
+            conditions = core.read_node(name).status.conditions or []
+            ready += any(c.type == "Ready" and c.status == "True" for c in conditions)
+        if ready == len(names):
+            return names
+        time.sleep(0.5)
+    raise TimeoutError(f"kwok did not make {names} Ready in {timeout:.0f} s")
