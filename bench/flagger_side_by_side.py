@@ -171,7 +171,7 @@ async def latency_phase(
                 await asyncio.sleep(rng.uniform(0, LATENCY_INTERVAL))
                 sent[name] = time.time()
                 await asyncio.to_thread(
-                    set_image, api, ns, name, "quay.io/stefanprodan/podinfo:6.0.1"
+                    w.retried, set_image, api, ns, name, "quay.io/stefanprodan/podinfo:6.0.1"
                 )
                 if name not in aborted:
                     return
