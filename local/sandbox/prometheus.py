@@ -88,6 +88,11 @@ def pod_target_groups(pods: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return groups
 
 
+def _scraped(pod: dict[str, Any]) -> bool:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return annotations.get("prometheus.io/scrape") == "true"
+
+
 class PodTargets:
     """Writes the pods of a cluster view to a file-SD file, at most every ``delay`` seconds."""
 
@@ -104,7 +109,9 @@ class PodTargets:
 
     def write(self) -> None:
         self._pending = None
-        groups = pod_target_groups(self._view.scan("", "pods"))
+        # Only the pods the job's first rule keeps: the same targets, and a file (rewritten at
+        # every pod change) that stays small in a sandbox of thousands of pods.
+        groups = pod_target_groups(p for p in self._view.scan("", "pods") if _scraped(p))
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps(groups))
         temporary.replace(self.path)  # atomic: Prometheus never reads half a file
