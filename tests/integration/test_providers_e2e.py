@@ -45,6 +45,8 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.analysis.templates import TemplateModel, render
+from activities.router import provider_for
 from sandbox.runner import SandboxHandle
 from tests.conftest import WORKER_USER, ApiProxy, Kubectl
 from tests.integration.rollout_support import (
@@ -192,6 +194,19 @@ def clean_window(sandbox_cluster: SandboxHandle) -> Iterator[None]:
     forget_the_namespaces_series(sandbox_cluster)
 
 
+def builtin_value(sandbox: SandboxHandle, provider: str, metric: str) -> float:
+    """A provider's builtin query for podinfo in the namespace, over the last minute, now."""
+    model = TemplateModel(
+        name="podinfo", namespace=NS, target="podinfo", service="podinfo", interval="1m"
+    )
+    query = render(provider_for(provider).queries[metric], model)
+    answer = httpx.get(
+        f"{sandbox.prometheus_url}/api/v1/query", params={"query": query}, trust_env=False
+    ).json()
+    (sample,) = answer["data"]["result"]
+    return float(sample["value"][1])
+
+
 def worker_kinds(api_proxy: ApiProxy, since: float) -> dict[str, set[str]]:
     """Route kinds → verbs the worker used on them in the namespace since ``since``."""
     used: dict[str, set[str]] = {}
@@ -275,6 +290,9 @@ async def test_gateway_api_tutorial_promotes_through_httproute_weights(
     assert {10, 50} <= set(weights), weights
     assert final.metrics["error-rate"].value is not None
     assert final.metrics["error-rate"].value <= 1
+    # The provider's builtin check (Flagger's HTTP observer) reads podinfo's own metrics of the
+    # canary's pods, which the gateway's traffic reached.
+    assert builtin_value(sandbox_cluster, "gatewayapi:v1", "request-success-rate") == 100
     assert image(api_client, NS, "podinfo-primary") == GOOD
     assert route_weights(api_client) == {"podinfo-primary": 100, "podinfo-canary": 0}
     assert replicas(api_client, NS, "podinfo") == 0
