@@ -28,6 +28,7 @@ import asyncio
 import http.server
 import json
 import random
+import ssl
 import threading
 import time
 import urllib.request
@@ -65,10 +66,12 @@ async def until_weight(api_client: Any, handle: WorkflowHandle[Any, Any]) -> int
     raise TimeoutError(f"the canary never got traffic: {status.model_dump_json(indent=1)}")
 
 
-def audit_patch_time(api_url: str, before: float) -> float | None:
-    """When the last VirtualService patch before ``before`` reached the API server."""
-    query = f"{api_url}/sandbox/audit?namespace={NS}&resource=virtualservices&verb=patch"
-    with urllib.request.urlopen(query, timeout=10) as response:
+def audit_patch_time(world: World, before: float) -> float | None:
+    """When the last VirtualService patch before ``before`` reached the API server (the API
+    proxy's audit endpoint, HTTPS with the local cluster's CA)."""
+    query = f"{world.sandbox.proxy_url}/sandbox/audit?namespace={NS}&resource=virtualservices"
+    ca = ssl.create_default_context(cafile=str(world.sandbox.state_dir / "cluster/pki/ca.crt"))
+    with urllib.request.urlopen(query + "&verb=patch", timeout=10, context=ca) as response:
         items = json.loads(response.read())["items"]
     times = [e["time"] for e in items if e["time"] <= before]
     return max(times) if times else None
@@ -113,8 +116,9 @@ def slow_prometheus(delay: float) -> str:
 
 
 async def one_abort(
-    world: World, index: int, rng: random.Random, *, aim: str, slow: bool
+    world: World, index: int, rng: random.Random, *, aim: str, slow_seconds: float
 ) -> dict[str, float]:
+    slow = slow_seconds > 0
     spec = canary(
         NS,
         NAME,
@@ -131,6 +135,9 @@ async def one_abort(
     # "anywhere": a random point of the interval; "checks": just after the interval timer fires,
     # while the metric queries of the next step are in flight.
     low, high = (0.0, INTERVAL) if aim == "anywhere" else (INTERVAL - 0.05, INTERVAL + 0.25)
+    if slow and aim == "checks":
+        # The slow query runs from just after the interval to SLOW_QUERY later: aim inside it.
+        low, high = INTERVAL + 0.5, INTERVAL + slow_seconds - 0.5
     await asyncio.sleep(rng.uniform(low, high))
     sent = time.time()
     await handle.execute_update("abort", AbortRequest(reason="bench", identity="bench"))
@@ -149,7 +156,10 @@ async def one_abort(
     )
     accepted_at = accepted_event.event_time.seconds + accepted_event.event_time.nanos / 1e9
     in_flight = sum(
-        a.name in CHECKS and a.scheduled <= accepted_at and (a.closed or 0) >= accepted_at
+        # A step abandoned by the abort (TRY_CANCEL) may never record its close: in flight.
+        a.name in CHECKS
+        and a.scheduled <= accepted_at
+        and (a.closed is None or a.closed >= accepted_at)
         for a in history.activities
     )
     undo = next(
@@ -157,7 +167,7 @@ async def one_abort(
         for a in history.set_weights()
         if a.scheduled >= accepted_at and (a.input or {}).get("canary") == 0
     )
-    patched = audit_patch_time(world.sandbox.api_url, zero)
+    patched = audit_patch_time(world, zero)
     assert undo.started is not None
     assert undo.closed is not None
     return {
@@ -204,7 +214,7 @@ async def run(runs: int, aim: str, slow_query: float) -> str:
         await asyncio.sleep(3)  # a first rate() value in Prometheus
         samples = []
         for index in range(runs):
-            sample = await one_abort(world, index, rng, aim=aim, slow=bool(slow_query))
+            sample = await one_abort(world, index, rng, aim=aim, slow_seconds=slow_query)
             samples.append(sample)
             print(
                 f"run {index + 1:2d}: weight {sample['weight']:.0f}, checks in flight "
