@@ -22,10 +22,16 @@ CACHE_ROOT=${COALMINE_CACHE:-$HOME/.cache/coalmine}
 KEY="k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}-kwok-${KWOK_VERSION}"
 OUT="$CACHE_ROOT/$KEY"
 BIN="$OUT/bin"
-STAMP="$OUT/.complete"
+# Bumped whenever what the build writes changes, so an older cache is rebuilt (2: the Gateway API
+# CRDs as one document per file).
+STAMP="$OUT/.complete-2"
 
 if [[ "${1:-}" == "--print-dir" ]]; then
   echo "$OUT"
+  exit 0
+fi
+if [[ "${1:-}" == "--print-stamp" ]]; then  # the file whose presence says the build is complete
+  echo "$STAMP"
   exit 0
 fi
 if [[ -f "$STAMP" ]]; then

@@ -42,11 +42,12 @@ def locate() -> Build:
         root = Path(override)
     else:
         out = subprocess.run(
-            [str(BUILD_SCRIPT), "--print-dir"], capture_output=True, text=True, check=True
+            [str(BUILD_SCRIPT), "--print-stamp"], capture_output=True, text=True, check=True
         )
-        root = Path(out.stdout.strip())
+        stamp = Path(out.stdout.strip())
+        root = stamp.parent
     missing = [c for c in COMPONENTS if not (root / "bin" / c).exists()]
-    if missing or not (root / ".complete").exists():
+    if missing or (not override and not stamp.exists()):
         raise NotBuilt(
             f"the Kubernetes control plane is not built in {root} (missing: "
             f"{', '.join(missing) or 'completion stamp'}): run `make setup` "
