@@ -31,13 +31,18 @@ class ProviderTraits:
     """Progressive traffic shifting (stepWeight/stepWeights); False: Blue/Green only."""
     fields: frozenset[str] = frozenset()
     """Provider-specific Canary fields (as written) it reads, refused for other providers."""
+    ab_testing: bool = False
+    """Routes ``analysis.match`` (A/B testing): matched requests to the canary."""
 
 
 PROVIDERS: dict[str, ProviderTraits] = {
-    ISTIO: ProviderTraits(name=ISTIO, weighted=True),
+    ISTIO: ProviderTraits(name=ISTIO, weighted=True, ab_testing=True),
     KUBERNETES: ProviderTraits(name=KUBERNETES, weighted=False),
     GATEWAY_API: ProviderTraits(
-        name=GATEWAY_API, weighted=True, fields=frozenset({"gatewayRefs", "backendTimeout"})
+        name=GATEWAY_API,
+        weighted=True,
+        fields=frozenset({"gatewayRefs", "backendTimeout"}),
+        ab_testing=True,
     ),
 }
 """Provider name → traits; the registry in ``activities/router`` has exactly these names."""

@@ -234,7 +234,7 @@ class CanarySpec(SpecModel):
         if self.provider != providers.ISTIO:
             analysis = self.analysis
             given = {
-                "match": analysis.match,
+                "match": None if traits.ab_testing else analysis.match,
                 "mirror": analysis.mirror,
                 "sessionAffinity": analysis.session_affinity,
             }

@@ -141,8 +141,32 @@ def weighted_rule(canary: Canary, primary: int = 100, canary_weight: int = 0) ->
     return rule
 
 
+def ab_matches(canary: Canary) -> list[dict[str, Any]]:
+    """A/B testing's matches: each of ``analysis.match`` ANDed with each of ``service.match``
+    (Flagger's mergeMatchConditions), as Istio HTTPMatchRequests."""
+    merged: list[dict[str, Any]] = []
+    for service_match in canary.spec.service.match or [{}]:
+        for ab in canary.spec.analysis.match or []:
+            ab_match = ab.model_dump(by_alias=True, exclude_none=True)
+            for field in ("sourceLabels", "withoutHeaders", "ignoreUriCase", "name"):
+                if ab_match.get(field):
+                    raise InvalidSpec(
+                        f"analysis.match {field} cannot be routed by Gateway API: match on "
+                        "headers, query parameters, the path or the method, or use provider istio"
+                    )
+            both = {**service_match, **ab_match}
+            for key in ("headers", "queryParams"):
+                if service_match.get(key) or ab_match.get(key):
+                    both[key] = {**(service_match.get(key) or {}), **(ab_match.get(key) or {})}
+            merged.append(both)
+    return merged
+
+
 def render_http_route(canary: Canary, primary: int = 100, canary_weight: int = 0) -> Obj:
-    """The HTTPRoute ``<svc>`` routing ``primary``/``canary_weight`` percent."""
+    """The HTTPRoute ``<svc>`` routing ``primary``/``canary_weight`` percent.
+
+    With ``analysis.match`` (A/B testing) the weights are those of a first rule that only the
+    matched requests take; a second rule sends everything else to the primary, as Flagger's."""
     service = canary.spec.service
     if not service.gateway_refs:
         raise InvalidSpec("service.gatewayRefs must name a Gateway with provider gatewayapi")
@@ -150,7 +174,13 @@ def render_http_route(canary: Canary, primary: int = 100, canary_weight: int = 0
     spec: Obj = {"parentRefs": _copy(service.gateway_refs)}
     if service.hosts:
         spec["hostnames"] = list(service.hosts)
-    spec["rules"] = [weighted_rule(canary, primary, canary_weight)]
+    rule = weighted_rule(canary, primary, canary_weight)
+    if canary.spec.analysis.match:
+        everyone = weighted_rule(canary)
+        everyone["backendRefs"] = everyone["backendRefs"][:1]  # the primary only
+        spec["rules"] = [{**rule, "matches": route_matches(ab_matches(canary))}, everyone]
+    else:
+        spec["rules"] = [rule]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "HTTPRoute",

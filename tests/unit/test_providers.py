@@ -180,3 +180,62 @@ def test_gateway_api_checks_are_the_http_observers_as_flaggers_factory_gives() -
     # pkg/metrics/observers/factory.go: kubernetes and any gatewayapi prefix → HttpObserver.
     assert provider_for("gatewayapi:v1").queries == provider_for("kubernetes").queries
     assert provider_for("gatewayapi:v1").queries != provider_for("istio").queries
+
+
+# --- Gateway API A/B testing (Flagger's gateway_api.go with analysis.match) ---------------------
+
+
+def ab_canary(ab: list[dict[str, Any]], **service: Any) -> Canary:
+    doc = document("gatewayapi:v1", gatewayRefs=GATEWAY, **service)
+    doc["spec"]["analysis"].update(
+        {"iterations": 5, "match": ab, "stepWeight": None, "maxWeight": None}
+    )
+    doc["spec"]["analysis"] = {k: v for k, v in doc["spec"]["analysis"].items() if v is not None}
+    return parse_canary(doc)
+
+
+def test_ab_testing_routes_the_matched_requests_by_a_rule_of_their_own() -> None:
+    canary = ab_canary(
+        [
+            {"headers": {"x-canary": {"exact": "insider"}}},
+            {"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}}},
+        ],
+        match=[{"uri": {"prefix": "/api"}}],
+    )
+    matched, everyone = render_http_route(canary, 0, 100)["spec"]["rules"]
+    assert matched["matches"] == [
+        {
+            "path": {"type": "PathPrefix", "value": "/api"},
+            "headers": [{"name": "x-canary", "type": "Exact", "value": "insider"}],
+        },
+        {
+            "path": {"type": "PathPrefix", "value": "/api"},
+            "headers": [
+                {
+                    "name": "cookie",
+                    "type": "RegularExpression",
+                    "value": "^(.*?;)?(canary=always)(;.*)?$",
+                }
+            ],
+        },
+    ]
+    assert [(b["name"], b["weight"]) for b in matched["backendRefs"]] == [
+        ("podinfo-primary", 0),
+        ("podinfo-canary", 100),
+    ]
+    # Everyone else: the service's own match, the primary only.
+    assert everyone["matches"] == [{"path": {"type": "PathPrefix", "value": "/api"}}]
+    assert [(b["name"], b["weight"]) for b in everyone["backendRefs"]] == [("podinfo-primary", 100)]
+    found = find_weights(render_http_route(canary, 0, 100), "podinfo")
+    assert found is not None
+    assert (found[0], found[1].canary) == (0, 100)  # set_weights moves the matched rule
+
+
+def test_ab_testing_is_accepted_for_gateway_api_and_what_it_cannot_route_is_refused() -> None:
+    assert ab_canary([{"headers": {"x-canary": {"exact": "insider"}}}]).spec.analysis.match
+    canary = ab_canary([{"sourceLabels": {"app": "frontend"}}])
+    with pytest.raises(InvalidSpec, match="sourceLabels cannot be routed by Gateway API"):
+        render_http_route(canary)
+    doc = document("gatewayapi:v1", gatewayRefs=GATEWAY)
+    doc["spec"]["analysis"]["mirror"] = True
+    assert "analysis.mirror is not supported yet by Coalmine's gatewayapi:v1" in problems(doc)
