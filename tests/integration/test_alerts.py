@@ -136,7 +136,9 @@ def test_slack(cluster: Cluster, chat: Receiver) -> None:
     assert attachment["author_name"] == f"podinfo.{cluster.canary_ns}"
     assert attachment["text"] == cluster.message
     titles = [f["title"] for f in attachment["fields"]]
-    assert titles == ["Target", "Phase", "Canary weight"]
+    # An error alert also says how to see why: the rollout report's command.
+    assert titles == ["Target", "Phase", "Canary weight", "Report"]
+    assert attachment["fields"][-1]["value"].startswith("coalmine rollout report podinfo -n ")
 
 
 def test_discord_posts_to_the_slack_endpoint(cluster: Cluster, chat: Receiver) -> None:
@@ -146,7 +148,7 @@ def test_discord_posts_to_the_slack_endpoint(cluster: Cluster, chat: Receiver) -
     assert seen.path == "/api/webhooks/1/tok/slack"
     body = seen.json()
     assert body["channel"] == "general"
-    assert body["username"] == "coalmine"
+    assert body["username"] == "flagger"  # Flagger's default, for an AlertProvider without one
     assert body["attachments"][0]["text"] == cluster.message
 
 

@@ -141,7 +141,7 @@ async def test_promoted_rollout_watch_status_list(cli: Cli) -> None:
     assert "Progressing weight=25" in output
     assert "weight=50" in output
     assert "request-success-rate=99.5" in output
-    assert "New revision detected promoted.plumbing" in output
+    assert "New revision detected! Scaling up promoted.plumbing" in output
     assert "Succeeded" in output
     assert "/namespaces/default/workflows/canary%2Fdefault%2Fplumbing%2Fpromoted" in output
 
