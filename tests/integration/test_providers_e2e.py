@@ -59,7 +59,7 @@ from tests.integration.rollout_support import (
     watch,
 )
 from workflows.model import Phase, RolloutStatus
-from workflows.spec import Canary, parse_canary
+from workflows.spec import Canary, Strategy, parse_canary
 
 __all__ = ["api_client", "rollout_worker"]  # fixtures used by the tests below
 
@@ -84,6 +84,7 @@ def tutorial_canary(name: str) -> Canary:
 
 
 GATEWAY_CANARY, KUBERNETES_CANARY = "gatewayapi-canary.yaml", "kubernetes-canary.yaml"
+GATEWAY_AB = "gatewayapi-ab-testing.yaml"
 
 
 def http_route(api: Any) -> dict[str, Any]:
@@ -242,11 +243,12 @@ def gateway(kubectl: Kubectl, sandbox_cluster: SandboxHandle) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def through_the_gateway(sandbox: SandboxHandle) -> str:
+def through_the_gateway(sandbox: SandboxHandle, **headers: str) -> str:
     """One request as the tutorial makes them: to the Gateway's address, Host www.example.com."""
     with httpx.Client(proxy=sandbox.mesh_url, timeout=10, trust_env=False) as http:
         response = http.get(
-            "http://gateway-istio.istio-ingress/", headers={"Host": "www.example.com"}
+            "http://gateway-istio.istio-ingress/",
+            headers={"Host": "www.example.com", **headers},
         )
     assert response.status_code == 200, response.text
     version: str = response.json()["version"]
@@ -304,6 +306,49 @@ async def test_gateway_api_tutorial_promotes_through_httproute_weights(
     assert {"get", "create", "patch"} <= used["httproutes"], used
     assert not used.keys() & {"virtualservices", "destinationrules"}, used
     assert "patch" not in used.get("services", set()), used
+
+
+async def test_gateway_api_ab_testing_tutorial_routes_the_insiders_then_promotes(
+    dev_server_env: WorkflowEnvironment,
+    rollout_worker: Worker,
+    kubectl: Kubectl,
+    sandbox_cluster: SandboxHandle,
+    api_client: Any,
+    gateway: None,
+) -> None:
+    """The tutorial's "A/B Testing" Canary: Firefox users and insiders (by cookie) reach the
+    canary through a rule of the HTTPRoute of their own, everybody else stays on the primary."""
+    spec = await initialize(
+        dev_server_env, rollout_worker, kubectl, sandbox_cluster, GATEWAY_AB, api_client
+    )
+    assert spec.spec.analysis.strategy == Strategy.AB_TESTING
+    release(kubectl, GOOD)
+    handle = await start(dev_server_env, rollout_worker, spec)
+    answers: list[tuple[str, str, str]] = []
+
+    def seen(status: RolloutStatus) -> None:
+        if status.phase == Phase.PROGRESSING and status.iterations >= 2 and not answers:
+            answers.append(
+                (
+                    through_the_gateway(sandbox_cluster, Cookie="type=insider"),
+                    through_the_gateway(sandbox_cluster, **{"User-Agent": "Mozilla Firefox/140"}),
+                    through_the_gateway(sandbox_cluster),
+                )
+            )
+
+    await watch(handle, seen)
+    final = await read_status(handle)
+    assert final.phase == Phase.SUCCEEDED, final.model_dump_json(indent=1)
+    assert answers == [("6.0.1", "6.0.1", "6.0.0")]  # insiders and Firefox on the canary
+    assert final.canary_weight == 0  # no share of everyone's traffic moved, as Flagger's
+    matched, everyone = http_route(api_client)["spec"]["rules"]
+    assert {ref["name"]: ref["weight"] for ref in matched["backendRefs"]} == {
+        "podinfo-primary": 100,
+        "podinfo-canary": 0,
+    }
+    assert [ref["name"] for ref in everyone["backendRefs"]] == ["podinfo-primary"]
+    assert image(api_client, NS, "podinfo-primary") == GOOD
+    assert through_the_gateway(sandbox_cluster) == "6.0.1"
 
 
 async def test_gateway_api_tutorial_rolls_back_a_failing_canary(
