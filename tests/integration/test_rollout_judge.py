@@ -44,6 +44,9 @@ from tests.integration.rollout_support import (
     watch,
     weights,
 )
+from worker.report.build import build_report
+from worker.report.html import render_html
+from worker.settings import TemporalSettings
 from workflows.model import Phase, RolloutStatus
 from workflows.spec import Canary
 
@@ -168,6 +171,23 @@ async def test_a_regression_under_the_threshold_is_rolled_back_by_the_judge(
     assert image(api_client, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
     messages = [e.message for e in status.events]
     assert f"Canary failed! Scaling down podinfo.{ns}" in messages
+    # The report says why: the judge's verdict and numbers at the steps it failed.
+    page = await report_html(dev_server_env, sandbox_cluster, handle.id)
+    assert "ROLLED BACK" in page.upper()
+    assert "High · shift +" in page
+    assert "Mann-Whitney" in page
+
+
+async def report_html(env: WorkflowEnvironment, sandbox: SandboxHandle, workflow_id: str) -> str:
+    """The rollout report's page, as ``coalmine rollout report`` builds it."""
+    report = await build_report(
+        env.client,
+        TemporalSettings(),
+        workflow_id=workflow_id,
+        run_id=None,
+        prometheus_url=sandbox.prometheus_url,
+    )
+    return render_html(report, report.generated or report.timeline.started)
 
 
 async def test_a_healthy_release_passes_the_judge(
@@ -204,3 +224,6 @@ async def test_a_healthy_release_passes_the_judge(
     assert judgement.canary_n >= 8
     assert judgement.primary_n >= 8
     assert set(verdicts) == {"Pass"}
+    page = await report_html(dev_server_env, sandbox_cluster, handle.id)
+    assert "PROMOTED" in page.upper()
+    assert "Pass · shift" in page
