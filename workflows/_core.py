@@ -63,12 +63,13 @@ class RolloutCore:
     _status_wanted: CanaryStatusInput | None
     _status_task: asyncio.Task[None] | None
     _status_carried: bool
+    """While True, a status change is sent with the step's activity, not on its own."""
     _one_activity_step: bool
+    """Patched in: a step costs three actions, continue-as-new carries `ResumeState`."""
     _flagger_events: bool
     """Patched in: the events current Flagger records (checks passed, traffic routing)."""
-    """Patched in: a step costs three actions, continue-as-new carries `ResumeState`."""
     _resumed: bool
-    """While True, a status change is sent with the step's activity, not on its own."""
+    """Continued as new: the rollout goes on from the state carried across."""
 
     @property
     def _display(self) -> str:

@@ -87,7 +87,6 @@ class CanaryRolloutWorkflow(
         resume = input.resume
         status = resume.status if resume is not None else input.status
         self._resumed = status is not None
-        """Continued as new: the rollout goes on from the status (and requests) carried."""
         self._state = RolloutState(
             status=status
             or RolloutStatus(
