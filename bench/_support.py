@@ -332,6 +332,15 @@ class History:
         return [a for a in self.activities if a.name in WEIGHT_CHANGES]
 
 
+ACTIONS = (
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_TIMER_STARTED,
+    EventType.EVENT_TYPE_MARKER_RECORDED,
+    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+)
+"""History events that are billed Temporal actions (activities, timers, local-activity markers,
+search-attribute upserts)."""
+
 CHECKS = ("check_metric", "call_webhook", "analyse_step")
 """Activities that run a step's checks (one each, or every check of a step in one)."""
 

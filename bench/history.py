@@ -25,7 +25,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
 from bench._fakes import article_canary, fake_worker, start
-from bench._support import HISTORY_LIMIT, ROOT, finish, history_of, steps, time_skipping
+from bench._support import ACTIONS, HISTORY_LIMIT, ROOT, finish, history_of, steps, time_skipping
 from workflows._core import DEFAULT_MAX_HISTORY_EVENTS
 
 
@@ -36,16 +36,6 @@ def continue_as_new_sites() -> list[str]:
             if "workflow.continue_as_new(" in line:
                 hits.append(f"{path.relative_to(ROOT)}:{number}")
     return hits
-
-
-ACTIONS = (
-    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
-    EventType.EVENT_TYPE_TIMER_STARTED,
-    EventType.EVENT_TYPE_MARKER_RECORDED,
-    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
-)
-"""History events that are billed Temporal actions (activities, timers, local-activity markers,
-search-attribute upserts)."""
 
 
 def _step_windows(history, step_list) -> list[list]:  # type: ignore[no-untyped-def]

@@ -57,6 +57,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from activities.kubernetes import build_api_client
 from bench._support import (
+    ACTIONS,
     History,
     canary,
     cpu_seconds,
@@ -275,14 +276,6 @@ class Figures:
     actions_per_step: list[int] = field(default_factory=list)
     task_failures: int = 0
     steps: int = 0
-
-
-ACTIONS = (
-    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
-    EventType.EVENT_TYPE_TIMER_STARTED,
-    EventType.EVENT_TYPE_MARKER_RECORDED,
-    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
-)
 
 
 def add_history(

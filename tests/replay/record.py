@@ -15,8 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -28,6 +27,7 @@ from tests.workflows.conftest import (
     hook,
     make_canary,
     register_search_attributes,
+    run_histories,
 )
 from tests.workflows.fakes import ACTIVITIES, FakeCluster, failing, passing
 from workflows.activity_api import ActivityName
@@ -239,25 +239,6 @@ replay), so re-record only the scenarios a change is about:
 ``python -m tests.replay.record NAME``."""
 
 
-async def _histories(handle: WorkflowHandle[Any, Any]) -> list[WorkflowHistory]:
-    """Every run's history, first run first, following continue-as-new."""
-    client = rollouts_client(handle)
-    runs: list[WorkflowHistory] = []
-    run_id = handle.first_execution_run_id or handle.result_run_id
-    while run_id:
-        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
-        runs.append(history)
-        last = history.events[-1]
-        if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
-            break
-        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-    return runs
-
-
-def rollouts_client(handle: WorkflowHandle[Any, Any]) -> Client:
-    return handle._client
-
-
 async def main() -> None:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=TEMPORAL_TEST_SERVER, data_converter=pydantic_data_converter
@@ -277,7 +258,7 @@ async def main() -> None:
                 if name not in wanted:
                     continue
                 handle = await scenario(rollouts)
-                runs = await _histories(handle)
+                runs = await run_histories(rollouts.client, handle)
                 for index, history in enumerate(runs, start=1):
                     # A rollout that continued as new: every run, each replayed on its own.
                     stem = name if len(runs) == 1 else f"{name}.run{index}"

@@ -10,9 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -180,3 +180,17 @@ def weights(cluster: FakeCluster) -> list[tuple[int, int]]:
 
 def event_messages(status: RolloutStatus) -> list[str]:
     return [e.message for e in status.events]
+
+
+async def run_histories(client: Client, handle: WorkflowHandle[Any, Any]) -> list[WorkflowHistory]:
+    """Every run's history of a rollout, first run first, following continue-as-new."""
+    runs: list[WorkflowHistory] = []
+    run_id = handle.first_execution_run_id or handle.result_run_id
+    while run_id:
+        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        runs.append(history)
+        last = history.events[-1]
+        if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            break
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    return runs

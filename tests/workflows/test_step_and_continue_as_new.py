@@ -16,7 +16,14 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle
 
-from tests.workflows.conftest import Rollouts, expect_rollback, hook, make_canary, weights
+from tests.workflows.conftest import (
+    Rollouts,
+    expect_rollback,
+    hook,
+    make_canary,
+    run_histories,
+    weights,
+)
 from tests.workflows.fakes import FakeCluster, failing, passing
 from workflows.activity_api import ActivityName
 from workflows.model import AbortRequest, Phase, PromoteRequest, RolloutInput
@@ -35,19 +42,9 @@ def _activity(event: HistoryEvent) -> str | None:
     return str(event.activity_task_scheduled_event_attributes.activity_type.name)
 
 
-async def _runs(handle: WorkflowHandle[Any, Any]) -> list[list[HistoryEvent]]:
+async def _runs(rollouts: Rollouts, handle: WorkflowHandle[Any, Any]) -> list[list[HistoryEvent]]:
     """The events of every run of a rollout, first run first (following continue-as-new)."""
-    runs: list[list[HistoryEvent]] = []
-    run_id: str | None = handle.first_execution_run_id or handle.result_run_id
-    client = handle._client
-    while run_id:
-        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
-        runs.append(list(history.events))
-        last = history.events[-1]
-        if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
-            break
-        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-    return runs
+    return [list(h.events) for h in await run_histories(rollouts.client, handle)]
 
 
 def _continued_input(events: list[HistoryEvent], rollouts: Rollouts) -> RolloutInput:
@@ -161,7 +158,7 @@ async def test_a_promote_pending_at_continue_as_new_is_honoured_after(rollouts: 
     handles.append(await rollouts.start(cluster, canary, max_history_events=100))
     result = await handles[0].result()
     assert result.phase == Phase.SUCCEEDED
-    runs = await _runs(handles[0])
+    runs = await _runs(rollouts, handles[0])
     assert len(runs) >= 2
     carried = [_continued_input(run, rollouts) for run in runs[:-1]]
     pending = [c for c in carried if c.resume is not None and c.resume.requests.promote]
@@ -184,7 +181,7 @@ async def test_a_rollback_after_continue_as_new_undoes_the_first_runs_work(
     handle = await rollouts.start(cluster, canary, max_history_events=100)
     error = await expect_rollback(handle)
     assert error.message.startswith("Rolling back podinfo.test failed checks threshold reached")
-    runs = await _runs(handle)
+    runs = await _runs(rollouts, handle)
     assert len(runs) >= 2, "the rollout did not continue as new before failing"
     assert _continued_input(runs[0], rollouts).resume is not None
     # The last run scaled nothing up itself: its undo stack came from the first run.
