@@ -35,6 +35,7 @@ from workflows.model import (
     PromoteRequest,
     workflow_id,
 )
+from workflows.spec_strategy import Strategy
 
 app = typer.Typer(
     help="Start, follow, inspect and steer canary rollouts.",
@@ -215,6 +216,10 @@ def list_(
     phase: Annotated[
         Phase | None, typer.Option("--phase", help="Only rollouts in this phase.")
     ] = None,
+    strategy: Annotated[
+        Strategy | None,
+        typer.Option("--strategy", help="Only rollouts of this strategy (e.g. blue-green)."),
+    ] = None,
     output: common.OutputOpt = common.Output.TEXT,
 ) -> None:
     """List rollouts (Temporal visibility, filtered by search attributes)."""
@@ -223,7 +228,10 @@ def list_(
     async def body() -> int:
         client = await connect(settings)
         rows = await list_rollouts(
-            client, namespace=namespace, phase=phase.value if phase else None
+            client,
+            namespace=namespace,
+            phase=phase.value if phase else None,
+            strategy=strategy.value if strategy else None,
         )
         out = common.stdout()
         if output == common.Output.JSON:
@@ -238,6 +246,7 @@ def list_(
                     if r.last_transition_time
                     else None,
                     "revision": r.revision,
+                    "strategy": r.strategy,
                 }
                 for r in rows
             ]

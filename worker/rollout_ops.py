@@ -52,6 +52,7 @@ from workflows.search import (
     CANARY_NAMESPACE,
     CANARY_PHASE,
     CANARY_REVISION,
+    CANARY_STRATEGY,
     CANARY_TARGET,
     CANARY_WEIGHT,
 )
@@ -112,6 +113,7 @@ async def start_rollout(
                 SearchAttributePair(CANARY_CLUSTER, rollout.cluster),
                 SearchAttributePair(CANARY_PHASE, Phase.INITIALIZING.value),
                 SearchAttributePair(CANARY_WEIGHT, 0),
+                SearchAttributePair(CANARY_STRATEGY, canary.spec.analysis.strategy.value),
                 *(
                     [SearchAttributePair(CANARY_REVISION, rollout.revision)]
                     if rollout.revision
@@ -269,20 +271,29 @@ class ListedRollout:
     weight: int
     last_transition_time: datetime | None
     revision: str | None
+    strategy: str | None = None
+    """None for rollouts started before the strategy was recorded."""
 
 
-def list_query(*, namespace: str | None, phase: str | None) -> str:
+def list_query(*, namespace: str | None, phase: str | None, strategy: str | None = None) -> str:
     """The visibility query for rollouts, e.g. ``… AND CanaryNamespace = 'test'``."""
     clauses = [f"WorkflowType = '{WORKFLOW_NAME}'"]
     if namespace:
-        clauses.append(f"CanaryNamespace = '{_quote(namespace)}'")
+        clauses.append(f"{CANARY_NAMESPACE.name} = '{_quote(namespace)}'")
     if phase:
-        clauses.append(f"CanaryPhase = '{_quote(phase)}'")
+        clauses.append(f"{CANARY_PHASE.name} = '{_quote(phase)}'")
+    if strategy:
+        clauses.append(f"{CANARY_STRATEGY.name} = '{_quote(strategy)}'")
     return " AND ".join(clauses)
 
 
 async def list_rollouts(
-    client: Client, *, namespace: str | None, phase: str | None, limit: int = 1000
+    client: Client,
+    *,
+    namespace: str | None,
+    phase: str | None,
+    strategy: str | None = None,
+    limit: int = 1000,
 ) -> list[ListedRollout]:
     """The latest run of every rollout matching the filters, newest first.
 
@@ -292,7 +303,7 @@ async def list_rollouts(
     """
     rows: dict[str, ListedRollout] = {}
     latest: dict[str, str] = {}
-    query = list_query(namespace=namespace, phase=phase)
+    query = list_query(namespace=namespace, phase=phase, strategy=strategy)
     try:
         async for execution in client.list_workflows(query, limit=limit):
             if execution.id not in rows:  # newest runs come first
@@ -351,6 +362,7 @@ def _row(execution: WorkflowExecution) -> ListedRollout:
         weight=attrs.get(CANARY_WEIGHT) or 0,
         last_transition_time=execution.close_time or execution.start_time,
         revision=attrs.get(CANARY_REVISION),
+        strategy=attrs.get(CANARY_STRATEGY),
     )
 
 

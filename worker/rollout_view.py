@@ -204,11 +204,19 @@ def status_table(status: RolloutStatus) -> Group:
 
 
 def list_table(rows: Sequence[ListedRollout]) -> Table:
-    """Columns as ``kubectl get canaries``: NAMESPACE NAME STATUS WEIGHT LASTTRANSITIONTIME."""
-    table = Table("NAMESPACE", "NAME", "STATUS", "WEIGHT", "LASTTRANSITIONTIME", box=None)
+    """Columns as ``kubectl get canaries`` (NAMESPACE NAME STATUS WEIGHT LASTTRANSITIONTIME),
+    then the strategy ("-" for rollouts started before it was recorded)."""
+    table = Table(
+        "NAMESPACE", "NAME", "STATUS", "WEIGHT", "LASTTRANSITIONTIME", "STRATEGY", box=None
+    )
     for row in rows:
         table.add_row(
-            row.namespace, row.name, row.status, str(row.weight), fmt_time(row.last_transition_time)
+            row.namespace,
+            row.name,
+            row.status,
+            str(row.weight),
+            fmt_time(row.last_transition_time),
+            row.strategy or "-",
         )
     return table
 

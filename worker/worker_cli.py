@@ -21,6 +21,7 @@ from worker import cli_common as common
 from worker.app import build_worker
 from worker.errors import UnreachableError
 from worker.metrics import RolloutMetrics
+from worker.search_attributes import ensure_search_attributes
 from worker.settings import KubernetesSettings, Settings, SettingsError, WorkerSettings
 from worker.temporal import connect
 
@@ -51,6 +52,7 @@ async def serve(
 ) -> int:
     """Run the worker until SIGTERM/SIGINT, then shut down gracefully."""
     client = await connect(settings.temporal, identity=f"coalmine-worker@{socket.gethostname()}")
+    log.info("%s", await ensure_search_attributes(client))
     if api_client is None:
         api_client = _api_client(settings.kubernetes, settings.worker.activity_threads)
     metrics = RolloutMetrics(mesh_provider=settings.worker.mesh_provider)

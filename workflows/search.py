@@ -3,7 +3,8 @@
 A search attribute the server does not know makes every workflow task fail (the rollout sits in
 Running), so a server must register ``SEARCH_ATTRIBUTES`` first (``coalmine temporal setup``, or
 ``start-dev --search-attribute``). Example query:
-``CanaryNamespace = 'prod' AND CanaryPhase = 'Failed'``.
+``CanaryNamespace = 'prod' AND CanaryPhase = 'Failed'``, or
+``CanaryStrategy = 'blue-green'``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ CANARY_CLUSTER = SearchAttributeKey.for_keyword("CanaryCluster")
 CANARY_PHASE = SearchAttributeKey.for_keyword("CanaryPhase")
 CANARY_REVISION = SearchAttributeKey.for_keyword("CanaryRevision")
 CANARY_WEIGHT = SearchAttributeKey.for_int("CanaryWeight")
+CANARY_STRATEGY = SearchAttributeKey.for_keyword("CanaryStrategy")
+"""Set when the rollout starts (a run's strategy never changes, and continue-as-new carries it):
+the workflow never upserts it, so runs started before it existed replay unchanged."""
 
 KEYWORD_ATTRIBUTES = (
     CANARY_TARGET,
@@ -28,8 +32,9 @@ KEYWORD_ATTRIBUTES = (
     CANARY_PHASE,
     CANARY_REVISION,
 )
-SEARCH_ATTRIBUTES = (*KEYWORD_ATTRIBUTES, CANARY_WEIGHT)
-"""Every key the workflow upserts: register all of them on a server before starting rollouts."""
+SEARCH_ATTRIBUTES = (*KEYWORD_ATTRIBUTES, CANARY_WEIGHT, CANARY_STRATEGY)
+"""Every key a rollout carries: register all of them on a server before starting rollouts
+(the worker does at start-up when it may)."""
 
 
 def attribute_values(status: RolloutStatus, *, target: str) -> dict[str, str | int]:

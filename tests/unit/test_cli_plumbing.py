@@ -153,9 +153,17 @@ async def test_promoted_rollout_watch_status_list(cli: Cli) -> None:
 
     rows = await cli.json("list", "-n", "plumbing", "--phase", "Succeeded")
     assert any(r["name"] == "promoted" and r["phase"] == "Succeeded" for r in rows)
+    # The start recorded the strategy as a search attribute: the list shows and filters by it.
+    promoted = [r for r in rows if r["name"] == "promoted"]
+    assert [r["strategy"] for r in promoted] == ["canary"]
+    rows = await cli.json("list", "-n", "plumbing", "--strategy", "canary")
+    assert "promoted" in [r["name"] for r in rows]
+    rows = await cli.json("list", "-n", "plumbing", "--strategy", "blue-green")
+    assert "promoted" not in [r["name"] for r in rows]
     code, table = await cli.run("list", "-n", "plumbing")
     assert "NAMESPACE" in table
     assert "LASTTRANSITIONTIME" in table
+    assert "STRATEGY" in table
 
     m = cli.metrics.registry.get_sample_value
     labels = {"name": "promoted", "namespace": "plumbing"}

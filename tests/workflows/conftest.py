@@ -10,44 +10,25 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType, IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
-from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.workflow import UnfinishedSignalHandlersWarning, UnfinishedUpdateHandlersWarning
 
 from tests import canaries
 from tests.workflows.fakes import ACTIVITIES, CLUSTERS, FakeCluster, new_workflow_id
+from worker.search_attributes import register_search_attributes
 from workflows.activity_api import ActivityName
 from workflows.model import ROLLOUT_FAILED_ERROR, RolloutInput, RolloutResult, RolloutStatus
 from workflows.rollout import CanaryRolloutWorkflow
-from workflows.search import SEARCH_ATTRIBUTES
 from workflows.spec import Canary
 
 # Unique per session: two test sessions that ever reach the same server (a port reused by a
 # concurrent run) must not serve each other's rollouts.
 TASK_QUEUE = f"coalmine-workflow-tests-{uuid.uuid4().hex[:8]}"
 
-
-async def register_search_attributes(client: Client) -> None:
-    """The time-skipping server starts with no custom attributes: register the workflow's."""
-    kinds = {
-        SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
-    }
-    request = AddSearchAttributesRequest(
-        namespace=client.namespace,
-        search_attributes={k.name: kinds[k.indexed_value_type] for k in SEARCH_ATTRIBUTES},
-    )
-    try:
-        await client.operator_service.add_search_attributes(request)
-    except RPCError as err:  # already registered by an earlier fixture in this session
-        if "already" not in str(err).lower():
-            raise
 
 
 def make_canary(**analysis: Any) -> Canary:
