@@ -1,9 +1,9 @@
 """The CI step before a rollout: read the Canary, check its target, set the images, hash it.
 
-Everything that can refuse the input runs before anything changes: the spec is parsed, the
-target Deployment is read and every ``--image`` container is checked against it; only then is
-the image patch sent (a strategic merge patch, as ``kubectl set image`` does) and the revision
-computed the same way the workflow's activities compute it.
+Everything that can refuse the input runs before anything changes: the spec is parsed, the target
+(the Deployment, or the DaemonSet ``targetRef.kind`` names) is read and every ``--image`` container
+is checked against it; only then is the image patch sent (a strategic merge patch, as ``kubectl set
+image`` does) and the revision computed the same way the workflow's activities compute it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any
 
 from activities.errors import ApiUnavailable, KubernetesError
 from activities.kubernetes.client import build_api_client
-from activities.kubernetes.resources import DEPLOYMENT, STRATEGIC_MERGE_PATCH, Resources
-from activities.kubernetes.revision import read_revision
+from activities.kubernetes.daemonsets import target_kind
+from activities.kubernetes.resources import STRATEGIC_MERGE_PATCH, Resources
+from activities.kubernetes.revision import compute_revision, read_configs
 from worker.errors import BadInputError, UnreachableError
 from worker.settings import KubernetesSettings
 from workflows.spec import Canary
@@ -24,7 +25,7 @@ from workflows.spec import Canary
 
 @dataclass(frozen=True)
 class Target:
-    """The target Deployment as the rollout starts it."""
+    """The target Deployment or DaemonSet as the rollout starts it."""
 
     canary: Canary
     revision: str
@@ -66,29 +67,30 @@ def prepare_target(
         raise UnreachableError(f"cannot load the kubeconfig: {err}") from err
     res = Resources(api_client)
     ns, name = canary.namespace, canary.spec.target_ref.name
-    with _cluster_errors(f"reading deployment {ns}/{name}"):
-        deployment = res.get(DEPLOYMENT, ns, name)
-    if deployment is None:
+    kind = target_kind(canary)
+    what = kind.name.lower()
+    with _cluster_errors(f"reading {what} {ns}/{name}"):
+        target = res.get(kind, ns, name)
+    if target is None:
         raise BadInputError(
-            f"target deployment {ns}/{name} not found (spec.targetRef.name): create it first"
+            f"target {what} {ns}/{name} not found (spec.targetRef.name, spec.targetRef.kind): "
+            "create it first"
         )
-    containers = deployment["spec"]["template"]["spec"]["containers"]
+    containers = target["spec"]["template"]["spec"]["containers"]
     current: dict[str, str] = {c["name"]: c.get("image", "") for c in containers}
     unknown = sorted(set(images) - set(current))
     if unknown:
         raise BadInputError(
-            f"--image: deployment {ns}/{name} has no container {', '.join(unknown)} "
+            f"--image: {what} {ns}/{name} has no container {', '.join(unknown)} "
             f"(containers: {', '.join(current)})"
         )
     if any(current[c] != image for c, image in images.items()):
         body = _image_patch(images)
-        with _cluster_errors(f"patching deployment {ns}/{name}"):
-            res.patch(DEPLOYMENT, ns, name, body, content_type=STRATEGIC_MERGE_PATCH)
+        with _cluster_errors(f"patching {what} {ns}/{name}"):
+            target = res.patch(kind, ns, name, body, content_type=STRATEGIC_MERGE_PATCH)
         current.update(images)
     with _cluster_errors(f"computing the revision of {ns}/{name}"):
-        revision = read_revision(res, ns, name)
-    if revision is None:  # deleted between the read and now
-        raise BadInputError(f"target deployment {ns}/{name} disappeared")
+        revision = compute_revision(target, read_configs(res, ns, target))
     return Target(canary=canary, revision=revision, images=current)
 
 

@@ -24,7 +24,13 @@ from typing import Any
 from activities.errors import InvalidSpec
 from activities.kubernetes import objects
 from activities.kubernetes.readiness import Readiness
-from activities.kubernetes.resources import DAEMON_SET, FINGERPRINT_ANNOTATION, Obj
+from activities.kubernetes.resources import (
+    DAEMON_SET,
+    DEPLOYMENT,
+    FINGERPRINT_ANNOTATION,
+    Kind,
+    Obj,
+)
 from activities.kubernetes.revision import SCALE_TO_ZERO, ConfigRefs, without_idle_selector
 from workflows.spec import Canary
 
@@ -34,6 +40,11 @@ _COPIED_SPEC = ("minReadySeconds", "revisionHistoryLimit", "updateStrategy")
 
 def is_daemonset(canary: Canary) -> bool:
     return canary.spec.target_ref.kind == KIND
+
+
+def target_kind(canary: Canary) -> Kind:
+    """The kind of the Canary's target: its DaemonSet or its Deployment."""
+    return DAEMON_SET if is_daemonset(canary) else DEPLOYMENT
 
 
 def _copy(value: Any) -> Any:

@@ -202,3 +202,24 @@ async def initialize(
     core = k8s.CoreV1Api(api_client)
     services = {s.metadata.name for s in core.list_namespaced_service(ns).items}
     assert {"podinfo", "podinfo-primary", "podinfo-canary"} <= services
+
+
+IDLE = {"flagger.app/scale-to-zero": "true"}
+FIRST = "quay.io/stefanprodan/podinfo:1.4.0"
+
+DAEMONSET = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: podinfo, namespace: {ns}, labels: {{app: podinfo}}}}
+spec:
+  selector: {{matchLabels: {{app: podinfo}}}}
+  updateStrategy: {{type: RollingUpdate, rollingUpdate: {{maxUnavailable: 1}}}}
+  template:
+    metadata: {{labels: {{app: podinfo}}}}
+    spec:
+      nodeSelector: {{type: kwok}}
+      containers:
+      - name: podinfod
+        image: {image}
+        ports: [{{name: http, containerPort: 9898}}]
+"""

@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 from activities.kubernetes import build_api_client
 from sandbox.runner import SandboxHandle
 from tests.conftest import Kubectl
+from tests.integration.rollout_support import DAEMONSET, FIRST, GOOD, IDLE
 from worker.app import activity_methods, build_worker, product_activities
 from worker.controller import Actions, Controller, ControllerSettings
 from worker.kubecache import Change, KubeConfig
@@ -533,3 +534,67 @@ async def test_generated_objects_are_owned_by_the_canary_and_go_with_it(
     # The target and the user's Service stay (the target at zero replicas, as Flagger leaves
     # it without revertOnDeletion).
     assert await kube(kubectl, "-n", ns, "get", "deploy/podinfo", "svc/podinfo", "-o", "name")
+
+
+async def test_a_daemonset_target_is_followed_like_a_deployment(
+    controllers: Running, kubectl: Kubectl, sandbox_namespace: str
+) -> None:
+    """Declarative mode for ``targetRef.kind: DaemonSet``: the controller watches DaemonSets, a
+    new image starts the rollout, and the canary is idled again once promoted."""
+    ns = sandbox_namespace
+    await controllers.start()
+    # A Deployment of the same name (its own pods) must not be taken for the target.
+    other = DEPLOYMENT.format(ns=ns).replace("app: podinfo", "app: other")
+    await kube(kubectl, "apply", "-f", "-", stdin=other)
+    await kube(kubectl, "apply", "-f", "-", stdin=DAEMONSET.format(ns=ns, image=FIRST))
+    daemonset_canary = _canary(ns).replace("kind: Deployment", "kind: DaemonSet")
+    await kube(kubectl, "apply", "-f", "-", stdin=daemonset_canary)
+    initialized = await until(kubectl, ns, lambda s: s.get("phase") == "Initialized")
+    applied = initialized["lastAppliedSpec"]
+    primary = await kube(kubectl, "-n", ns, "get", "daemonset", "podinfo-primary", "-o", "name")
+    assert primary.strip() == "daemonset.apps/podinfo-primary"
+
+    # The Deployment's change is no release of the DaemonSet's Canary.
+    await kube(kubectl, "-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
+    await asyncio.sleep(2)
+    assert (await canary_status(kubectl, ns))["lastAppliedSpec"] == applied
+
+    await kube(kubectl, "-n", ns, "set", "image", "daemonset/podinfo", f"podinfod={GOOD}")
+    await until(kubectl, ns, lambda s: s.get("phase") == "Progressing", within=30)
+    final = await until(kubectl, ns, lambda s: s.get("phase") == "Succeeded", within=120)
+    assert final["lastAppliedSpec"] != applied
+    image = await kube(
+        kubectl,
+        "-n",
+        ns,
+        "get",
+        "daemonset",
+        "podinfo-primary",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    )
+    assert image == GOOD
+    selector = await kube(
+        kubectl,
+        "-n",
+        ns,
+        "get",
+        "daemonset",
+        "podinfo",
+        "-o",
+        "jsonpath={.spec.template.spec.nodeSelector}",
+    )
+    assert json.loads(selector) == {"type": "kwok", **IDLE}
+
+
+async def test_a_missing_daemonset_target_names_its_kind(
+    controllers: Running, kubectl: Kubectl, sandbox_namespace: str
+) -> None:
+    ns = sandbox_namespace
+    await controllers.start()
+    daemonset_canary = _canary(ns).replace("kind: Deployment", "kind: DaemonSet")
+    await kube(kubectl, "apply", "-f", "-", stdin=daemonset_canary)
+    waiting = await until(kubectl, ns, lambda s: bool(s.get("conditions")), within=30)
+    message = waiting["conditions"][0]["message"]
+    assert message.startswith(f"Waiting for DaemonSet podinfo.{ns}")
+    assert "targetRef.kind" in message

@@ -15,10 +15,14 @@ from kubernetes import client as k8s
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from sandbox.runner import SandboxHandle
 from tests.conftest import Kubectl
 from tests.integration.rollout_support import (
     BAD,
+    DAEMONSET,
+    FIRST,
     GOOD,
+    IDLE,
     api_client,
     canary,
     read_status,
@@ -27,32 +31,15 @@ from tests.integration.rollout_support import (
     watch,
     weights,
 )
+from worker.errors import BadInputError
+from worker.settings import KubernetesSettings
+from worker.target import prepare_target
 from workflows.model import Phase, RolloutStatus
 from workflows.spec import Canary
 
 __all__ = ["api_client", "rollout_worker"]  # fixtures used by the tests below
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-IDLE = {"flagger.app/scale-to-zero": "true"}
-FIRST = "quay.io/stefanprodan/podinfo:1.4.0"
-
-DAEMONSET = """
-apiVersion: apps/v1
-kind: DaemonSet
-metadata: {{name: podinfo, namespace: {ns}, labels: {{app: podinfo}}}}
-spec:
-  selector: {{matchLabels: {{app: podinfo}}}}
-  updateStrategy: {{type: RollingUpdate, rollingUpdate: {{maxUnavailable: 1}}}}
-  template:
-    metadata: {{labels: {{app: podinfo}}}}
-    spec:
-      nodeSelector: {{type: kwok}}
-      containers:
-      - name: podinfod
-        image: {image}
-        ports: [{{name: http, containerPort: 9898}}]
-"""
 
 
 def _daemonset_canary(ns: str) -> Canary:
@@ -171,3 +158,32 @@ async def test_daemonset_canary_that_fails_is_rolled_back_and_idled(
     assert _node_selector(api_client, ns, "podinfo") == {"type": "kwok", **IDLE}
     await _eventually_no_pods(api_client, ns, "podinfo")
     assert weights(api_client, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
+
+
+async def test_the_ci_path_sets_a_daemonsets_image_and_its_rollout_promotes_that_revision(
+    dev_server_env: WorkflowEnvironment,
+    rollout_worker: Worker,
+    kubectl: Kubectl,
+    sandbox_namespace: str,
+    sandbox_cluster: SandboxHandle,
+    api_client: Any,
+) -> None:
+    """``coalmine rollout start --image`` on a DaemonSet Canary: the image goes on the DaemonSet
+    (not on a Deployment), and the revision it computes is the one the rollout promotes."""
+    ns = sandbox_namespace
+    spec = _daemonset_canary(ns)
+    settings = KubernetesSettings(kubeconfig=sandbox_cluster.kubeconfig)
+    with pytest.raises(BadInputError, match=r"target daemonset .* not found \(spec.targetRef"):
+        prepare_target(spec, settings, {"podinfod": GOOD})
+    await _initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    with pytest.raises(BadInputError, match=r"daemonset .* has no container web"):
+        prepare_target(spec, settings, {"web": GOOD})
+
+    target = prepare_target(spec, settings, {"podinfod": GOOD})
+
+    assert target.images == {"podinfod": GOOD}
+    assert _image(api_client, ns, "podinfo") == GOOD
+    status, _ = await _run(dev_server_env, rollout_worker, spec, api_client)
+    assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
+    assert status.revision == target.revision
+    assert _image(api_client, ns, "podinfo-primary") == GOOD

@@ -1,12 +1,12 @@
 """`Controller`: watch events in, workflow starts and updates out.
 
-One `KubeCache` (LIST + WATCH on the event loop, no thread blocked) follows Canaries, Deployments,
-ConfigMaps and Secrets. A change is mapped to the keys (``namespace/name``) of the Canaries it
-concerns — a Canary's own spec, its target's pod template, a ConfigMap or Secret the target
-references — and each key goes through a work queue as in client-go: a key is never handled by two
-tasks at once, and changes that arrive while it is handled make it run once more afterwards. The
-handling reads the cache, `decide`s, and acts (`Actions`). A failure is logged and the key retried
-with backoff; one bad Canary never stops the others.
+One `KubeCache` (LIST + WATCH on the event loop, no thread blocked) follows Canaries, their targets
+(Deployments and DaemonSets), ConfigMaps and Secrets. A change is mapped to the keys
+(``namespace/name``) of the Canaries it concerns — a Canary's own spec, its target's pod template,
+a ConfigMap or Secret the target references — and each key goes through a work queue as in
+client-go: a key is never handled by two tasks at once, and changes that arrive while it is handled
+make it run once more afterwards. The handling reads the cache, `decide`s, and acts (`Actions`). A
+failure is logged and the key retried with backoff; one bad Canary never stops the others.
 
 On start every Canary is handled once (the first LIST is a change of everything), so a change
 made while the controller was down is found: the comparison is with the status the workflow
@@ -33,6 +33,8 @@ Obj = dict[str, Any]
 
 CANARIES = Resource("flagger.app", "v1beta1", "canaries")
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
+DAEMON_SETS = Resource("apps", "v1", "daemonsets")
+WORKLOADS = (DEPLOYMENTS, DAEMON_SETS)
 CONFIG_MAPS = Resource("", "v1", "configmaps")
 SECRETS = Resource("", "v1", "secrets")
 _BY_TARGET = "target"
@@ -67,9 +69,18 @@ def _key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
+def _target_key(namespace: str, plural: str, name: str) -> str:
+    """A target's index key: its kind counts (a Deployment and a DaemonSet may share a name)."""
+    return f"{namespace}/{plural}/{name}"
+
+
 def _target_index(canary: Obj) -> list[str]:
-    target = ((canary.get("spec") or {}).get("targetRef") or {}).get("name")
-    return [_key(_meta(canary).get("namespace", ""), target)] if target else []
+    ref = (canary.get("spec") or {}).get("targetRef") or {}
+    target = ref.get("name")
+    if not target:
+        return []
+    plural = d.target_plural(str(ref.get("kind") or "Deployment"))
+    return [_target_key(_meta(canary).get("namespace", ""), plural, target)]
 
 
 def _config_index(deployment: Obj) -> list[str]:
@@ -111,7 +122,7 @@ class Controller:
         self._settings = settings or ControllerSettings()
         self._cache = KubeCache(
             config,
-            [CANARIES, DEPLOYMENTS, CONFIG_MAPS, SECRETS],
+            [CANARIES, *WORKLOADS, CONFIG_MAPS, SECRETS],
             settings=self._settings.watch,
         )
         self._actions = actions
@@ -128,9 +139,10 @@ class Controller:
         """List and watch everything, then handle every Canary once."""
         cache = self._cache
         cache.add_index(CANARIES.group, CANARIES.plural, _BY_TARGET, _target_index)
-        cache.add_index(DEPLOYMENTS.group, DEPLOYMENTS.plural, _BY_CONFIG, _config_index)
         cache.listen(self._on_canary, group=CANARIES.group, plural=CANARIES.plural)
-        cache.listen(self._on_deployment, group=DEPLOYMENTS.group, plural=DEPLOYMENTS.plural)
+        for workload in WORKLOADS:
+            cache.add_index(workload.group, workload.plural, _BY_CONFIG, _config_index)
+            cache.listen(self._on_workload, group=workload.group, plural=workload.plural)
         cache.listen(self._on_config, group="", plural=CONFIG_MAPS.plural)
         cache.listen(self._on_config, group="", plural=SECRETS.plural)
         self._workers = [
@@ -165,19 +177,22 @@ class Controller:
         if _canary_changed(change):
             self._enqueue(_key(change.namespace, _meta(change.obj).get("name", "")))
 
-    def _on_deployment(self, change: Change) -> None:
+    def _on_workload(self, change: Change) -> None:
         if change.type == "MODIFIED" and _template(change.previous) == _template(change.obj):
             return  # status, replicas, annotations: not a new revision
-        self._enqueue_canaries_of(_key(change.namespace, _meta(change.obj).get("name", "")))
+        name = _meta(change.obj).get("name", "")
+        self._enqueue_canaries_of(_target_key(change.namespace, change.plural, name))
 
     def _on_config(self, change: Change) -> None:
         if change.type == "MODIFIED" and _config_data(change.previous) == _config_data(change.obj):
             return
         kind = "configmap" if change.plural == "configmaps" else "secret"
         ref = _key(change.namespace, f"{kind}/{_meta(change.obj).get('name', '')}")
-        for deployment in self._cache.by_index("apps", "deployments", _BY_CONFIG, ref):
-            md = _meta(deployment)
-            self._enqueue_canaries_of(_key(md.get("namespace", ""), md.get("name", "")))
+        for workload in WORKLOADS:
+            for target in self._cache.by_index(workload.group, workload.plural, _BY_CONFIG, ref):
+                md = _meta(target)
+                key = _target_key(md.get("namespace", ""), workload.plural, md.get("name", ""))
+                self._enqueue_canaries_of(key)
 
     def _enqueue_canaries_of(self, target_key: str) -> None:
         for canary in self._cache.by_index(CANARIES.group, CANARIES.plural, _BY_TARGET, target_key):
@@ -218,7 +233,7 @@ class Controller:
             return
 
         def lookup(plural: str, object_name: str) -> Obj | None:
-            group = "apps" if plural == "deployments" else ""
+            group = "apps" if plural in (DEPLOYMENTS.plural, DAEMON_SETS.plural) else ""
             return self._cache.peek(group, plural, namespace, object_name)
 
         action = d.decide(

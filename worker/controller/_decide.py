@@ -56,7 +56,7 @@ class Invalid:
 
 @dataclass(frozen=True)
 class WaitForTarget:
-    """The target Deployment does not exist (yet): say so, start nothing."""
+    """The target Deployment or DaemonSet does not exist (yet): say so, start nothing."""
 
     message: str
 
@@ -224,6 +224,11 @@ Lookup = Callable[[str, str], Obj | None]
 """(kind plural, name) → the object in the Canary's namespace from the cache, or None."""
 
 
+def target_plural(kind: str) -> str:
+    """The resource of a ``targetRef.kind`` (validated: Deployment or DaemonSet)."""
+    return "daemonsets" if kind == "DaemonSet" else "deployments"
+
+
 def target_revision(target: Obj, lookup: Lookup) -> str:
     """The target's revision, computed as the workflow's activities compute it."""
     template = (_spec(target)).get("template") or {}
@@ -258,13 +263,13 @@ def _revision_action(
     canary = read(obj, min_interval_seconds, mesh_provider)
     if isinstance(canary, Invalid):
         return canary
-    namespace, target_name = canary.namespace, canary.spec.target_ref.name
-    target = lookup("deployments", target_name)
+    namespace, ref = canary.namespace, canary.spec.target_ref
+    target = lookup(target_plural(ref.kind), ref.name)
     if target is None:
         return WaitForTarget(
-            f"Waiting for Deployment {target_name}.{namespace}: spec.targetRef names a "
-            "Deployment that does not exist; create it (or fix targetRef.name) and the "
-            "Canary initializes"
+            f"Waiting for {ref.kind} {ref.name}.{namespace}: spec.targetRef names a "
+            f"{ref.kind} that does not exist; create it (or fix targetRef.name and "
+            "targetRef.kind) and the Canary initializes"
         )
     revision = target_revision(target, lookup)
     status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
@@ -281,14 +286,3 @@ def _spec_action(obj: Obj, canary: Canary, revision: str) -> Action:
     if recorded != spec_hash(obj) and _phase(obj) in AT_REST:
         return Reinitialize(canary, revision)
     return UpToDate(canary, revision)
-
-
-def canary_keys_of_config(
-    deployments: list[Obj], canaries_of: Callable[[str], list[str]]
-) -> set[str]:
-    """Canary keys whose target is one of ``deployments`` (for a changed ConfigMap/Secret)."""
-    keys: set[str] = set()
-    for deployment in deployments:
-        md = _meta(deployment)
-        keys.update(canaries_of(f"{md.get('namespace')}/{md.get('name')}"))
-    return keys
