@@ -231,7 +231,7 @@ spec:
     assert response.status_code == 200
     assert response.headers["x-route"] == "api"
     echoed = {k.lower(): v for k, v in response.json().items()}
-    assert echoed["x-canary"] == "yes"
+    assert echoed["x-canary"] == ["yes"]
     assert "x-secret" not in echoed
     # Outside the matched prefix there is no route: Envoy's 404.
     assert mesh.get("http://web.example.com/other").status_code == 404

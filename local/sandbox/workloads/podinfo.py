@@ -49,6 +49,17 @@ _DELAY = re.compile(r"^/delay/(\d+(?:\.\d+)?)/?$")
 MAX_DELAY_SECONDS = 60.0
 
 
+def go_header(headers: dict[str, str]) -> dict[str, list[str]]:
+    """The request's headers as podinfo's ``/headers`` prints Go's ``http.Header``: canonical
+    names (``X-Canary``), each with a list of values, and no ``Host`` (Go keeps it apart)."""
+    shown: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        canonical = "-".join(part.capitalize() for part in name.split("-"))
+        if canonical != "Host":
+            shown.setdefault(canonical, []).append(value)
+    return shown
+
+
 def _json(status: int, payload: object) -> WorkloadResponse:
     return WorkloadResponse(status=status, body=json.dumps(payload, indent=2).encode())
 
@@ -146,7 +157,7 @@ class Podinfo:
         if path == "/env":
             return _json(200, [f"{k}={v}" for k, v in sorted(env.items())])
         if path == "/headers":
-            return _json(200, request.headers)
+            return _json(200, go_header(request.headers))
         if path.startswith("/token"):
             return self._token(env, request)
         if path in ("/", "/api/info"):
