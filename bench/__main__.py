@@ -16,6 +16,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FIGURES_START, FIGURES_END = "<!-- figures -->", "<!-- /figures -->"
+"""The block of BENCHMARKS.md this runner rewrites; the hand-written text around it is kept."""
+
+
+def split_report(text: str) -> tuple[str, str]:
+    """(the text before the figures block, the text after it) of BENCHMARKS.md."""
+    intro, start, rest = text.partition(FIGURES_START)
+    if not start:
+        return (text or "# Benchmarks\n\n"), ""
+    _, end, outro = rest.partition(FIGURES_END)
+    return intro, (outro if end else "")
+
 
 # (module, arguments, what the figure is measured against)
 BENCHMARKS: list[tuple[str, list[str], str]] = [
@@ -103,21 +115,20 @@ def main() -> int:
         print(f"   {figure}  ({elapsed:.0f} s)", flush=True)
         rows.append(f"| `{name}` | {target} | {figure} |")
     report = ROOT / "BENCHMARKS.md"
-    intro = report.read_text().split("<!-- figures -->")[0] if report.exists() else ""
-    if not intro:
-        intro = "# Benchmarks\n\n"
+    intro, outro = split_report(report.read_text() if report.exists() else "")
     body = [
         intro.rstrip() + "\n",
-        "<!-- figures -->",
+        FIGURES_START,
         f"Last run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.",
         "Full output of each run: `.state/bench/<name>.log`.",
         "",
         "| benchmark | target | figure (last line of its output) |",
         "|---|---|---|",
         *rows,
-        "",
+        FIGURES_END,
+        outro.lstrip("\n"),
     ]
-    report.write_text("\n".join(body))
+    report.write_text("\n".join(body).rstrip("\n") + "\n")
     return 1 if failures else 0
 
 
