@@ -8,10 +8,14 @@ Prometheus URL and mesh proxy. Everything is stopped on the way out, errors incl
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -59,8 +63,42 @@ class World:
         response.raise_for_status()
 
 
+@dataclass
+class CpuMeter:
+    """The thread CPU seconds of each call of the worker's synchronous activities, and of each
+    check ``analyse_step`` runs on its threads (``check_metric``/``call_webhook`` by name):
+    what the activity code itself costs, apart from the SDK and the event loop."""
+
+    seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            began = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name].append(time.thread_time() - began)
+
+        return timed
+
+    def install(self, objects: list[object]) -> list[Callable[..., Any]]:
+        """The activity methods of ``objects``, the synchronous ones timed (``functools.wraps``
+        keeps the activity definition, and the worker calls what it is given)."""
+        for obj in objects:
+            metrics = getattr(obj, "metrics", None)
+            webhooks = getattr(obj, "webhooks", None)
+            if metrics is not None and webhooks is not None:  # AnalysisActivities
+                metrics.check = self.timed("check_metric", metrics.check)
+                webhooks.attempt = self.timed("call_webhook", webhooks.attempt)
+        methods = activity_methods(*objects)
+        return [m if inspect.iscoroutinefunction(m) else self.timed(m.__name__, m) for m in methods]
+
+
 @contextlib.asynccontextmanager
-async def real_world(*, activity_threads: int = 100) -> AsyncIterator[World]:
+async def real_world(
+    *, activity_threads: int = 100, cpu: CpuMeter | None = None
+) -> AsyncIterator[World]:
     with sandbox() as handle:
         async with dev_server() as server:
             api_client = build_api_client(kubeconfig=str(handle.kubeconfig), pool_size=32)
@@ -70,9 +108,8 @@ async def real_world(*, activity_threads: int = 100) -> AsyncIterator[World]:
                 prometheus_url=handle.prometheus_url, http_proxy=handle.mesh_url
             )
             executor = ThreadPoolExecutor(activity_threads, thread_name_prefix="bench-step")
-            activities = activity_methods(
-                *product_activities(api_client, settings, analysis=analysis, executor=executor)
-            )
+            objects = product_activities(api_client, settings, analysis=analysis, executor=executor)
+            activities = cpu.install(objects) if cpu is not None else activity_methods(*objects)
             worker = build_worker(
                 server.client, settings, api_client=api_client, activities=activities
             )
