@@ -64,14 +64,13 @@ class RouterActivities:
                 raise InvalidSpec(f"the {input.ref.provider} provider cannot mirror traffic")
             router.set_routes(input.ref, input.primary, input.canary)
             return Weights(primary=input.primary, canary=input.canary)
-        # Ordered so the canary never gets its own traffic mirrored back: a mirror goes on after
-        # the weights (at 100/0) and comes off before them (before the switch to the canary).
-        if input.mirrored:
-            router.set_routes(input.ref, input.primary, input.canary)
-            router.set_mirror(input.ref, mirrored=True, mirror_weight=input.mirror_weight)
-        else:
-            router.set_mirror(input.ref, mirrored=False, mirror_weight=0)
-            router.set_routes(input.ref, input.primary, input.canary)
+        router.set_mirrored_routes(
+            input.ref,
+            input.primary,
+            input.canary,
+            mirrored=input.mirrored,
+            mirror_weight=input.mirror_weight if input.mirrored else 0,
+        )
         return Weights(primary=input.primary, canary=input.canary)
 
     @activity.defn(name=ActivityName.GET_WEIGHTS)

@@ -43,8 +43,11 @@ class TrafficRouter(Protocol):
 class MirroringRouter(Protocol):
     """A `TrafficRouter` that can also copy the weighted route's traffic to the canary."""
 
-    def set_mirror(self, ref: CanaryRef, *, mirrored: bool, mirror_weight: int) -> bool:
-        """Mirror (``mirror_weight`` percent, 0 is all) or stop; False when already so."""
+    def set_mirrored_routes(
+        self, ref: CanaryRef, primary: int, canary: int, *, mirrored: bool, mirror_weight: int
+    ) -> bool:
+        """The weights, and mirror (``mirror_weight`` percent, 0 is all) or not, in one write
+        (so the canary never gets its own traffic mirrored back); False when already so."""
 
 
 @runtime_checkable

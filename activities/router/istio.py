@@ -238,7 +238,7 @@ class IstioRouter:
         weights = found[1] if found else Weights(primary=100, canary=0)
         wanted = render_virtual_service(canary, weights.primary, weights.canary)
         if live is not None and found is not None and field == "http":
-            # A mirror set by set_mirror is kept, as weights are (Flagger's diff ignores both).
+            # A mirror (set_mirrored_routes) is kept, as weights are (Flagger's diff ignores both).
             live_route = live["spec"]["http"][found[0]]
             kept = {k: live_route[k] for k in ("mirror", "mirrorPercentage") if k in live_route}
             wanted["spec"]["http"][0].update(kept)
@@ -246,18 +246,41 @@ class IstioRouter:
         converge(self._res, VIRTUAL_SERVICE, wanted, basis=basis, whole_spec=True, owner=owner)
 
     def set_routes(self, ref: CanaryRef, primary: int, canary: int) -> bool:
+        return self._set_routes(ref, primary, canary, mirror=None)
+
+    def set_mirrored_routes(
+        self, ref: CanaryRef, primary: int, canary: int, *, mirrored: bool, mirror_weight: int
+    ) -> bool:
+        return self._set_routes(ref, primary, canary, mirror=(mirrored, mirror_weight))
+
+    def _set_routes(
+        self, ref: CanaryRef, primary: int, canary: int, *, mirror: tuple[bool, int] | None
+    ) -> bool:
+        """The weights, and the mirror when ``mirror`` is given (else the live one is kept), in
+        one read and at most one write, as Flagger's ``SetRoutes`` writes both at once."""
         if primary + canary != 100:
             raise InvalidSpec(f"weights must add up to 100, got {primary} + {canary}")
         found = self._route(ref)
-        if (found.weights.primary, found.weights.canary) == (primary, canary):
-            return False
-        routes = _copy(found.live["spec"][found.field])
+        if mirror is not None and found.field != "http" and mirror[0]:
+            raise InvalidSpec(_tcp_cannot(ref, "mirror traffic"))
+        live_routes = found.live["spec"][found.field]
+        routes = _copy(live_routes)
         primary_host, canary_host = _hosts(ref.service)
-        wanted = {primary_host: primary, canary_host: canary}
-        for destination in routes[found.position]["route"]:
-            host = (destination.get("destination") or {}).get("host")
-            if host in wanted:
-                destination["weight"] = wanted[host]
+        changed = (found.weights.primary, found.weights.canary) != (primary, canary)
+        if changed:
+            wanted = {primary_host: primary, canary_host: canary}
+            for destination in routes[found.position]["route"]:
+                host = (destination.get("destination") or {}).get("host")
+                if host in wanted:
+                    destination["weight"] = wanted[host]
+        if mirror is not None and found.field == "http":
+            route = with_mirror(
+                routes[found.position], canary_host, mirrored=mirror[0], mirror_weight=mirror[1]
+            )
+            changed = changed or route != live_routes[found.position]
+            routes[found.position] = route
+        if not changed:
+            return False
         self._patch(ref, found, routes)
         return True
 
@@ -288,25 +311,6 @@ class IstioRouter:
         )
         if http == found.live["spec"]["http"]:
             return False
-        self._patch(ref, found, http)
-        return True
-
-    def set_mirror(self, ref: CanaryRef, *, mirrored: bool, mirror_weight: int) -> bool:
-        found = self._route(ref)
-        if found.field != "http":
-            if mirrored:
-                raise InvalidSpec(_tcp_cannot(ref, "mirror traffic"))
-            return False  # a TCP route never has a mirror to take off
-        http = _copy(found.live["spec"]["http"])
-        wanted = with_mirror(
-            http[found.position],
-            _hosts(ref.service)[1],
-            mirrored=mirrored,
-            mirror_weight=mirror_weight,
-        )
-        if wanted == http[found.position]:
-            return False
-        http[found.position] = wanted
         self._patch(ref, found, http)
         return True
 

@@ -19,6 +19,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.errors import ConfigurationError, Conflict, RoutesNotFound
 from activities.router import IstioRouter, RouterActivities
+from tests.conftest import WORKER_USER
 from tests.integration.conftest import make_canary, verbs
 from workflows.activity_api import CanaryRef, RoutesInput, SetWeightsInput
 
@@ -262,3 +263,39 @@ def test_a_tcp_service_is_routed_by_a_weighted_tcp_route(
     vs = custom(admin_client, "virtualservices", namespace, "podinfo")
     assert "tcp" not in vs["spec"]
     assert weights(admin_client, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
+
+
+def test_weights_and_mirror_are_one_read_and_one_write(
+    env, router, admin_client, api_proxy, namespace
+) -> None:
+    # Flagger's SetRoutes writes the weights and the mirror at once: one read of the
+    # VirtualService and one patch per weight change, with or without a mirror.
+    canary = make_canary(namespace)
+    ref = CanaryRef.of(canary)
+    env.run(router.reconcile_routes, RoutesInput(canary=canary))
+
+    def requests(verb: str) -> int:
+        entries = api_proxy.audit(namespace=namespace, resource="virtualservices", user=WORKER_USER)
+        return sum(1 for entry in entries if entry["verb"] == verb)
+
+    def route() -> dict:
+        return custom(admin_client, "virtualservices", namespace, "podinfo")["spec"]["http"][0]
+
+    gets, patches = requests("get"), requests("patch")
+    mirrored = SetWeightsInput(ref=ref, primary=100, canary=0, mirrored=True, mirror_weight=40)
+    env.run(router.set_weights, mirrored)
+    assert (requests("get") - gets, requests("patch") - patches) == (1, 1)
+    assert route()["mirror"] == {"host": "podinfo-canary"}
+    assert route()["mirrorPercentage"] == {"value": 40.0}
+
+    # Already so: read, nothing written.
+    env.run(router.set_weights, mirrored)
+    assert (requests("get") - gets, requests("patch") - patches) == (2, 1)
+
+    # The mirror comes off in the same write that moves the traffic.
+    env.run(router.set_weights, SetWeightsInput(ref=ref, primary=0, canary=100))
+    assert (requests("get") - gets, requests("patch") - patches) == (3, 2)
+    assert "mirror" not in route()
+    assert "mirrorPercentage" not in route()
+    assert weights(admin_client, namespace) == [("podinfo-primary", 0), ("podinfo-canary", 100)]
+    assert verbs(api_proxy, namespace, "virtualservices/podinfo") == ["create", "patch", "patch"]
