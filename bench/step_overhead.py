@@ -30,7 +30,7 @@ runs. The latency percentiles are over the steps of both runs. Apart from that, 
 every call of the synchronous activities (``advance``…) and of each check ``analyse_step`` runs
 is printed (`bench._real.CpuMeter`): the activity code's own share, without the SDK's.
 
-Run: ``python -m bench.step_overhead [--rollouts 4] [--steps 5] [--long-steps 15]``.
+Run: ``python -m bench.step_overhead [--rollouts 4] [--steps 2] [--long-steps 30]``.
 """
 
 from __future__ import annotations
@@ -226,8 +226,8 @@ async def run(rollouts: int, short: int, long: int, idle_seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5, help="weight steps of the short run")
-    parser.add_argument("--long-steps", type=int, default=15, help="weight steps of the long run")
+    parser.add_argument("--steps", type=int, default=2, help="weight steps of the short run")
+    parser.add_argument("--long-steps", type=int, default=30, help="weight steps of the long run")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds to measure idle CPU")
     args = parser.parse_args()
     if not 0 < args.steps < args.long_steps <= 95:
