@@ -141,14 +141,16 @@ class StepActivities:
         """Set the weights, then write the step's status and event (never failing for them)."""
         weights = self._router.set_weights(request.weights)
         exists: bool | None = None
+        canary_uid: str | None = None  # read by the status write: the event need not read it
         if request.status is not None:
             try:
-                exists = self._status.sync_canary_status(request.status).exists
+                result, canary_uid = self._status.sync(request.status)
+                exists = result.exists
             except (KubernetesError, ApplicationError) as exc:
                 log.warning("Writing the Canary's status failed: %s", exc)
         if request.event is not None:
             try:
-                self._analysis.record_event(request.event)
+                self._analysis.events.record(request.event, canary_uid=canary_uid)
             except (KubernetesError, ApplicationError) as exc:
                 log.warning("Recording event %r failed: %s", request.event.message, exc)
         return AdvanceResult(weights=weights, canary_exists=exists)

@@ -103,15 +103,17 @@ class EventRecorder:
         )
         self._clock = clock
 
-    def record(self, event: EventInput) -> None:
-        self.write_kubernetes_event(event)
+    def record(self, event: EventInput, *, canary_uid: str | None = None) -> None:
+        """``canary_uid``: the Canary's ``metadata.uid`` when the caller has just read it (the
+        Canary is then not read again); None reads it."""
+        self.write_kubernetes_event(event, canary_uid=canary_uid)
         self._send_event_webhooks(event)
         if event.alert_severity is not None:
             self._send_alerts(event, event.alert_severity)
 
     # --- 1. Kubernetes ---------------------------------------------------------------------
 
-    def write_kubernetes_event(self, event: EventInput) -> None:
+    def write_kubernetes_event(self, event: EventInput, *, canary_uid: str | None = None) -> None:
         """Create the Event, or bump the count of an identical one (raises on API failure)."""
         namespace = event.ref.namespace
         name = event_name(event, self._settings.event_component)
@@ -119,7 +121,8 @@ class EventRecorder:
         existing = self._cluster.get(EVENT, namespace, name)
         if existing is None:
             try:
-                self._cluster.create(EVENT, namespace, self._new_event(event, name, now))
+                body = self._new_event(event, name, now, canary_uid)
+                self._cluster.create(EVENT, namespace, body)
                 return
             except AlreadyExists:
                 # Another writer (or our own earlier attempt) created it meanwhile: aggregate.
@@ -127,9 +130,11 @@ class EventRecorder:
         count = int(existing.get("count") or 1) + 1
         self._cluster.patch(EVENT, namespace, name, {"count": count, "lastTimestamp": now})
 
-    def _new_event(self, event: EventInput, name: str, now: str) -> dict[str, Any]:
+    def _new_event(
+        self, event: EventInput, name: str, now: str, canary_uid: str | None
+    ) -> dict[str, Any]:
         ref = event.ref
-        involved = self._involved_object(event)
+        involved = self._involved_object(event, canary_uid)
         component = self._settings.event_component
         return {
             "apiVersion": "v1",
@@ -146,10 +151,11 @@ class EventRecorder:
             "lastTimestamp": now,
         }
 
-    def _involved_object(self, event: EventInput) -> dict[str, Any]:
+    def _involved_object(self, event: EventInput, canary_uid: str | None) -> dict[str, Any]:
         """The Canary when it is in the cluster (as Flagger records), else the target."""
         ref = event.ref
-        canary_uid = _uid(self._cluster.get(CANARY, ref.namespace, ref.name))
+        if canary_uid is None:
+            canary_uid = _uid(self._cluster.get(CANARY, ref.namespace, ref.name))
         if canary_uid:
             return {
                 "apiVersion": "flagger.app/v1beta1",

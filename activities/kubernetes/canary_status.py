@@ -10,7 +10,13 @@ phase, the status ``True`` once initialized or succeeded, ``False`` when failed,
 anything is under way; its ``lastTransitionTime`` moves only when the status does.
 
 The activity `CanaryStatusActivities.sync_canary_status` reads the Canary and merge-patches its
-``/status`` only where it differs: a retry, or a replay after a crash, writes nothing twice. A
+``/status`` only where it differs: a retry, or a replay after a crash, writes nothing twice.
+The worker remembers the Canary as its last status write left it (``resourceVersion``, uid and
+status), so the next write — every analysis step's — is one merge patch guarded by that
+``resourceVersion``, with no read first: if anything changed the Canary since (another writer,
+another worker, a recreated Canary), the API server refuses the patch with a conflict and the
+write starts again from a fresh read. When the remembered status already says what is wanted,
+the Canary is read to be sure, as before. A
 Canary that is not in the cluster (a rollout started from CI with a file) is no error: the answer
 says so and the workflow stops asking. The workflow owns the status; the controller writes it only
 for a Canary no workflow runs for (an invalid spec, a missing target), through `condition_patch`.
@@ -20,12 +26,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 from kubernetes import client
 from temporalio import activity
 
-from activities.errors import api_errors
+from activities.errors import Conflict, NotFound, api_errors
 from activities.kubernetes.client import REQUEST_TIMEOUT
 from activities.kubernetes.resources import CANARY, Obj, Resources
 from activities.kubernetes.revision import config_content, read_configs, read_target
@@ -153,25 +161,62 @@ def condition_patch(
     return {"status": changed} if changed else None
 
 
+REMEMBERED = 4096
+"""Canaries whose last status write a worker remembers (the least recently written beyond)."""
+
+
 class CanaryStatusActivities:
     """The activity that writes the Canary's status; ``api_client`` injected."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._res = Resources(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._written: OrderedDict[tuple[str, str], Obj] = OrderedDict()
+        self._lock = threading.Lock()
 
     @activity.defn(name=ActivityName.SYNC_CANARY_STATUS)
     def sync_canary_status(self, input: CanaryStatusInput) -> CanaryStatusResult:
         """Merge-patch the Canary's ``/status`` to the workflow's (no write when it is so)."""
+        return self.sync(input)[0]
+
+    def sync(self, input: CanaryStatusInput) -> tuple[CanaryStatusResult, str | None]:
+        """`sync_canary_status`, and the Canary's ``metadata.uid`` (None when the Canary is not
+        in the cluster), so a caller recording an event on it need not read it again."""
         ref = input.ref
-        live = self._res.get(CANARY, ref.namespace, ref.name)
-        if live is None:
-            return CanaryStatusResult(exists=False)
-        target_kind = str(((live.get("spec") or {}).get("targetRef") or {}).get("kind") or "")
-        live_status: Obj = live.get("status") or {}
+        key = (ref.namespace, ref.name)
+        with self._lock:
+            remembered = self._written.get(key)
         tracked = None
         if input.phase in (Phase.INITIALIZED, Phase.SUCCEEDED):
             tracked = self._tracked_configs(ref.namespace, ref.target)
+        if remembered is not None:
+            done = self._write(input, tracked, remembered, guarded=True)
+            if done is not None:
+                return done
+        live = self._res.get(CANARY, ref.namespace, ref.name)
+        if live is None:
+            self._forget(key)
+            return CanaryStatusResult(exists=False), None
+        done = self._write(input, tracked, live, guarded=False)
+        assert done is not None  # unguarded: always an answer
+        return done
+
+    def _write(
+        self,
+        input: CanaryStatusInput,
+        tracked: dict[str, str] | None,
+        live: Obj,
+        *,
+        guarded: bool,
+    ) -> tuple[CanaryStatusResult, str | None] | None:
+        """Patch ``live``'s status to the workflow's. ``guarded``: ``live`` is the remembered
+        Canary, so the patch carries its ``resourceVersion``; None when that is not enough to
+        know (nothing to write, or the Canary changed since): read it and write again."""
+        ref = input.ref
+        metadata = live.get("metadata") or {}
+        uid = str(metadata.get("uid") or "") or None
+        target_kind = str(((live.get("spec") or {}).get("targetRef") or {}).get("kind") or "")
+        live_status: Obj = live.get("status") or {}
         wanted = status_fields(input, tracked)
         state, message = promoted_condition_of(input.phase, target_kind or "Deployment")
         wanted["conditions"] = [
@@ -185,14 +230,45 @@ class CanaryStatusActivities:
         ]
         changed = changed_fields(live_status, wanted)
         if not changed:
-            return CanaryStatusResult(exists=True)
-        self.patch_status(ref.namespace, ref.name, {"status": changed})
-        return CanaryStatusResult(exists=True, written=True)
+            # Remembered: someone may have written since, so only a read can tell.
+            return None if guarded else (CanaryStatusResult(exists=True), uid)
+        patch: Obj = {"status": changed}
+        if guarded:
+            patch["metadata"] = {"resourceVersion": metadata.get("resourceVersion")}
+        try:
+            written = self.patch_status(ref.namespace, ref.name, patch)
+        except (Conflict, NotFound):
+            self._forget((ref.namespace, ref.name))
+            if guarded:
+                return None
+            raise
+        self._remember((ref.namespace, ref.name), written)
+        return CanaryStatusResult(exists=True, written=True), uid
 
-    def patch_status(self, namespace: str, name: str, patch: Obj) -> None:
-        """Merge-patch the ``/status`` subresource (``CustomObjectsApi`` sends merge-patch)."""
+    def _remember(self, key: tuple[str, str], canary: Obj) -> None:
+        metadata = canary.get("metadata") or {}
+        if not metadata.get("resourceVersion"):
+            return
+        kept = {
+            "metadata": {k: metadata.get(k) for k in ("uid", "resourceVersion")},
+            "spec": {"targetRef": (canary.get("spec") or {}).get("targetRef") or {}},
+            "status": canary.get("status") or {},
+        }
+        with self._lock:
+            self._written[key] = kept
+            self._written.move_to_end(key)
+            while len(self._written) > REMEMBERED:
+                self._written.popitem(last=False)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._written.pop(key, None)
+
+    def patch_status(self, namespace: str, name: str, patch: Obj) -> Obj:
+        """Merge-patch the ``/status`` subresource (``CustomObjectsApi`` sends merge-patch);
+        the Canary as written."""
         with api_errors():
-            self._custom.patch_namespaced_custom_object_status(
+            response = self._custom.patch_namespaced_custom_object_status(
                 FLAGGER_GROUP,
                 FLAGGER_VERSION,
                 namespace,
@@ -200,7 +276,11 @@ class CanaryStatusActivities:
                 name,
                 patch,
                 _request_timeout=REQUEST_TIMEOUT,
+                _preload_content=False,
             )
+        data = response.data
+        written: Obj = json.loads(data) if data else {}
+        return written
 
     def _tracked_configs(self, namespace: str, target: str) -> dict[str, str] | None:
         deployment = read_target(self._res, namespace, target)  # a Deployment or a DaemonSet
