@@ -29,6 +29,8 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_port: int = 0
+    """The client's port: requests on one kept connection share it."""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -36,6 +38,8 @@ class Recorded:
 
 Reply = tuple[int, bytes]
 """Status and body a receiver answers."""
+DROP = 0
+"""A `Reply` status that closes the connection without answering."""
 
 
 @dataclass
@@ -53,14 +57,20 @@ class Receiver:
 
 @contextmanager
 def receiver(
-    reply: Callable[[Recorded], Reply] | None = None, *, delay_seconds: float = 0.0
+    reply: Callable[[Recorded], Reply] | None = None,
+    *,
+    delay_seconds: float = 0.0,
+    keep_alive: bool = False,
 ) -> Iterator[Receiver]:
-    """A running `Receiver` on a free port; ``url`` is its base address."""
+    """A running `Receiver` on a free port; ``url`` is its base address. ``keep_alive``:
+    HTTP/1.1, connections kept between requests (else each answer closes its connection)."""
     state = Receiver(delay_seconds=delay_seconds)
     if reply is not None:
         state.reply = reply
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             recorded = Recorded(
@@ -68,11 +78,15 @@ def receiver(
                 path=self.path,
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=self.rfile.read(length) if length else b"",
+                client_port=self.client_address[1],
             )
             state.requests.append(recorded)
             if state.delay_seconds:
                 time.sleep(state.delay_seconds)
             status, body = state.reply(recorded)
+            if status == DROP:
+                self.close_connection = True
+                return
             try:
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))

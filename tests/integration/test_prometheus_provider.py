@@ -24,7 +24,9 @@ from activities.analysis.metrics.credentials import Credentials
 from activities.analysis.metrics.prometheus import PrometheusProvider
 from activities.errors import NoData, ProviderError
 from tests.integration.analysis_support import (
+    DROP,
     PrometheusProcess,
+    Recorded,
     Workload,
     create_flagger_object,
     create_secret,
@@ -385,6 +387,50 @@ def test_default_prometheus_credentials_from_the_environment() -> None:
     assert result.outcome == CheckOutcome.BREACH
     assert result.message == "success rate 42.50% < 99%"
     assert fake_prometheus.requests[0].headers["authorization"] == "Bearer env-token"
+
+
+def test_a_worker_keeps_one_client_per_prometheus() -> None:
+    # Every check on a worker reuses the backend's provider, and the provider its connection;
+    # rotated credentials make a new provider.
+    with receiver(lambda _r: (200, _ANSWER), keep_alive=True) as fake_prometheus:
+        environ = {"PROMETHEUS_URL": fake_prometheus.url, "PROMETHEUS_TOKEN": "one"}
+        activities = AnalysisActivities(
+            api_client=k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:1")),
+            settings=AnalysisSettings(),
+            environ=environ,
+        )
+        check = _check(
+            "http://unused", "podinfo", name="request-success-rate", thresholdRange={"min": 99}
+        )
+        for _ in range(3):
+            assert activities.check_metric(check).outcome == CheckOutcome.BREACH
+        environ["PROMETHEUS_TOKEN"] = "two"
+        assert activities.check_metric(check).outcome == CheckOutcome.BREACH
+    tokens = [r.headers["authorization"] for r in fake_prometheus.requests]
+    assert tokens == ["Bearer one"] * 3 + ["Bearer two"]
+    ports = [r.client_port for r in fake_prometheus.requests]
+    assert len(set(ports[:3])) == 1
+    assert ports[3] != ports[0]
+
+
+def test_a_kept_connection_closed_by_the_server_is_no_provider_error() -> None:
+    # A server (or a proxy) that closes an idle kept connection as the next query goes out:
+    # the query is sent again on a new connection, as Go's client (Flagger's) does.
+    seen: set[int] = set()
+
+    def reply(request: Recorded) -> tuple[int, bytes]:
+        if request.client_port in seen:
+            return DROP, b""
+        seen.add(request.client_port)
+        return 200, _ANSWER
+
+    with receiver(reply, keep_alive=True) as fake_prometheus:
+        provider = PrometheusProvider(address=fake_prometheus.url)
+        assert provider.run_query("up") == 42.5
+        assert provider.run_query("up") == 42.5
+    ports = [r.client_port for r in fake_prometheus.requests]
+    assert len(ports) == 3
+    assert ports[0] == ports[1] != ports[2]
 
 
 def test_no_default_prometheus_is_a_configuration_error() -> None:

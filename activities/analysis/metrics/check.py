@@ -17,11 +17,19 @@ backend that cannot answer is a ``provider error`` verdict, never an exception.
 
 A metric with ``compare`` is also judged against the primary (`compare`): the same query,
 rendered for the primary's workload, sampled on the same backend.
+
+The checker keeps one provider per backend (type, address, timeout, TLS setting and
+credentials), so every check of every rollout on this worker reuses its client and open
+connections; changed credentials (a rotated Secret) make a new provider.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +47,9 @@ from workflows.activity_api import CanaryRef, MetricCheckInput
 from workflows.model import MetricResult
 from workflows.providers import DEFAULT_PROVIDER
 from workflows.spec import MetricSpec
+
+MAX_PROVIDERS = 64
+"""Backends a worker keeps a client for (the least recently used beyond are dropped)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,8 @@ class MetricChecker:
         self._settings = settings
         self._default_provider = default_provider
         self._environ = environ
+        self._providers: OrderedDict[str, MetricProvider] = OrderedDict()
+        self._lock = threading.Lock()
 
     def check(self, request: MetricCheckInput) -> MetricResult:
         metric, ref = request.metric, request.ref
@@ -155,11 +168,10 @@ class MetricChecker:
             if data is None:
                 raise InvalidSpec(f"secret {secret} of metric template not found")
             credentials = creds.from_secret(data, secret=secret)
-        backend = provider_for(
+        backend = self._provider(
             type_name,
             address=str(address),
             credentials=credentials,
-            timeout_seconds=self._settings.query_timeout_seconds,
             insecure_skip_verify=bool(provider.get("insecureSkipVerify", False)),
         )
         return _Plan(backend, type_name, render(query, model), custom=True)
@@ -171,9 +183,38 @@ class MetricChecker:
             raise InvalidSpec(
                 f"no default Prometheus: set AnalysisSettings.prometheus_url or {creds.ENV_URL}"
             )
-        return provider_for(
-            "prometheus",
-            address=url,
-            credentials=creds.from_environment(env),
-            timeout_seconds=self._settings.query_timeout_seconds,
+        return self._provider("prometheus", address=url, credentials=creds.from_environment(env))
+
+    def _provider(
+        self,
+        type_name: str,
+        *,
+        address: str,
+        credentials: creds.Credentials,
+        insecure_skip_verify: bool = False,
+    ) -> MetricProvider:
+        """The kept provider for this backend, built on first use (an unknown type raises)."""
+        timeout = self._settings.query_timeout_seconds
+        secret = [credentials.token, credentials.username, credentials.password]
+        identity = [type_name, address, timeout, insecure_skip_verify, secret]
+        identity.append(sorted(credentials.headers.items()))
+        # A digest, so the credentials are not also kept as a readable key.
+        key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+        with self._lock:
+            kept = self._providers.get(key)
+            if kept is not None:
+                self._providers.move_to_end(key)
+                return kept
+        built = provider_for(
+            type_name,
+            address=address,
+            credentials=credentials,
+            timeout_seconds=timeout,
+            insecure_skip_verify=insecure_skip_verify,
         )
+        with self._lock:
+            kept = self._providers.setdefault(key, built)
+            while len(self._providers) > MAX_PROVIDERS:
+                # The least recently used; a check still using it finishes, then it is dropped.
+                self._providers.popitem(last=False)
+        return kept

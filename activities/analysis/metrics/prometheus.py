@@ -6,12 +6,18 @@ activity, and a client retrying inside it would multiply the wait and hide an ou
 verdict. Each query has a timeout; whitespace is collapsed as Flagger does so the multi-line
 templates become one short query string. Like Flagger, the value is the last sample of the result
 vector; an empty vector or NaN is `NoData`, anything else that goes wrong is `ProviderError`.
+
+A provider builds its ``PrometheusConnect`` (a ``requests`` session and its connection pool) on
+its first query and keeps it: the worker keeps one provider per backend (`MetricChecker`), so a
+step's queries reuse open connections instead of building a client and connecting each time.
+The session is shared by the worker's activity threads (urllib3's pool is thread-safe).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +55,8 @@ class PrometheusProvider:
         self._credentials = credentials or Credentials()
         self._timeout = timeout_seconds
         self._insecure = insecure_skip_verify
+        self._connect: PrometheusConnect | None = None
+        self._lock = threading.Lock()
 
     def run_query(self, query: str) -> float:
         """The value of ``query``; raises `NoData` or `ProviderError`."""
@@ -77,19 +85,39 @@ class PrometheusProvider:
     def _query(self, query: str) -> list[Any]:
         return self._request(lambda connect: connect.custom_query(query))
 
+    def _client(self) -> PrometheusConnect:
+        with self._lock:
+            if self._connect is None:
+                self._connect = PrometheusConnect(
+                    url=self.address,
+                    headers=self._credentials.request_headers() or None,
+                    disable_ssl=self._insecure,
+                    # No retries at all (False, not 0: a zero budget would turn a read timeout
+                    # into a "max retries exceeded" ConnectionError). Temporal owns retries.
+                    retry=Retry(total=False),
+                    auth=self._credentials.basic_auth(),
+                    timeout=self._timeout,
+                )
+            return self._connect
+
+    def close(self) -> None:
+        """Close the kept connections (a later query opens new ones)."""
+        with self._lock:
+            connect, self._connect = self._connect, None
+        if connect is not None:
+            connect.close()
+
     def _request(self, call: Callable[[PrometheusConnect], Any]) -> list[Any]:
-        connect = PrometheusConnect(
-            url=self.address,
-            headers=self._credentials.request_headers() or None,
-            disable_ssl=self._insecure,
-            # No retries at all (False, not 0: a zero budget would turn a read timeout into a
-            # "max retries exceeded" ConnectionError). Temporal owns retries.
-            retry=Retry(total=False),
-            auth=self._credentials.basic_auth(),
-            timeout=self._timeout,
-        )
         try:
-            data: list[Any] = call(connect)
+            try:
+                data: list[Any] = call(self._client())
+            except requests.ConnectionError as exc:
+                if isinstance(exc, requests.Timeout):
+                    raise
+                # A kept connection the server (or a proxy) closed while idle fails before any
+                # answer: one more attempt, on a new connection, as Go's HTTP client (Flagger's)
+                # retries an idempotent request. A backend that is down fails this one too.
+                data = call(self._client())
             return data
         except PrometheusApiClientException as exc:
             raise ProviderError(f"prometheus {self.address} answered {_short(exc)}") from None
@@ -110,8 +138,6 @@ class PrometheusProvider:
             raise ProviderError(
                 f"prometheus {self.address} sent an unreadable answer: {exc}"
             ) from None
-        finally:
-            connect.close()
 
 
 def _short(exc: Exception, limit: int = 300) -> str:
