@@ -75,10 +75,17 @@ WAIT_HEARTBEAT = timedelta(seconds=5)
 """wait_ready heartbeats every poll (0.5 s): a dead worker's wait is retried within seconds."""
 
 
+WAIT_LIMIT = timedelta(hours=1)
+"""The longest a wait lasts when the progress deadline never comes due (a Deployment whose
+controller never sees its spec; Flagger would retry it forever): then it reports not ready."""
+
+
 def wait_ready(deadline_seconds: float) -> ActivityOptions:
-    """Waiting for a Deployment: the deadline plus a margin, heartbeating while it waits."""
+    """Waiting for a Deployment: as long as Flagger's deadline rules allow (the activity ends the
+    wait; `WAIT_LIMIT` at most), heartbeating while it waits. Only the timeout changed from the
+    deadline plus a margin: replaying a run recorded with the old one is unaffected."""
     return ActivityOptions(
-        start_to_close=timedelta(seconds=deadline_seconds) + WAIT_MARGIN,
+        start_to_close=max(timedelta(seconds=deadline_seconds) + WAIT_MARGIN, WAIT_LIMIT),
         retry=WAIT_RETRY,
         heartbeat=WAIT_HEARTBEAT,
     )

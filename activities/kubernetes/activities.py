@@ -168,14 +168,17 @@ class KubernetesActivities:
     def wait_ready(self, input: WaitReadyInput) -> ReadyResult:
         """Poll the Deployment until its rollout finished, heartbeating the progress message.
 
-        Returns ``ready=False`` when the deadline passes or the Deployment reports
-        ProgressDeadlineExceeded. The deadline counts from the first attempt: its start time
-        travels in the heartbeat details, so a retry does not extend it. Cancellation is
-        honoured between polls.
+        Returns ``ready=False`` once it is past the progress deadline by Flagger's rules
+        (`Readiness.overdue`: a Deployment short of available pods for longer than the
+        deadline, or reporting ProgressDeadlineExceeded; a DaemonSet not ready that long after
+        the wait began; never while its controller has not seen the spec), or when this
+        attempt's own time runs out (its start-to-close timeout, less a margin to answer in).
+        The wait's start travels in the heartbeat details, so a retry does not extend it.
+        Cancellation is honoured between polls.
         """
         namespace, name = input.ref.namespace, input.deployment
         started = _first_attempt_start()
-        deadline = started + input.deadline_seconds
+        budget = _attempt_budget(default=input.deadline_seconds)
         while True:
             # The input names no kind (it predates DaemonSets): a Deployment, else a DaemonSet.
             workload = read_target(self._res, namespace, name)
@@ -186,7 +189,10 @@ class KubernetesActivities:
             state = judge(workload, input.ready_threshold)
             if state.ready:
                 return ReadyResult(ready=True, message=state.message)
-            if state.stuck or time.time() >= deadline:
+            now = time.time()
+            if state.stuck or state.overdue(input.deadline_seconds, waiting_since=started, now=now):
+                return ReadyResult(ready=False, message=state.message)
+            if now >= budget:
                 return ReadyResult(ready=False, message=state.message)
             _pause(state.message, started, self._poll_interval)
 
@@ -363,6 +369,23 @@ def _pause(message: str, started: float, seconds: float) -> None:
     activity.wait_for_cancelled_sync(seconds)
     if activity.is_cancelled():
         raise CancelledError(f"cancelled while {message[0].lower()}{message[1:]}")
+
+
+_ANSWER_MARGIN = 10.0
+"""Seconds an attempt keeps to report 'not ready' before its start-to-close timeout."""
+
+
+def _attempt_budget(*, default: float) -> float:
+    """When this attempt must stop waiting: its start-to-close timeout less a margin (runs
+    scheduled before the wait followed Flagger's deadline had only the deadline plus 30 s);
+    outside an activity, ``default`` seconds from now."""
+    now = time.time()
+    if not activity.in_activity():
+        return now + default
+    timeout = activity.info().start_to_close_timeout
+    if timeout is None:
+        return now + default
+    return now + max(timeout.total_seconds() - _ANSWER_MARGIN, 1.0)
 
 
 def _first_attempt_start() -> float:

@@ -120,14 +120,18 @@ def _int(value: Any) -> int:
 
 def readiness(daemonset: Obj, ready_threshold: int = 100) -> Readiness:
     """One read of a DaemonSet, judged as Flagger's ``isDaemonSetReady`` (never stuck: a
-    DaemonSet has no progress deadline condition; the workflow's deadline applies)."""
+    DaemonSet has no progress deadline condition, so the deadline counts from the start of the
+    wait, as Flagger counts it from the Canary's last transition)."""
     meta = daemonset.get("metadata") or {}
     status = daemonset.get("status") or {}
     display = f"{meta.get('name')}.{meta.get('namespace')}"
     waiting = f"Waiting for {display} rollout to finish: "
     if _int(status.get("observedGeneration")) < _int(meta.get("generation")):
         return Readiness(
-            False, False, waiting + "observed daemonset generation less than desired generation"
+            False,
+            False,
+            waiting + "observed daemonset generation less than desired generation",
+            unobserved=True,
         )
     desired = _int(status.get("desiredNumberScheduled"))
     updated = _int(status.get("updatedNumberScheduled"))

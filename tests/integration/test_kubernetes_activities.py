@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -50,6 +51,7 @@ from tests.integration.conftest import (
     verbs,
 )
 from tests.ports import free_port
+from workflows import policies
 from workflows.activity_api import (
     ActivityName,
     CanaryRef,
@@ -77,7 +79,13 @@ def k8s(worker_client: client.ApiClient) -> KubernetesActivities:
 
 @pytest.fixture
 def env() -> ActivityEnvironment:
-    return ActivityEnvironment()
+    environment = ActivityEnvironment()
+    # The timeout the workflow gives a wait (the environment's default is 1 s): waits end by
+    # the progress deadline's rules, not by the attempt running out of time.
+    environment.info = dataclasses.replace(
+        environment.info, start_to_close_timeout=policies.WAIT_LIMIT
+    )
+    return environment
 
 
 def ref(namespace: str) -> CanaryRef:
@@ -540,20 +548,38 @@ def test_wait_ready_heartbeats_until_the_rollout_finishes(
     assert len(heartbeats) >= 3  # it kept polling (and heartbeating) until the pod was Ready
 
 
-def test_wait_ready_gives_up_at_the_deadline(env, k8s, admin_client, namespace) -> None:
+def _short_since(status: dict[str, Any]) -> float:
+    """When the Deployment went short of available pods (its Available condition)."""
+    (available,) = [c for c in status["conditions"] if c["type"] == "Available"]
+    assert (available["status"], available["reason"]) == ("False", "MinimumReplicasUnavailable")
+    stamp = available["lastUpdateTime"].replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def test_wait_ready_gives_up_a_deadline_after_the_pods_went_missing(
+    env, k8s, admin_client, namespace
+) -> None:
+    """Flagger's rule: the deadline counts from the Deployment's Available condition turning
+    False (MinimumReplicasUnavailable), not from the start of the wait."""
     create_podinfo(admin_client, namespace, hpa=False, pod=ONE_POD_SCHEDULABLE)
-    wait_for_status(
+    status = wait_for_status(
         admin_client,
         namespace,
         "podinfo",
         lambda s: s.get("updatedReplicas") == 2 and s.get("availableReplicas") == 1,
     )
-    started = time.monotonic()
+    since = _short_since(status)
+    # The condition is already a while old: a deadline counted from the wait would end later.
+    while time.time() < since + 2.5:
+        time.sleep(0.1)
+    started = time.time()
 
-    result = env.run(k8s.wait_ready, wait_input(namespace, deadline=0.5))
+    result = env.run(k8s.wait_ready, wait_input(namespace, deadline=4))
 
+    ended = time.time()
     assert not result.ready
-    assert 0.5 <= time.monotonic() - started < 5
+    assert ended >= since + 4
+    assert ended - started < 3.5  # from the condition (~1.5 s), not from the wait (4 s)
     assert result.message == (
         f"Waiting for podinfo.{namespace} rollout to finish: 1 of 2 updated replicas are available"
     )
@@ -590,12 +616,17 @@ def test_wait_ready_honours_the_ready_threshold_and_generation(
     assert env.run(k8s.wait_ready, half(5)).ready
     assert not env.run(k8s.wait_ready, wait_input(namespace, deadline=0.2)).ready
     # A new spec the controller has not observed yet is not ready, whatever the counts say
-    # (1 of 2 is enough for the 50% threshold).
+    # (1 of 2 is enough for the 50% threshold), and no deadline ends that wait (Flagger's
+    # rule): only the attempt's own time does, here 12 s less the 10 s kept to answer in.
+    env.info = dataclasses.replace(env.info, start_to_close_timeout=timedelta(seconds=12))
     with status_frozen(kubectl, namespace):
         set_image(admin_client, namespace, "quay.io/stefanprodan/podinfo:1.4.1")
+        started = time.monotonic()
         result = env.run(k8s.wait_ready, half(0.2))
+        waited = time.monotonic() - started
     assert not result.ready
     assert "observed deployment generation less than desired generation" in result.message
+    assert 1.8 <= waited < 6
 
 
 async def test_wait_ready_is_cancelled_promptly(k8s, admin_client, namespace) -> None:
