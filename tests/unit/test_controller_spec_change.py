@@ -110,3 +110,38 @@ def test_coming_to_rest_with_a_spec_changed_during_the_rollout_is_noticed():
     assert not d.came_to_rest_with_new_spec(at_rest, at_rest)  # no phase change
     unchanged = canary(phase="Succeeded")
     assert not d.came_to_rest_with_new_spec(canary(phase="Progressing"), unchanged)
+
+
+def _ab(obj: Obj, header: str) -> Obj:
+    """The Canary as Flagger's A/B testing tutorial writes it: iterations and a header match."""
+    new = copy.deepcopy(obj)
+    analysis = new["spec"]["analysis"]
+    del analysis["maxWeight"], analysis["stepWeight"]
+    analysis["iterations"] = 10
+    analysis["match"] = [{"headers": {"x-canary": {"exact": header}}}]
+    return new
+
+
+def test_a_match_change_at_rest_reinitializes_the_routes_carry_it():
+    """The routes carry ``analysis.match`` at rest too (Flagger renders the matched route on
+    every run), so changing who is matched converges the routes at once."""
+    before = _ab(canary(), "insider")
+    before["metadata"]["annotations"][d.SPEC_ANNOTATION] = d.spec_hash(before)
+    assert isinstance(decide(before), d.UpToDate)
+    after = copy.deepcopy(before)
+    after["spec"]["analysis"]["match"] = [{"headers": {"x-canary": {"exact": "beta"}}}]
+    action = decide(after)
+    assert isinstance(action, d.Reinitialize), action
+    assert action.revision == REVISION
+    # Other analysis fields still steer only.
+    steered = copy.deepcopy(before)
+    steered["spec"]["analysis"]["iterations"] = 20
+    assert isinstance(decide(steered), d.UpToDate)
+
+
+def test_a_canary_without_a_match_hashes_as_before():
+    """Recorded hashes of Canaries with no ``analysis.match`` stay valid across the upgrade."""
+    obj = canary()
+    spec = {k: v for k, v in obj["spec"].items() if k not in d.STEERING_FIELDS}
+    text = d.json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    assert d.spec_hash(obj) == d.hashlib.sha256(text.encode()).hexdigest()[:16]

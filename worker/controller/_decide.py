@@ -155,10 +155,23 @@ STEERING_FIELDS = frozenset(
 no re-initialization (Flagger, too, only reschedules its next run)."""
 
 
+ROUTED_ANALYSIS_FIELDS = ("match",)
+"""Fields of the analysis the routes carry at rest too (A/B testing's matched route, as
+Flagger's routers render it on every run): a change of one re-initializes."""
+
+
 def spec_hash(obj: Obj) -> str:
     """A stable hash of what the Canary's spec builds (primary, Services, routes, autoscaler):
-    the spec without the `STEERING_FIELDS`; key order and formatting do not count."""
-    built = {k: v for k, v in _spec(obj).items() if k not in STEERING_FIELDS}
+    the spec without the `STEERING_FIELDS`, plus the `ROUTED_ANALYSIS_FIELDS` that are set (a
+    Canary without them hashes as before they counted); key order and formatting do not
+    count."""
+    spec = _spec(obj)
+    built = {k: v for k, v in spec.items() if k not in STEERING_FIELDS}
+    analysis = spec.get("analysis") or spec.get("canaryAnalysis")
+    if isinstance(analysis, dict):
+        for name in ROUTED_ANALYSIS_FIELDS:
+            if analysis.get(name):
+                built[f"analysis.{name}"] = analysis[name]
     text = json.dumps(built, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
