@@ -4,7 +4,8 @@ Prometheus and load tester, and a Temporal dev server; helpers that read the clu
 The worker runs in the test process (``build_worker`` with the product's activity classes) so a
 test can read the workflow's status while it runs; it talks to the sandbox only through its
 kubeconfig, Prometheus URL and mesh proxy, as a worker in a cluster would. Test modules import
-the fixtures ``api_client`` and ``rollout_worker`` from here.
+the fixtures ``api_client``, ``rollout_worker`` and ``scenario`` (all of it as one `Scenario`)
+from here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -132,6 +134,58 @@ async def rollout_worker(
             yield worker
     finally:
         worker_api.close()
+
+
+@dataclass
+class Scenario:
+    """One test's rollouts: the dev server, the module's worker, kubectl, the test's namespace
+    and an admin client — what every whole-rollout test needs, as one fixture (`scenario`)."""
+
+    env: WorkflowEnvironment
+    worker: Worker
+    kubectl: Kubectl
+    ns: str
+    api: Any
+
+    async def start(self, spec: Canary) -> WorkflowHandle[Any, Any]:
+        return await start(self.env, self.worker, spec)
+
+    async def initialize(self, spec: Canary) -> None:
+        """podinfo applied and its first rollout run (initialization only)."""
+        await initialize(self.env, self.worker, self.kubectl, spec, self.api)
+
+    async def run(
+        self, spec: Canary, *, progressing: Callable[[RolloutStatus], None] | None = None
+    ) -> RolloutStatus:
+        """A rollout run to its end, ``progressing`` called with each status read while it
+        progresses (to look at the cluster then); its final status."""
+        handle = await self.start(spec)
+
+        def seen(status: RolloutStatus) -> None:
+            if progressing is not None and status.phase == Phase.PROGRESSING:
+                progressing(status)
+
+        await watch(handle, seen)
+        return await read_status(handle)
+
+    def release(self, image: str, *, kind: str = "deployment", **env: str) -> None:
+        """A new release of the target, as a user makes one: its env (faults) first, then the
+        image (``kubectl set env``, ``kubectl set image``)."""
+        if env:
+            pairs = [f"{k}={v}" for k, v in env.items()]
+            self.kubectl.run("-n", self.ns, "set", "env", f"{kind}/podinfo", *pairs)
+        self.kubectl.run("-n", self.ns, "set", "image", f"{kind}/podinfo", f"podinfod={image}")
+
+
+@pytest.fixture
+def scenario(
+    dev_server_env: WorkflowEnvironment,
+    rollout_worker: Worker,
+    kubectl: Kubectl,
+    sandbox_namespace: str,
+    api_client: Any,
+) -> Scenario:
+    return Scenario(dev_server_env, rollout_worker, kubectl, sandbox_namespace, api_client)
 
 
 async def start(env: WorkflowEnvironment, worker: Worker, spec: Canary) -> WorkflowHandle[Any, Any]:

@@ -12,23 +12,19 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from sandbox.runner import SandboxHandle
-from tests.conftest import Kubectl
 from tests.integration.rollout_support import (
     BAD,
     DAEMONSET,
     FIRST,
     GOOD,
     IDLE,
+    Scenario,
     api_client,
     canary,
-    read_status,
     rollout_worker,
-    start,
-    watch,
+    scenario,
     weights,
 )
 from worker.errors import BadInputError
@@ -37,7 +33,7 @@ from worker.target import prepare_target
 from workflows.model import Phase, RolloutStatus
 from workflows.spec import Canary
 
-__all__ = ["api_client", "rollout_worker"]  # fixtures used by the tests below
+__all__ = ["api_client", "rollout_worker", "scenario"]  # fixtures used by the tests below
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -73,117 +69,97 @@ async def _eventually_no_pods(api_client: Any, ns: str, app: str) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _run(
-    env: WorkflowEnvironment, worker: Worker, spec: Canary, api_client: Any
-) -> tuple[RolloutStatus, int]:
+async def _run(scenario: Scenario, spec: Canary) -> tuple[RolloutStatus, int]:
     """Run a rollout to its end: its status and the most canary pods seen while it progressed."""
-    handle = await start(env, worker, spec)
     most = 0
 
-    def seen(status: RolloutStatus) -> None:
+    def progressing(_: RolloutStatus) -> None:
         nonlocal most
-        if status.phase == Phase.PROGRESSING:
-            most = max(most, _pods(api_client, spec.namespace, "podinfo"))
+        most = max(most, _pods(scenario.api, spec.namespace, "podinfo"))
 
-    await watch(handle, seen)
-    return await read_status(handle), most
+    return await scenario.run(spec, progressing=progressing), most
 
 
-async def _initialize(
-    env: WorkflowEnvironment, worker: Worker, kubectl: Kubectl, spec: Canary, api_client: Any
-) -> None:
-    ns = spec.namespace
-    kubectl.apply(DAEMONSET.format(ns=ns, image=FIRST))
-    status, _ = await _run(env, worker, spec, api_client)
+async def _initialize(scenario: Scenario, spec: Canary) -> None:
+    ns, api = spec.namespace, scenario.api
+    scenario.kubectl.apply(DAEMONSET.format(ns=ns, image=FIRST))
+    status, _ = await _run(scenario, spec)
     assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
-    primary = _read(api_client, ns, "podinfo-primary")
+    primary = _read(api, ns, "podinfo-primary")
     assert primary.spec.selector.match_labels == {"app": "podinfo-primary"}
     assert primary.spec.update_strategy.type == "RollingUpdate"
-    assert _image(api_client, ns, "podinfo-primary") == FIRST
+    assert _image(api, ns, "podinfo-primary") == FIRST
     # The user's own node selector reaches the primary; the idling one does not.
-    assert _node_selector(api_client, ns, "podinfo-primary") == {"type": "kwok"}
-    assert _node_selector(api_client, ns, "podinfo") == {"type": "kwok", **IDLE}
+    assert _node_selector(api, ns, "podinfo-primary") == {"type": "kwok"}
+    assert _node_selector(api, ns, "podinfo") == {"type": "kwok", **IDLE}
     assert primary.status.desired_number_scheduled >= 1  # a pod on each kwok node
-    await _eventually_no_pods(api_client, ns, "podinfo")
-    assert _pods(api_client, ns, "podinfo-primary") == primary.status.desired_number_scheduled
-    assert weights(api_client, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
+    await _eventually_no_pods(api, ns, "podinfo")
+    assert _pods(api, ns, "podinfo-primary") == primary.status.desired_number_scheduled
+    assert weights(api, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
 
 
 async def test_daemonset_canary_is_woken_analysed_promoted_and_idled(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
-    api_client: Any,
+    scenario: Scenario,
 ) -> None:
-    ns = sandbox_namespace
+    ns = scenario.ns
     spec = _daemonset_canary(ns)
-    await _initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    await _initialize(scenario, spec)
     # Idling is no release: the same revision does not start an analysis.
-    status, _ = await _run(dev_server_env, rollout_worker, spec, api_client)
+    status, _ = await _run(scenario, spec)
     assert status.phase == Phase.SUCCEEDED
     assert status.canary_weight == 0
-    kubectl.run("-n", ns, "set", "image", "daemonset/podinfo", f"podinfod={GOOD}")
+    scenario.release(GOOD, kind="daemonset")
 
-    status, most = await _run(dev_server_env, rollout_worker, spec, api_client)
+    status, most = await _run(scenario, spec)
 
     assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
     assert most >= 1  # the canary ran on the nodes while it was analysed
     assert status.metrics["request-success-rate"].value is not None
-    assert _image(api_client, ns, "podinfo-primary") == GOOD
-    assert _node_selector(api_client, ns, "podinfo-primary") == {"type": "kwok"}
-    assert _node_selector(api_client, ns, "podinfo") == {"type": "kwok", **IDLE}
-    await _eventually_no_pods(api_client, ns, "podinfo")
-    assert weights(api_client, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
+    assert _image(scenario.api, ns, "podinfo-primary") == GOOD
+    assert _node_selector(scenario.api, ns, "podinfo-primary") == {"type": "kwok"}
+    assert _node_selector(scenario.api, ns, "podinfo") == {"type": "kwok", **IDLE}
+    await _eventually_no_pods(scenario.api, ns, "podinfo")
+    assert weights(scenario.api, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
 
 
 async def test_daemonset_canary_that_fails_is_rolled_back_and_idled(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
-    api_client: Any,
+    scenario: Scenario,
 ) -> None:
-    ns = sandbox_namespace
+    ns = scenario.ns
     spec = _daemonset_canary(ns)
-    await _initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
-    kubectl.run("-n", ns, "set", "env", "daemonset/podinfo", "FAULT_ERROR_RATE=0.5")
-    kubectl.run("-n", ns, "set", "image", "daemonset/podinfo", f"podinfod={BAD}")
+    await _initialize(scenario, spec)
+    scenario.release(BAD, kind="daemonset", FAULT_ERROR_RATE="0.5")
 
-    status, most = await _run(dev_server_env, rollout_worker, spec, api_client)
+    status, most = await _run(scenario, spec)
 
     assert status.phase == Phase.FAILED, status.model_dump_json(indent=1)
     assert most >= 1
-    assert _image(api_client, ns, "podinfo-primary") == FIRST
-    assert _node_selector(api_client, ns, "podinfo") == {"type": "kwok", **IDLE}
-    await _eventually_no_pods(api_client, ns, "podinfo")
-    assert weights(api_client, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
+    assert _image(scenario.api, ns, "podinfo-primary") == FIRST
+    assert _node_selector(scenario.api, ns, "podinfo") == {"type": "kwok", **IDLE}
+    await _eventually_no_pods(scenario.api, ns, "podinfo")
+    assert weights(scenario.api, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
 
 
 async def test_the_ci_path_sets_a_daemonsets_image_and_its_rollout_promotes_that_revision(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
+    scenario: Scenario,
     sandbox_cluster: SandboxHandle,
-    api_client: Any,
 ) -> None:
     """``coalmine rollout start --image`` on a DaemonSet Canary: the image goes on the DaemonSet
     (not on a Deployment), and the revision it computes is the one the rollout promotes."""
-    ns = sandbox_namespace
+    ns = scenario.ns
     spec = _daemonset_canary(ns)
     settings = KubernetesSettings(kubeconfig=sandbox_cluster.kubeconfig)
     with pytest.raises(BadInputError, match=r"target daemonset .* not found \(spec.targetRef"):
         prepare_target(spec, settings, {"podinfod": GOOD})
-    await _initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    await _initialize(scenario, spec)
     with pytest.raises(BadInputError, match=r"daemonset .* has no container web"):
         prepare_target(spec, settings, {"web": GOOD})
 
     target = prepare_target(spec, settings, {"podinfod": GOOD})
 
     assert target.images == {"podinfod": GOOD}
-    assert _image(api_client, ns, "podinfo") == GOOD
-    status, _ = await _run(dev_server_env, rollout_worker, spec, api_client)
+    assert _image(scenario.api, ns, "podinfo") == GOOD
+    status, _ = await _run(scenario, spec)
     assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
     assert status.revision == target.revision
-    assert _image(api_client, ns, "podinfo-primary") == GOOD
+    assert _image(scenario.api, ns, "podinfo-primary") == GOOD

@@ -11,29 +11,26 @@ from typing import Any
 import httpx
 import pytest
 from kubernetes import client as k8s
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from sandbox.runner import SandboxHandle
-from tests.conftest import Kubectl
 from tests.integration.rollout_support import (
     BAD,
     GOOD,
+    Scenario,
     api_client,
     canary,
     image,
-    initialize,
     production_traffic,
     read_status,
     replicas,
     rollout_worker,
-    start,
+    scenario,
     watch,
 )
 from workflows.model import Phase, RolloutStatus
 from workflows.spec import Canary
 
-__all__ = ["api_client", "rollout_worker"]  # fixtures used by the tests below
+__all__ = ["api_client", "rollout_worker", "scenario"]  # fixtures used by the tests below
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -70,21 +67,19 @@ def _routes(api_client: Any, ns: str) -> list[dict[str, Any]]:
     ]
 
 
-async def _run(
-    env: WorkflowEnvironment, worker: Worker, spec: Canary, api_client: Any
-) -> tuple[RolloutStatus, list[list[dict[str, Any]]]]:
+Shapes = list[list[dict[str, Any]]]
+
+
+async def _run(scenario: Scenario, spec: Canary) -> tuple[RolloutStatus, Shapes]:
     """Run a rollout to its end; its status and each route shape seen while progressing."""
-    shapes: list[list[dict[str, Any]]] = []
-    handle = await start(env, worker, spec)
+    shapes: Shapes = []
 
-    def seen(status: RolloutStatus) -> None:
-        if status.phase == Phase.PROGRESSING:
-            shape = _routes(api_client, spec.namespace)
-            if not shapes or shapes[-1] != shape:
-                shapes.append(shape)
+    def progressing(_: RolloutStatus) -> None:
+        shape = _routes(scenario.api, spec.namespace)
+        if not shapes or shapes[-1] != shape:
+            shapes.append(shape)
 
-    await watch(handle, seen)
-    return await read_status(handle), shapes
+    return await scenario.run(spec, progressing=progressing), shapes
 
 
 PLAIN = [{"match": False, "weights": {"podinfo-primary": 100, "podinfo-canary": 0}}]
@@ -99,66 +94,53 @@ AB_MATCHED = [
 
 
 async def test_ab_testing_routes_the_matched_users_then_promotes(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
-    api_client: Any,
+    scenario: Scenario,
 ) -> None:
-    ns = sandbox_namespace
+    ns = scenario.ns
     spec = _strategy(ns, iterations=2, ab=True)
-    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
-    assert _routes(api_client, ns) == AB_PLAIN
-    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
+    await scenario.initialize(spec)
+    assert _routes(scenario.api, ns) == AB_PLAIN
+    scenario.release(GOOD)
 
-    status, shapes = await _run(dev_server_env, rollout_worker, spec, api_client)
+    status, shapes = await _run(scenario, spec)
 
     assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
     assert AB_MATCHED in shapes
     assert status.iterations == 2
-    assert image(api_client, ns, "podinfo-primary") == GOOD
-    assert _routes(api_client, ns) == AB_PLAIN
-    assert replicas(api_client, ns, "podinfo") == 0
+    assert image(scenario.api, ns, "podinfo-primary") == GOOD
+    assert _routes(scenario.api, ns) == AB_PLAIN
+    assert replicas(scenario.api, ns, "podinfo") == 0
     rate = status.metrics["request-success-rate"].value
     assert rate is not None  # the matched users' requests reached the canary and were judged
     assert f"Advance podinfo.{ns} canary iteration 2/2" in [e.message for e in status.events]
 
 
 async def test_ab_testing_rolls_back_when_the_matched_users_see_errors(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
-    api_client: Any,
+    scenario: Scenario,
 ) -> None:
-    ns = sandbox_namespace
+    ns = scenario.ns
     spec = _strategy(ns, iterations=10, ab=True)
-    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
-    kubectl.run("-n", ns, "set", "env", "deployment/podinfo", "FAULT_ERROR_RATE=0.5")
-    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={BAD}")
+    await scenario.initialize(spec)
+    scenario.release(BAD, FAULT_ERROR_RATE="0.5")
 
-    status, shapes = await _run(dev_server_env, rollout_worker, spec, api_client)
+    status, shapes = await _run(scenario, spec)
 
     assert status.phase == Phase.FAILED, status.model_dump_json(indent=1)
     assert AB_MATCHED in shapes
-    assert _routes(api_client, ns) == AB_PLAIN  # compensation: the plain routes again
-    assert image(api_client, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
-    assert replicas(api_client, ns, "podinfo") == 0
+    assert _routes(scenario.api, ns) == AB_PLAIN  # compensation: the plain routes again
+    assert image(scenario.api, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
+    assert replicas(scenario.api, ns, "podinfo") == 0
 
 
 async def test_blue_green_switches_then_promotes(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
-    api_client: Any,
+    scenario: Scenario,
 ) -> None:
-    ns = sandbox_namespace
+    ns = scenario.ns
     spec = _strategy(ns, iterations=2, ab=False)
-    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
-    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
+    await scenario.initialize(spec)
+    scenario.release(GOOD)
 
-    status, shapes = await _run(dev_server_env, rollout_worker, spec, api_client)
+    status, shapes = await _run(scenario, spec)
 
     assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
     # No production traffic on the canary until the switch, then all of it.
@@ -166,82 +148,65 @@ async def test_blue_green_switches_then_promotes(
     switched = [{"match": False, "weights": {"podinfo-primary": 0, "podinfo-canary": 100}}]
     assert switched in shapes
     assert status.iterations == 3
-    assert image(api_client, ns, "podinfo-primary") == GOOD
-    assert _routes(api_client, ns) == PLAIN
+    assert image(scenario.api, ns, "podinfo-primary") == GOOD
+    assert _routes(scenario.api, ns) == PLAIN
 
 
 async def test_blue_green_rolls_back_before_any_user_sees_the_canary(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
-    api_client: Any,
+    scenario: Scenario,
 ) -> None:
-    ns = sandbox_namespace
+    ns = scenario.ns
     spec = _strategy(ns, iterations=10, ab=False)
-    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
-    kubectl.run("-n", ns, "set", "env", "deployment/podinfo", "FAULT_ERROR_RATE=0.5")
-    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={BAD}")
+    await scenario.initialize(spec)
+    scenario.release(BAD, FAULT_ERROR_RATE="0.5")
 
-    status, shapes = await _run(dev_server_env, rollout_worker, spec, api_client)
+    status, shapes = await _run(scenario, spec)
 
     assert status.phase == Phase.FAILED, status.model_dump_json(indent=1)
     assert shapes == [PLAIN]  # judged on the load test alone: users never reached it
-    assert _routes(api_client, ns) == PLAIN
-    assert image(api_client, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
+    assert _routes(scenario.api, ns) == PLAIN
+    assert image(scenario.api, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
 
 
 async def test_blue_green_mirroring_judges_the_copies_then_promotes(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
+    scenario: Scenario,
     sandbox_cluster: SandboxHandle,
-    api_client: Any,
 ) -> None:
-    ns = sandbox_namespace
+    ns = scenario.ns
     spec = _strategy(ns, iterations=2, ab=False)
     document = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
     document["spec"]["analysis"]["mirror"] = True
     document["spec"]["analysis"]["webhooks"] = []  # no load test: only the users' copies
     spec = Canary.model_validate(document)
-    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    await scenario.initialize(spec)
     production_traffic(sandbox_cluster, ns)
-    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
+    scenario.release(GOOD)
 
     mirrors: list[bool] = []
-    handle = await start(dev_server_env, rollout_worker, spec)
 
-    def seen(status: RolloutStatus) -> None:
-        if status.phase == Phase.PROGRESSING:
-            vs = _virtual_service(api_client, ns)
-            mirrors.append("mirror" in vs["spec"]["http"][0])
+    def progressing(_: RolloutStatus) -> None:
+        mirrors.append("mirror" in _virtual_service(scenario.api, ns)["spec"]["http"][0])
 
-    await watch(handle, seen)
-    status = await read_status(handle)
+    status = await scenario.run(spec, progressing=progressing)
     assert status.phase == Phase.SUCCEEDED, status.model_dump_json(indent=1)
     assert True in mirrors  # the copies were judged: no other traffic reached the canary
     assert status.metrics["request-success-rate"].value is not None
-    assert "mirror" not in _virtual_service(api_client, ns)["spec"]["http"][0]
-    assert image(api_client, ns, "podinfo-primary") == GOOD
+    assert "mirror" not in _virtual_service(scenario.api, ns)["spec"]["http"][0]
+    assert image(scenario.api, ns, "podinfo-primary") == GOOD
 
 
 async def test_session_affinity_keeps_a_canary_user_on_the_canary(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
+    scenario: Scenario,
     sandbox_cluster: SandboxHandle,
-    api_client: Any,
 ) -> None:
-    ns = sandbox_namespace
+    ns = scenario.ns
     document = canary(ns, max_weight=30).model_dump(by_alias=True, exclude_none=True, mode="json")
     document["spec"]["analysis"]["sessionAffinity"] = {"cookieName": "flagger-cookie"}
     spec = Canary.model_validate(document)
-    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    await scenario.initialize(spec)
     production_traffic(sandbox_cluster, ns)
-    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
-    handle = await start(dev_server_env, rollout_worker, spec)
+    scenario.release(GOOD)
+    handle = await scenario.start(spec)
 
     versions: list[str] = []
     async with httpx.AsyncClient(proxy=sandbox_cluster.mesh_url, timeout=5) as http:
@@ -269,13 +234,13 @@ async def test_session_affinity_keeps_a_canary_user_on_the_canary(
     await watch(handle, lambda _: None)
     final = await read_status(handle)
     assert final.phase == Phase.SUCCEEDED, final.model_dump_json(indent=1)
-    http_routes = _virtual_service(api_client, ns)["spec"]["http"]
+    http_routes = _virtual_service(scenario.api, ns)["spec"]["http"]
     assert http_routes[0]["name"] == "sticky-route"
     # Promoted: the run's cookie now routes to the primary and is expired.
     assert http_routes[0]["headers"]["response"]["add"]["Set-Cookie"] == f"{cookie}; Max-Age=-1"
 
 
-def _virtual_service(api_client: Any, ns: str) -> dict[str, Any]:
-    return k8s.CustomObjectsApi(api_client).get_namespaced_custom_object(  # type: ignore[no-any-return]
+def _virtual_service(api: Any, ns: str) -> dict[str, Any]:
+    return k8s.CustomObjectsApi(api).get_namespaced_custom_object(  # type: ignore[no-any-return]
         "networking.istio.io", "v1beta1", ns, "virtualservices", "podinfo"
     )
