@@ -1,138 +1,310 @@
-"""Worker memory per parked rollout, with and without the workflow sandbox (a by-hand probe).
+"""Worker memory per parked rollout: what a worker holding N rollouts in its cache costs.
 
 ``bench.scale`` measures the worker's peak memory with activities in flight; this probe isolates
 what one *cached* rollout costs. A worker in this process (fake activities, so nothing else grows)
 serves ``--rollouts`` rollouts on a Temporal dev server; each scales up and parks in its first
-analysis interval (one hour). Once all are parked, the growth of this process's RSS over a warmed
-baseline, divided by the rollouts, is the memory one cached rollout holds. It runs twice, each in
-a fresh process: with the SDK's sandboxed workflow runner (what the product uses), with the
-sandbox passing every module through, and with ``UnsandboxedWorkflowRunner``, to show what the
-sandbox's per-run module copies cost.
+analysis interval (one hour). The worker's baseline is its resident memory (RSS) once started and
+warmed by 20 rollouts (imports and first-use caches are not charged to the rollouts); the growth
+of RSS over that baseline once all are parked, divided by the rollouts, is the memory one cached
+rollout holds. Each figure comes from a fresh process; the default run measures three runners at
+300 and 1,000 rollouts:
 
-Run: ``python -m bench.memory_probe [--rollouts 500]``; one variant with the Python allocation
-sites: ``python -m bench.memory_probe --variant sandboxed --trace``.
+- ``sandboxed``: the SDK's sandboxed runner as the product configures it (``worker.app``);
+- ``passthrough``: the sandbox passing every module through (no per-run module copies, but
+  ``datetime.now()`` in workflow code is then no longer refused);
+- ``unsandboxed``: ``UnsandboxedWorkflowRunner``.
+
+Besides RSS it reports where the growth sits: glibc malloc's bytes in use and free inside its
+arenas (``mallinfo2``: the SDK's Rust core and Python's objects over 512 bytes), RSS after
+``malloc_trim(0)`` (what fragmentation costs), and with ``--trace`` the Python objects
+(tracemalloc). ``--passthrough MODULE`` (repeatable) measures the product's runner with more
+modules passed through; ``--park-at-step N`` parks each rollout (paused) after its N-th weight
+step instead of in its first interval, to see whether the steps taken matter.
+
+Run: ``python -m bench.memory_probe [--sizes 300,1000]``; one figure with its breakdown:
+``python -m bench.memory_probe --variant sandboxed --rollouts 300 [--trace]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
+import json
 import os
 import subprocess
 import sys
 import time
 import tracemalloc
 import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from bench._fakes import article_canary
 from bench._support import dev_server, finish, rss_kb
 from tests.workflows.fakes import ACTIVITIES, CLUSTERS, FakeCluster
-from workflows.model import RolloutInput
+from workflows.activity_api import ActivityName, SetWeightsInput
+from workflows.model import OperatorRequest, RolloutInput
 from workflows.rollout import CanaryRolloutWorkflow
+from workflows.spec import Canary
+
+VARIANTS = ("sandboxed", "passthrough", "unsandboxed")
+"""The product's runner; the sandbox with every module passed through; no sandbox at all."""
+WARM = 20
+"""Rollouts parked before the baseline is read (imports and first-use caches)."""
 
 
-async def probe(rollouts: int, variant: str, *, trace: bool = False) -> float:
-    spec = article_canary(steps=5, interval="1h")
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+_LIBC = ctypes.CDLL("libc.so.6")
+_LIBC.mallinfo2.restype = _Mallinfo2
+
+
+def malloc_kb() -> tuple[int, int]:
+    """glibc malloc's bytes in use (mmapped blocks included) and free inside its arenas, in KB,
+    summed over every arena."""
+    info = _LIBC.mallinfo2()
+    return (info.uordblks + info.hblkhd) // 1024, info.fordblks // 1024
+
+
+@dataclass
+class Figures:
+    variant: str
+    rollouts: int
+    baseline_kb: int
+    """RSS of the warmed worker before the measured rollouts."""
+    rss_kb: float
+    """RSS growth per parked rollout."""
+    malloc_kb: float
+    """Growth of malloc's bytes in use per parked rollout."""
+    malloc_free_kb: float
+    """Growth of the free bytes inside malloc's arenas per parked rollout (fragmentation)."""
+    trimmed_kb: float
+    """RSS growth per parked rollout after ``malloc_trim(0)``."""
+    trim_ms: float
+    """How long that ``malloc_trim(0)`` took."""
+    python_kb: float | None = None
+    """Python objects per parked rollout (tracemalloc; only with ``--trace``)."""
+
+
+def runner(variant: str, passthrough: list[str]) -> WorkflowRunner | None:
+    """The workflow runner of a variant (None: the worker's default, the product's runner)."""
+    if variant == "unsandboxed":
+        return UnsandboxedWorkflowRunner()
+    if variant == "passthrough":
+        restrictions = SandboxRestrictions.default.with_passthrough_all_modules()
+        return SandboxedWorkflowRunner(restrictions=restrictions)
+    if passthrough:
+        restrictions = SandboxRestrictions.default.with_passthrough_modules(*passthrough)
+        return SandboxedWorkflowRunner(restrictions=restrictions)
+    return None
+
+
+class _Fleet:
+    """Starts the probe's rollouts and waits for them to park."""
+
+    def __init__(self, client: Client, queue: str, spec: Canary, park_at_step: int | None):
+        self.client, self.queue, self.spec, self.park_at_step = client, queue, spec, park_at_step
+        self.paused = 0
+
+    async def start(self, prefix: str, index: int) -> None:
+        workflow_id = f"canary/probe/{prefix}{index}"
+        cluster = FakeCluster()
+        if self.park_at_step is not None:
+            step = self.park_at_step
+
+            async def pause() -> None:
+                handle = self.client.get_workflow_handle(workflow_id)
+                await handle.execute_update(
+                    CanaryRolloutWorkflow.pause, OperatorRequest(identity="memory-probe")
+                )
+                self.paused += 1
+
+            def at_step(arg: SetWeightsInput) -> bool:
+                return arg.canary == step
+
+            cluster.on(ActivityName.SET_WEIGHTS, at_step, pause)
+        CLUSTERS[workflow_id] = cluster
+        await self.client.start_workflow(
+            CanaryRolloutWorkflow.run,
+            RolloutInput(canary=self.spec, revision=cluster.revision),
+            id=workflow_id,
+            task_queue=self.queue,
+        )
+
+    async def parked(self, prefix: str, count: int) -> None:
+        deadline = time.monotonic() + 600
+        if self.park_at_step is not None:
+            target = self.paused + count if prefix == "r" else count
+            while self.paused < target:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the rollouts did not pause")
+                await asyncio.sleep(0.5)
+        else:
+            query = (
+                f"TaskQueue = '{self.queue}' AND CanaryPhase = 'Progressing' "
+                f"AND WorkflowId STARTS_WITH 'canary/probe/{prefix}'"
+            )
+            while (await self.client.count_workflows(query)).count < count:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the rollouts did not park")
+                await asyncio.sleep(0.5)
+        await asyncio.sleep(2)  # the parked rollouts' last tasks complete
+
+    async def run(self, prefix: str, count: int) -> None:
+        for batch in range(0, count, 50):
+            await asyncio.gather(
+                *(self.start(prefix, i) for i in range(batch, min(count, batch + 50)))
+            )
+        await self.parked(prefix, count)
+        for cluster in CLUSTERS.values():
+            cluster.calls.clear()  # the fakes' call log is the probe's, not the worker's
+        gc.collect()
+
+
+async def probe(
+    rollouts: int,
+    variant: str,
+    *,
+    trace: bool = False,
+    passthrough: list[str] | None = None,
+    park_at_step: int | None = None,
+) -> Figures:
+    passthrough = passthrough or []
+    if park_at_step is None:
+        spec = article_canary(steps=5, interval="1h")
+    else:  # one weight point per step, an interval short enough to reach the step soon
+        spec = article_canary(steps=park_at_step + 20, interval="1s")
+    options: dict[str, Any] = {}
+    if (chosen := runner(variant, passthrough)) is not None:
+        options["workflow_runner"] = chosen
     async with dev_server() as server:
         queue = f"probe-{uuid.uuid4().hex[:6]}"
-        options: dict[str, object] = {}
-        if variant == "unsandboxed":
-            options["workflow_runner"] = UnsandboxedWorkflowRunner()
-        elif variant == "passthrough":
-            restrictions = SandboxRestrictions.default.with_passthrough_all_modules()
-            options["workflow_runner"] = SandboxedWorkflowRunner(restrictions=restrictions)
+        fleet = _Fleet(server.client, queue, spec, park_at_step)
         async with Worker(
             server.client,
             task_queue=queue,
             workflows=[CanaryRolloutWorkflow],
             activities=ACTIVITIES,
-            max_cached_workflows=rollouts + 100,
+            max_cached_workflows=rollouts + WARM + 100,
             **options,
         ):
-
-            async def start(prefix: str, index: int) -> None:
-                workflow_id = f"canary/probe/{prefix}{index}"
-                cluster = FakeCluster()
-                CLUSTERS[workflow_id] = cluster
-                await server.client.start_workflow(
-                    CanaryRolloutWorkflow.run,
-                    RolloutInput(canary=spec, revision=cluster.revision),
-                    id=workflow_id,
-                    task_queue=queue,
-                )
-
-            async def parked(prefix: str, count: int) -> None:
-                query = (
-                    f"TaskQueue = '{queue}' AND CanaryPhase = 'Progressing' "
-                    f"AND WorkflowId STARTS_WITH 'canary/probe/{prefix}'"
-                )
-                deadline = time.monotonic() + 300
-                while (await server.client.count_workflows(query)).count < count:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("the rollouts did not park")
-                    await asyncio.sleep(0.5)
-                await asyncio.sleep(2)  # the parked rollouts' last tasks complete
-
-            # Warm-up: imports and first-use caches are not charged to the rollouts.
-            await asyncio.gather(*(start("warm", i) for i in range(20)))
-            await parked("warm", 20)
-            for cluster in CLUSTERS.values():
-                cluster.calls.clear()  # the fakes' call log is the probe's, not the worker's
-            gc.collect()
+            await fleet.run("warm", WARM)
             if trace:
                 tracemalloc.start(1)
                 before = tracemalloc.take_snapshot()
-            base = rss_kb(os.getpid())
-            for batch in range(0, rollouts, 50):
-                await asyncio.gather(
-                    *(start("r", i) for i in range(batch, min(rollouts, batch + 50)))
-                )
-            await parked("r", rollouts)
-            for cluster in CLUSTERS.values():
-                cluster.calls.clear()
-            gc.collect()
-            grown = rss_kb(os.getpid()) - base
+            base, (used, free) = rss_kb(os.getpid()), malloc_kb()
+            await fleet.run("r", rollouts)
+            grown, (used_after, free_after) = rss_kb(os.getpid()) - base, malloc_kb()
+            python = None
             if trace:
-                diff = tracemalloc.take_snapshot().compare_to(before, "filename")
-                python = sum(d.size_diff for d in diff) / 1024 / rollouts
-                print(f"Python objects (tracemalloc): {python:.0f} KB per parked rollout")
-                for d in diff[:8]:
-                    name = d.traceback[0].filename.split("site-packages/")[-1]
-                    print(f"  {d.size_diff / 1024 / rollouts:6.1f} KB  {name}")
-    return grown / rollouts
+                python = _python_objects(before, rollouts)
+            started = time.perf_counter()
+            _LIBC.malloc_trim(0)
+            trim_ms = (time.perf_counter() - started) * 1000
+            trimmed = rss_kb(os.getpid()) - base
+    label = "+".join([variant, *passthrough]) if passthrough else variant
+    if park_at_step is not None:
+        label += f"@step{park_at_step}"
+    return Figures(
+        variant=label,
+        rollouts=rollouts,
+        baseline_kb=base,
+        rss_kb=grown / rollouts,
+        malloc_kb=(used_after - used) / rollouts,
+        malloc_free_kb=(free_after - free) / rollouts,
+        trimmed_kb=trimmed / rollouts,
+        trim_ms=trim_ms,
+        python_kb=python,
+    )
 
 
-VARIANTS = ("sandboxed", "passthrough", "unsandboxed")
-"""The product's runner; the sandbox with every module passed through (no per-run module
-copies — but then ``datetime.now()`` in workflow code is no longer refused: checked by hand,
-it returns the wall clock); no sandbox at all."""
+def _python_objects(before: tracemalloc.Snapshot, rollouts: int) -> float:
+    diff = tracemalloc.take_snapshot().compare_to(before, "filename")
+    per = sum(d.size_diff for d in diff) / 1024 / rollouts
+    print(f"Python objects (tracemalloc): {per:.0f} KB per parked rollout", file=sys.stderr)
+    for d in diff[:10]:
+        name = d.traceback[0].filename.split("site-packages/")[-1]
+        print(f"  {d.size_diff / 1024 / rollouts:6.1f} KB  {name}", file=sys.stderr)
+    return per
+
+
+def _describe(f: Figures) -> str:
+    python = f" Python objects {f.python_kb:.0f} KB;" if f.python_kb is not None else ""
+    return (
+        f"{f.variant}, {f.rollouts} rollouts: {f.rss_kb:.0f} KB RSS per parked rollout over a "
+        f"{f.baseline_kb / 1024:.0f} MB baseline;{python} malloc in use {f.malloc_kb:.0f} KB, "
+        f"free in its arenas {f.malloc_free_kb:+.0f} KB; after malloc_trim {f.trimmed_kb:.0f} KB "
+        f"(it took {f.trim_ms:.0f} ms)"
+    )
+
+
+def _measure(args: argparse.Namespace, variant: str, rollouts: int) -> Figures:
+    """One figure from a fresh process."""
+    argv = [sys.executable, "-m", "bench.memory_probe", "--rollouts", str(rollouts)]
+    argv += ["--variant", variant, "--json"]
+    for module in args.passthrough:
+        argv += ["--passthrough", module]
+    if args.park_at_step is not None:
+        argv += ["--park-at-step", str(args.park_at_step)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return Figures(**json.loads(out.strip().splitlines()[-1]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rollouts", type=int, default=500)
-    parser.add_argument("--variant", choices=VARIANTS)
+    parser.add_argument("--rollouts", type=int, help="one size (default: --sizes)")
+    parser.add_argument("--sizes", default="300,1000", help="rollouts per run, comma-separated")
+    parser.add_argument("--variant", choices=VARIANTS, help="one runner (default: all three)")
+    parser.add_argument("--passthrough", action="append", default=[], metavar="MODULE")
+    parser.add_argument("--park-at-step", type=int, metavar="N")
     parser.add_argument("--trace", action="store_true", help="where Python's memory goes")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.variant:
-        per = asyncio.run(probe(args.rollouts, args.variant, trace=args.trace))
-        finish(f"{per:.0f}")
-    figures = {}
-    for variant in VARIANTS:
-        argv = [sys.executable, "-m", "bench.memory_probe", "--rollouts", str(args.rollouts)]
-        out = subprocess.run(
-            [*argv, "--variant", variant], capture_output=True, text=True, check=True
-        ).stdout
-        figures[variant] = out.strip().splitlines()[-1]
-        print(f"{variant}: {figures[variant]} KB per parked rollout", flush=True)
+    if args.variant and args.rollouts:
+        figures = asyncio.run(
+            probe(
+                args.rollouts,
+                args.variant,
+                trace=args.trace,
+                passthrough=args.passthrough,
+                park_at_step=args.park_at_step,
+            )
+        )
+        finish(json.dumps(asdict(figures)) if args.json else _describe(figures))
+    sizes = [args.rollouts] if args.rollouts else [int(s) for s in args.sizes.split(",")]
+    variants = [args.variant] if args.variant else list(VARIANTS)
+    summary = []
+    for rollouts in sizes:
+        for variant in variants:
+            figures = _measure(args, variant, rollouts)
+            print(_describe(figures), flush=True)
+            summary.append(f"{figures.variant}@{rollouts} {figures.rss_kb:.0f} KB")
+    baseline = figures.baseline_kb / 1024
     finish(
-        f"memory_probe: {figures['sandboxed']} KB per parked rollout in the worker's cache "
-        f"(sandboxed runner), {figures['passthrough']} KB with every module passed through, "
-        f"{figures['unsandboxed']} KB unsandboxed; {args.rollouts} rollouts"
+        f"memory_probe: per parked rollout in the worker's cache: {', '.join(summary)} "
+        f"(worker baseline ~{baseline:.0f} MB)"
     )
 
 
