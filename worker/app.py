@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
+from worker.memory import start_trimming
 from worker.metrics import MetricsInterceptor, RolloutMetrics
 from worker.settings import Settings
 
@@ -81,6 +82,8 @@ def build_worker(
     same names); ``metrics`` adds the interceptor that feeds the Prometheus endpoint.
     """
     sizing = settings.worker
+    # Freed native memory goes back to the system once a minute (worker.memory, BENCHMARKS.md).
+    start_trimming()
     executor = ThreadPoolExecutor(sizing.activity_threads, thread_name_prefix="coalmine-activity")
     if activities is None:
         activities = activity_methods(*product_activities(api_client, settings, executor=executor))
