@@ -12,27 +12,24 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from sandbox.runner import SandboxHandle
-from tests.conftest import Kubectl
 from tests.integration.rollout_support import (
     GOOD,
+    Scenario,
     api_client,
     canary,
     image,
-    initialize,
     production_traffic,
     read_status,
     replicas,
     rollout_worker,
-    start,
+    scenario,
     weights,
 )
 from workflows.model import Phase, RolloutResult
 
-__all__ = ["api_client", "rollout_worker"]  # fixtures used by the tests below
+__all__ = ["api_client", "rollout_worker", "scenario"]  # fixtures used by the tests below
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -43,21 +40,17 @@ def _tester(name: str, ns: str, path: str) -> dict[str, Any]:
 
 
 async def test_tester_hitting_the_canary_with_errors_and_delays_rolls_it_back(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
+    scenario: Scenario,
     sandbox_cluster: SandboxHandle,
-    api_client: Any,
 ) -> None:
-    ns = sandbox_namespace
+    ns = scenario.ns
     testers = [_tester("tester-500", ns, "/status/500"), _tester("tester-delay", ns, "/delay/1")]
     spec = canary(ns, threshold=3, max_weight=50, extra_webhooks=testers)
-    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    await scenario.initialize(spec)
 
     production_traffic(sandbox_cluster, ns)
-    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
-    handle = await start(dev_server_env, rollout_worker, spec)
+    scenario.release(GOOD)
+    handle = await scenario.start(spec)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     assert "failed checks threshold reached 3" in str(failure.value.cause)
@@ -74,9 +67,9 @@ async def test_tester_hitting_the_canary_with_errors_and_delays_rolls_it_back(
     assert duration.value is not None
     assert duration.value > 500
     # rolled back: the healthy primary keeps the old image and all the traffic
-    assert weights(api_client, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
-    assert replicas(api_client, ns, "podinfo") == 0
-    assert image(api_client, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
+    assert weights(scenario.api, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
+    assert replicas(scenario.api, ns, "podinfo") == 0
+    assert image(scenario.api, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
 
 
 METRIC_TEMPLATE = """
@@ -96,15 +89,11 @@ spec:
 
 
 async def test_metric_template_with_variables_guards_the_rollout(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
+    scenario: Scenario,
     sandbox_cluster: SandboxHandle,
-    api_client: Any,
 ) -> None:
-    ns = sandbox_namespace
-    kubectl.apply(METRIC_TEMPLATE.format(ns=ns, prometheus=sandbox_cluster.prometheus_url))
+    ns = scenario.ns
+    scenario.kubectl.apply(METRIC_TEMPLATE.format(ns=ns, prometheus=sandbox_cluster.prometheus_url))
     custom = {
         "name": "404s percentage",
         "templateRef": {"name": "not-found-percentage"},
@@ -113,11 +102,11 @@ async def test_metric_template_with_variables_guards_the_rollout(
         "interval": "10s",
     }
     spec = canary(ns, metrics=[custom])
-    await initialize(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    await scenario.initialize(spec)
 
     production_traffic(sandbox_cluster, ns)
-    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
-    handle = await start(dev_server_env, rollout_worker, spec)
+    scenario.release(GOOD)
+    handle = await scenario.start(spec)
     result: RolloutResult = await handle.result()
     assert result.phase == Phase.SUCCEEDED
 
@@ -127,4 +116,4 @@ async def test_metric_template_with_variables_guards_the_rollout(
     assert checked.value == pytest.approx(0.0, abs=0.01)
     assert checked.max == 5
     assert status.failed_checks == 0
-    assert image(api_client, ns, "podinfo-primary") == GOOD
+    assert image(scenario.api, ns, "podinfo-primary") == GOOD

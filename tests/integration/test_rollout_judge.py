@@ -17,30 +17,26 @@ it), while the regression reads 4-9 times the primary's.
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 from kubernetes import client as k8s
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from sandbox.runner import SandboxHandle
 from tests import canaries
-from tests.conftest import Kubectl
 from tests.integration.rollout_support import (
     BAD,
     DEPLOYMENT,
     GOOD,
+    Scenario,
     api_client,
     image,
-    initialize,
     production_traffic,
     read_status,
     replicas,
     rollout_worker,
-    start,
+    scenario,
     watch,
     weights,
 )
@@ -50,7 +46,7 @@ from worker.settings import TemporalSettings
 from workflows.model import Phase, RolloutStatus
 from workflows.spec import Canary
 
-__all__ = ["api_client", "rollout_worker"]  # fixtures used by the tests below
+__all__ = ["api_client", "rollout_worker", "scenario"]  # fixtures used by the tests below
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -103,38 +99,32 @@ def canary_traffic(sandbox: SandboxHandle, ns: str) -> None:
     assert response.status_code in (200, 202), response.text
 
 
-async def _initialize_with_latency(
-    env: WorkflowEnvironment, worker: Worker, kubectl: Kubectl, spec: Canary, api_client: Any
-) -> None:
+async def _initialize_with_latency(scenario: Scenario, spec: Canary) -> None:
     """podinfo with the primary's latency in its pod spec, then the first rollout (which copies
     it to podinfo-primary). `initialize` applies the same Deployment again; the env set here is
     not in its last-applied configuration, so that apply keeps it."""
     ns = spec.namespace
-    kubectl.apply(DEPLOYMENT.format(ns=ns))
-    kubectl.run("-n", ns, "set", "env", "deployment/podinfo", *PRIMARY_LATENCY)
-    await initialize(env, worker, kubectl, spec, api_client)
-    primary = k8s.AppsV1Api(api_client).read_namespaced_deployment("podinfo-primary", ns)
+    scenario.kubectl.apply(DEPLOYMENT.format(ns=ns))
+    scenario.kubectl.run("-n", ns, "set", "env", "deployment/podinfo", *PRIMARY_LATENCY)
+    await scenario.initialize(spec)
+    primary = k8s.AppsV1Api(scenario.api).read_namespaced_deployment("podinfo-primary", ns)
     env_vars = {e.name: e.value for e in primary.spec.template.spec.containers[0].env or []}
     assert env_vars["LATENCY_P99_MS"] == "40"
 
 
 async def test_a_regression_under_the_threshold_is_rolled_back_by_the_judge(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
+    scenario: Scenario,
     sandbox_cluster: SandboxHandle,
-    api_client: Any,
 ) -> None:
-    ns = sandbox_namespace
+    ns = scenario.ns
     spec = judged_canary(ns)
-    await _initialize_with_latency(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    await _initialize_with_latency(scenario, spec)
 
-    kubectl.run("-n", ns, "set", "env", "deployment/podinfo", *REGRESSION)
-    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={BAD}")
+    scenario.kubectl.run("-n", ns, "set", "env", "deployment/podinfo", *REGRESSION)
+    scenario.release(BAD)
     production_traffic(sandbox_cluster, ns)
     canary_traffic(sandbox_cluster, ns)
-    handle = await start(dev_server_env, rollout_worker, spec)
+    handle = await scenario.start(spec)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     assert "failed checks threshold reached 2" in str(failure.value.cause)
@@ -166,13 +156,13 @@ async def test_a_regression_under_the_threshold_is_rolled_back_by_the_judge(
     assert all("Mann-Whitney" in c.message for c in status.failed_check_history)
     assert "x the primary's" in status.failed_check_history[-1].message
     # Rolled back: all traffic on the primary, which was never touched.
-    assert weights(api_client, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
-    assert replicas(api_client, ns, "podinfo") == 0
-    assert image(api_client, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
+    assert weights(scenario.api, ns) == {"podinfo-primary": 100, "podinfo-canary": 0}
+    assert replicas(scenario.api, ns, "podinfo") == 0
+    assert image(scenario.api, ns, "podinfo-primary") == "quay.io/stefanprodan/podinfo:1.4.0"
     messages = [e.message for e in status.events]
     assert f"Canary failed! Scaling down podinfo.{ns}" in messages
     # The report says why: the judge's verdict and numbers at the steps it failed.
-    page = await report_html(dev_server_env, sandbox_cluster, handle.id)
+    page = await report_html(scenario.env, sandbox_cluster, handle.id)
     assert "ROLLED BACK" in page.upper()
     assert "High · shift +" in page
     assert "Mann-Whitney" in page
@@ -191,21 +181,17 @@ async def report_html(env: WorkflowEnvironment, sandbox: SandboxHandle, workflow
 
 
 async def test_a_healthy_release_passes_the_judge(
-    dev_server_env: WorkflowEnvironment,
-    rollout_worker: Worker,
-    kubectl: Kubectl,
-    sandbox_namespace: str,
+    scenario: Scenario,
     sandbox_cluster: SandboxHandle,
-    api_client: Any,
 ) -> None:
-    ns = sandbox_namespace
+    ns = scenario.ns
     spec = judged_canary(ns)
-    await _initialize_with_latency(dev_server_env, rollout_worker, kubectl, spec, api_client)
+    await _initialize_with_latency(scenario, spec)
 
-    kubectl.run("-n", ns, "set", "image", "deployment/podinfo", f"podinfod={GOOD}")
+    scenario.release(GOOD)
     production_traffic(sandbox_cluster, ns)
     canary_traffic(sandbox_cluster, ns)
-    handle = await start(dev_server_env, rollout_worker, spec)
+    handle = await scenario.start(spec)
     verdicts: list[str] = []
 
     def seen(status: RolloutStatus) -> None:
@@ -220,7 +206,7 @@ async def test_a_healthy_release_passes_the_judge(
     # loop: with the suite's other processes on the two cores, one step's canary may read a
     # loaded loop's delay (seen once: median 102 ms against 49 ms) — a single High, not two.
     assert final.failed_checks <= 1, final.model_dump_json(indent=1)
-    assert image(api_client, ns, "podinfo-primary") == GOOD
+    assert image(scenario.api, ns, "podinfo-primary") == GOOD
     judgement = final.metrics["request-duration"].judgement
     assert judgement is not None
     assert judgement.verdict == "Pass"
@@ -229,6 +215,6 @@ async def test_a_healthy_release_passes_the_judge(
     assert verdicts
     assert verdicts[-1] == "Pass"
     assert verdicts.count("Pass") > len(verdicts) / 2, verdicts
-    page = await report_html(dev_server_env, sandbox_cluster, handle.id)
+    page = await report_html(scenario.env, sandbox_cluster, handle.id)
     assert "PROMOTED" in page.upper()
     assert "Pass · shift" in page
