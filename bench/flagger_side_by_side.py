@@ -47,6 +47,7 @@ import httpx
 
 from activities.kubernetes import build_api_client
 from bench import _flagger_watch as w
+from bench._cluster import add_nodes, retried
 from bench._flagger_figures import (
     Cost,
     Usage,
@@ -171,7 +172,7 @@ async def latency_phase(
                 await asyncio.sleep(rng.uniform(0, LATENCY_INTERVAL))
                 sent[name] = time.time()
                 await asyncio.to_thread(
-                    w.retried, set_image, api, ns, name, "quay.io/stefanprodan/podinfo:6.0.1"
+                    retried, set_image, api, ns, name, "quay.io/stefanprodan/podinfo:6.0.1"
                 )
                 if name not in aborted:
                     return
@@ -358,7 +359,7 @@ async def run(args: argparse.Namespace, build: FlaggerBuild) -> str:
         if sizes:
             with admin(sb) as api:
                 extra = max(0, (3 * max(sizes) + 249) // 250 - 3 + 1)
-                added = await asyncio.to_thread(w.add_nodes, api, extra)
+                added = await asyncio.to_thread(add_nodes, api, extra)
             print(f"added {len(added)} fake Nodes (250 pods each) to the sandbox's 3", flush=True)
         order = list(PRODUCTS)
         if args.canaries:

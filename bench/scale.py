@@ -56,6 +56,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from activities.kubernetes import build_api_client
+from bench._cluster import add_nodes
 from bench._support import (
     ACTIONS,
     History,
@@ -525,6 +526,11 @@ async def run(args: argparse.Namespace) -> str:
                 "KUBECONFIG": str(handle.worker_kubeconfig),
             }
             ctx = Context(server.client, api_client, env, server.pid, handle.pid, Path(log_dir))
+            # The sandbox's three fake Nodes hold 750 pods; each rollout needs its target's pod
+            # (until scaled down), its primary's and its canary's.
+            extra = max(0, (3 * max(sizes) + 249) // 250 - 3 + 1)
+            added = await asyncio.to_thread(add_nodes, api_client, extra)
+            print(f"added {len(added)} fake Nodes (250 pods each) to the sandbox's 3", flush=True)
             began = time.monotonic()
             await asyncio.to_thread(create_targets, api_client, targets_and_warmup)
             print(f"created {len(targets)} Deployments in {time.monotonic() - began:.0f}s")
