@@ -13,6 +13,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,32 +30,59 @@ def split_report(text: str) -> tuple[str, str]:
     return intro, (outro if end else "")
 
 
-# (module, arguments, what the figure is measured against)
-BENCHMARKS: list[tuple[str, list[str], str]] = [
-    ("ten_steps", [], "10-step canary on the time-skipping server: well under 1 s of wall time"),
-    ("history", [], "history events per analysis step and per rollout (limit 51,200)"),
-    ("abort_latency", [], "abort accepted → canary weight 0 in the cluster: p99 < 0.5 s"),
-    ("step_overhead", [], "timer fired → weights patched, beyond the checks: p99 < 50 ms"),
-    (
-        "scale",
-        # The whole sweep (100, 500, 1,000 × 60 s, 30 s, 3 steps) takes ~45 min: run it by hand.
-        ["--sizes", "100,1000", "--intervals", "60", "--steps", "2"],
-        "1,000 rollouts at 60 s: step lag p99 < 2 s, < 150 KB worker memory each",
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    """Its row in BENCHMARKS.md and its log (``.state/bench/<name>.log``)."""
+    target: str
+    """What the figure is measured against."""
+    args: tuple[str, ...] = ()
+    module: str = ""
+    """``bench.<module>`` (default: the name)."""
+
+    @property
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", f"bench.{self.module or self.name}", *self.args]
+
+
+BENCHMARKS: list[Benchmark] = [
+    Benchmark(
+        "ten_steps", "10-step canary on the time-skipping server: well under 1 s of wall time"
     ),
-    (
+    Benchmark("history", "Temporal actions and history events per analysis step: ≤ 3 actions"),
+    Benchmark("abort_latency", "abort accepted → canary weight 0 in the cluster: p99 < 0.5 s"),
+    Benchmark(
+        "abort_during_slow_query",
+        "abort while a 5 s metric query runs → canary weight 0: p99 < 0.5 s",
+        ("--runs", "10", "--aim", "checks", "--slow-query", "5"),
+        module="abort_latency",
+    ),
+    Benchmark(
+        "step_overhead",
+        "worker CPU per analysis step ≤ 10 ms; timer fired → weights patched, beyond the checks: "
+        "p99 < 50 ms",
+    ),
+    Benchmark("memory_probe", "worker memory per parked rollout < 150 KB"),
+    Benchmark(
+        "scale",
+        "1,000 rollouts at 60 s: step lag p99 < 1 s quiet, < 2 s busy; 2,000: < 2 s quiet",
+        # ~35 min; the whole sweep (100, 500, 1,000, 2,000 × 60 s, 30 s) is for a run by hand.
+        ("--sizes", "1000,2000", "--intervals", "60", "--steps", "3"),
+    ),
+    Benchmark(
         "controller_scale",
-        [],
         "controller following 1,000 Canaries + Deployments: CPU-s and RSS, initial sync and 30 s "
         "at rest",
     ),
-    (
+    Benchmark(
         "flagger_side_by_side",
-        [],
         "Coalmine against Flagger (built from the module proxy) on the same cluster: first weight, "
         "promotion, abort, CPU and memory per canary at 100 and 500 (ratios Flagger ÷ Coalmine)",
     ),
-    ("sandbox_api", [], "the local kube-apiserver: several hundred requests/s"),
-    ("sandbox_world", [], "the local cluster's controllers and mesh: several hundred requests/s"),
+    Benchmark("sandbox_api", "the local kube-apiserver: several hundred requests/s"),
+    Benchmark(
+        "sandbox_world", "the local cluster's controllers and mesh: several hundred requests/s"
+    ),
 ]
 
 
@@ -77,10 +105,10 @@ def machine() -> str:
     return f"{system}, {cpus} cores ({model}), {memory}, Python {platform.python_version()}"
 
 
-def run_one(name: str, args: list[str], logs: Path) -> tuple[str, float, int]:
+def run_one(bench: Benchmark, logs: Path) -> tuple[str, float, int]:
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", *args],
+        bench.argv,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -88,7 +116,7 @@ def run_one(name: str, args: list[str], logs: Path) -> tuple[str, float, int]:
     )
     elapsed = time.monotonic() - started
     output = proc.stdout + proc.stderr
-    (logs / f"{name}.log").write_text(output)
+    (logs / f"{bench.name}.log").write_text(output)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     figure = lines[-1] if lines and proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
     return figure, elapsed, proc.returncode
@@ -96,24 +124,24 @@ def run_one(name: str, args: list[str], logs: Path) -> tuple[str, float, int]:
 
 def main() -> int:
     wanted = set(sys.argv[1:])
-    unknown = wanted - {name for name, _, _ in BENCHMARKS}
+    unknown = wanted - {bench.name for bench in BENCHMARKS}
     if unknown:
         # `--help` or a typo must not rewrite BENCHMARKS.md with an empty table.
-        names = ", ".join(name for name, _, _ in BENCHMARKS)
+        names = ", ".join(bench.name for bench in BENCHMARKS)
         print(f"usage: python -m bench [NAME …]; benchmarks: {names}", file=sys.stderr)
         return 0 if wanted <= {"-h", "--help"} else 2
     logs = ROOT / ".state" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
     rows = []
     failures = 0
-    for name, args, target in BENCHMARKS:
-        if wanted and name not in wanted:
+    for bench in BENCHMARKS:
+        if wanted and bench.name not in wanted:
             continue
-        print(f"== bench.{name}", flush=True)
-        figure, elapsed, code = run_one(name, args, logs)
+        print(f"== {bench.name}: {' '.join(bench.argv[1:])}", flush=True)
+        figure, elapsed, code = run_one(bench, logs)
         failures += code != 0
         print(f"   {figure}  ({elapsed:.0f} s)", flush=True)
-        rows.append(f"| `{name}` | {target} | {figure} |")
+        rows.append(f"| `{bench.name}` | {bench.target} | {figure} |")
     report = ROOT / "BENCHMARKS.md"
     intro, outro = split_report(report.read_text() if report.exists() else "")
     body = [

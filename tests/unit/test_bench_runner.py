@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.__main__ import FIGURES_END, FIGURES_START, ROOT, split_report
+import importlib.util
+
+from bench.__main__ import BENCHMARKS, FIGURES_END, FIGURES_START, ROOT, split_report
 
 
 def test_the_text_before_and_after_the_figures_block_is_kept() -> None:
@@ -22,3 +24,15 @@ def test_the_checked_in_report_keeps_its_sections_after_the_block() -> None:
 
     _, outro = split_report((ROOT / "BENCHMARKS.md").read_text())
     assert "## Controller: detection latency" in outro
+
+
+def test_every_benchmark_names_a_module_that_exists_and_a_row_of_its_own() -> None:
+    names = [bench.name for bench in BENCHMARKS]
+    assert len(names) == len(set(names))
+    for bench in BENCHMARKS:
+        module = bench.argv[2]
+        assert module.startswith("bench.")
+        assert importlib.util.find_spec(module) is not None, module
+    slow = next(b for b in BENCHMARKS if b.name == "abort_during_slow_query")
+    assert slow.argv[2:] == ["bench.abort_latency", "--runs", "10", "--aim", "checks",
+                             "--slow-query", "5"]  # fmt: skip
