@@ -4,7 +4,10 @@ On the real stack (sandbox, Temporal dev server, in-process worker with the prod
 ``--rollouts`` targets, each in its own namespace, are rolled out at once with the scenario's
 Canary scaled down: 2 s interval, ``stepWeight 5`` (less beyond 19 steps, so ``maxWeight`` stays
 under 100), the two builtin metrics and the load-test webhook at every step, the canary getting
-real traffic.
+real traffic. Each Canary is in the cluster too, as the controller's rollouts have it, so every
+step writes its status and its event names it (``--without-canary``: as CI starts a rollout from
+a file, with neither). ``--direct-context`` is an experiment on the SDK, not the product
+(`direct_serialization_context`).
 
 Every latency figure comes from the histories (server timestamps). For each weight step: timer
 fired → set_weights completed, minus the union of the checks' scheduled → completed spans (the
@@ -41,6 +44,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes import client as k8s
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from bench._real import CpuMeter, World, create_target, real_world, set_image
@@ -86,9 +90,32 @@ def breakdown(history: History, step: Step) -> dict[str, float]:
     }
 
 
-async def initialize(world: World, ns: str) -> None:
-    """The target's first rollout only initializes it (as Flagger's): not measured."""
+async def initialize(world: World, ns: str, *, in_cluster: bool) -> None:
+    """The target's first rollout only initializes it (as Flagger's): not measured.
+
+    ``in_cluster``: the Canary is also created in the cluster, as the controller's rollouts have
+    it, so every step writes its status and its event names it; without, the rollouts are as
+    CI starts them from a file (no status, events on the Deployment)."""
     create_target(world.api_client, ns, "podinfo", replicas=2)
+    if in_cluster:
+        document = {
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": ns},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "service": {"port": 9898},
+                "analysis": {
+                    "interval": f"{INTERVAL_SECONDS}s",
+                    "threshold": 100,
+                    "maxWeight": 50,
+                    "stepWeight": 5,
+                },
+            },
+        }
+        k8s.CustomObjectsApi(world.api_client).create_namespaced_custom_object(
+            "flagger.app", "v1beta1", ns, "canaries", document
+        )
     init = await world.start(
         canary(ns, "podinfo", interval=f"{INTERVAL_SECONDS}s", max_weight=50, step_weight=5)
     )
@@ -166,11 +193,13 @@ async def idle_cpu_rate(seconds: float) -> float:
     return (time.process_time() - cpu) / (time.monotonic() - began)
 
 
-async def run(rollouts: int, short: int, long: int, idle_seconds: float) -> str:
+async def run(
+    rollouts: int, short: int, long: int, idle_seconds: float, *, in_cluster: bool = True
+) -> str:
     meter = CpuMeter()
     async with real_world(cpu=meter) as world:
         names = [f"step{i}" for i in range(rollouts)]
-        await asyncio.gather(*(initialize(world, ns) for ns in names))
+        await asyncio.gather(*(initialize(world, ns, in_cluster=in_cluster) for ns in names))
         # Warm-up, not counted: the first checks import and build what every later one reuses.
         await one_run(world, names, 1, "quay.io/stefanprodan/podinfo:1.4.0-warm")
         idle = await idle_cpu_rate(idle_seconds)
@@ -223,16 +252,49 @@ async def run(rollouts: int, short: int, long: int, idle_seconds: float) -> str:
     )
 
 
+def direct_serialization_context() -> None:
+    """The SDK asks the workflow instance for a serialization context three times per payload
+    each way; through the sandbox that is an ``exec`` each time. This experiment asks the
+    in-sandbox instance directly (the answer is the same: it only reads the instance's pending
+    commands), to measure what the sandbox's round trips cost a step."""
+    from temporalio.worker.workflow_sandbox import _runner
+
+    def context(self: Any, command_info: Any) -> Any:
+        return self.globals_and_locals["__temporal_in_sandbox"].get_serialization_context(
+            command_info
+        )
+
+    _runner._Instance.get_serialization_context = context  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2, help="weight steps of the short run")
     parser.add_argument("--long-steps", type=int, default=30, help="weight steps of the long run")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds to measure idle CPU")
+    parser.add_argument(
+        "--direct-context",
+        action="store_true",
+        help="an experiment, not the product: answer the SDK's serialization-context look-ups "
+        "outside the workflow sandbox (what a worker-side runner change would save)",
+    )
+    parser.add_argument(
+        "--without-canary",
+        action="store_true",
+        help="no Canary in the cluster (rollouts as CI starts them: no status writes)",
+    )
     args = parser.parse_args()
     if not 0 < args.steps < args.long_steps <= 95:
         parser.error("want 0 < --steps < --long-steps <= 95")
-    finish(asyncio.run(run(args.rollouts, args.steps, args.long_steps, args.idle)))
+    in_cluster = not args.without_canary
+    if args.direct_context:
+        direct_serialization_context()
+    finish(
+        asyncio.run(
+            run(args.rollouts, args.steps, args.long_steps, args.idle, in_cluster=in_cluster)
+        )
+    )
 
 
 if __name__ == "__main__":
