@@ -16,10 +16,13 @@ rollout holds. Each figure comes from a fresh process; the default run measures 
 
 Besides RSS it reports where the growth sits: glibc malloc's bytes in use and free inside its
 arenas (``mallinfo2``: the SDK's Rust core and Python's objects over 512 bytes), RSS after
-``malloc_trim(0)`` (what fragmentation costs), and with ``--trace`` the Python objects
-(tracemalloc). ``--passthrough MODULE`` (repeatable) measures the product's runner with more
-modules passed through; ``--park-at-step N`` parks each rollout (paused) after its N-th weight
-step instead of in its first interval, to see whether the steps taken matter.
+``worker.memory.trim()`` (``malloc_trim(0)``, which the product's worker runs once a minute: the
+figure a worker settles at), and with ``--trace`` the Python objects (tracemalloc).
+``--passthrough MODULE`` (repeatable) measures the product's runner with more modules passed
+through; ``--park-at-step N`` parks each rollout (paused) after its N-th weight step instead of in
+its first interval, to see whether the steps taken matter; ``--max-history-events N`` sets the
+rollouts' continue-as-new point (``RolloutInput.max_history_events``); ``--shared-type-adapters``
+gives the worker a payload converter whose pydantic ``TypeAdapter`` cache is shared by every run.
 
 Run: ``python -m bench.memory_probe [--sizes 300,1000]``; one figure with its breakdown:
 ``python -m bench.memory_probe --variant sandboxed --rollouts 300 [--trace]``.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import functools
 import gc
 import json
 import os
@@ -41,13 +45,17 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import TypeAdapter
 from temporalio.client import Client
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
+from temporalio.converter import DataConverter
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from bench._fakes import article_canary
 from bench._support import dev_server, finish, rss_kb
 from tests.workflows.fakes import ACTIVITIES, CLUSTERS, FakeCluster
+from worker.memory import trim
 from workflows.activity_api import ActivityName, SetWeightsInput
 from workflows.model import OperatorRequest, RolloutInput
 from workflows.rollout import CanaryRolloutWorkflow
@@ -101,11 +109,28 @@ class Figures:
     malloc_free_kb: float
     """Growth of the free bytes inside malloc's arenas per parked rollout (fragmentation)."""
     trimmed_kb: float
-    """RSS growth per parked rollout after ``malloc_trim(0)``."""
+    """RSS growth per parked rollout after ``worker.memory.trim()`` (the product's steady state)."""
     trim_ms: float
-    """How long that ``malloc_trim(0)`` took."""
+    """How long that trim took."""
     python_kb: float | None = None
     """Python objects per parked rollout (tracemalloc; only with ``--trace``)."""
+
+
+_SHARED_ADAPTERS = functools.lru_cache(maxsize=1024)(TypeAdapter)
+
+
+class SharedAdaptersPayloadConverter(PydanticPayloadConverter):
+    """The pydantic payload converter with one process-wide cache of ``TypeAdapter`` s.
+
+    The SDK builds a payload converter for every workflow run, and pydantic's converter caches
+    the ``TypeAdapter`` of every type it decodes, so each cached rollout holds its own set.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        for converter in self.converters.values():
+            if isinstance(converter, PydanticJSONPlainPayloadConverter):
+                converter._type_adapter = _SHARED_ADAPTERS
 
 
 def runner(variant: str, passthrough: list[str]) -> WorkflowRunner | None:
@@ -124,8 +149,16 @@ def runner(variant: str, passthrough: list[str]) -> WorkflowRunner | None:
 class _Fleet:
     """Starts the probe's rollouts and waits for them to park."""
 
-    def __init__(self, client: Client, queue: str, spec: Canary, park_at_step: int | None):
+    def __init__(
+        self,
+        client: Client,
+        queue: str,
+        spec: Canary,
+        park_at_step: int | None,
+        max_history_events: int | None,
+    ):
         self.client, self.queue, self.spec, self.park_at_step = client, queue, spec, park_at_step
+        self.max_history_events = max_history_events
         self.paused = 0
 
     async def start(self, prefix: str, index: int) -> None:
@@ -148,7 +181,11 @@ class _Fleet:
         CLUSTERS[workflow_id] = cluster
         await self.client.start_workflow(
             CanaryRolloutWorkflow.run,
-            RolloutInput(canary=self.spec, revision=cluster.revision),
+            RolloutInput(
+                canary=self.spec,
+                revision=cluster.revision,
+                max_history_events=self.max_history_events,
+            ),
             id=workflow_id,
             task_queue=self.queue,
         )
@@ -190,6 +227,8 @@ async def probe(
     trace: bool = False,
     passthrough: list[str] | None = None,
     park_at_step: int | None = None,
+    max_history_events: int | None = None,
+    shared_type_adapters: bool = False,
 ) -> Figures:
     passthrough = passthrough or []
     if park_at_step is None:
@@ -201,9 +240,13 @@ async def probe(
         options["workflow_runner"] = chosen
     async with dev_server() as server:
         queue = f"probe-{uuid.uuid4().hex[:6]}"
-        fleet = _Fleet(server.client, queue, spec, park_at_step)
+        fleet = _Fleet(server.client, queue, spec, park_at_step, max_history_events)
+        client = server.client
+        if shared_type_adapters:
+            converter = DataConverter(payload_converter_class=SharedAdaptersPayloadConverter)
+            client = Client(client.service_client, data_converter=converter)
         async with Worker(
-            server.client,
+            client,
             task_queue=queue,
             workflows=[CanaryRolloutWorkflow],
             activities=ACTIVITIES,
@@ -221,12 +264,16 @@ async def probe(
             if trace:
                 python = _python_objects(before, rollouts)
             started = time.perf_counter()
-            _LIBC.malloc_trim(0)
+            trim()  # what the product's worker does once a minute
             trim_ms = (time.perf_counter() - started) * 1000
             trimmed = rss_kb(os.getpid()) - base
     label = "+".join([variant, *passthrough]) if passthrough else variant
     if park_at_step is not None:
         label += f"@step{park_at_step}"
+    if max_history_events is not None:
+        label += f" (continue-as-new past {max_history_events} events)"
+    if shared_type_adapters:
+        label += " (shared TypeAdapters)"
     return Figures(
         variant=label,
         rollouts=rollouts,
@@ -255,7 +302,7 @@ def _describe(f: Figures) -> str:
     return (
         f"{f.variant}, {f.rollouts} rollouts: {f.rss_kb:.0f} KB RSS per parked rollout over a "
         f"{f.baseline_kb / 1024:.0f} MB baseline;{python} malloc in use {f.malloc_kb:.0f} KB, "
-        f"free in its arenas {f.malloc_free_kb:+.0f} KB; after malloc_trim {f.trimmed_kb:.0f} KB "
+        f"free in its arenas {f.malloc_free_kb:+.0f} KB; after a trim {f.trimmed_kb:.0f} KB "
         f"(it took {f.trim_ms:.0f} ms)"
     )
 
@@ -268,6 +315,10 @@ def _measure(args: argparse.Namespace, variant: str, rollouts: int) -> Figures:
         argv += ["--passthrough", module]
     if args.park_at_step is not None:
         argv += ["--park-at-step", str(args.park_at_step)]
+    if args.max_history_events is not None:
+        argv += ["--max-history-events", str(args.max_history_events)]
+    if args.shared_type_adapters:
+        argv += ["--shared-type-adapters"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     return Figures(**json.loads(out.strip().splitlines()[-1]))
 
@@ -279,6 +330,12 @@ def main() -> None:
     parser.add_argument("--variant", choices=VARIANTS, help="one runner (default: all three)")
     parser.add_argument("--passthrough", action="append", default=[], metavar="MODULE")
     parser.add_argument("--park-at-step", type=int, metavar="N")
+    parser.add_argument(
+        "--max-history-events", type=int, metavar="N", help="the rollouts' continue-as-new point"
+    )
+    parser.add_argument(
+        "--shared-type-adapters", action="store_true", help="one TypeAdapter cache per process"
+    )
     parser.add_argument("--trace", action="store_true", help="where Python's memory goes")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -290,6 +347,8 @@ def main() -> None:
                 trace=args.trace,
                 passthrough=args.passthrough,
                 park_at_step=args.park_at_step,
+                max_history_events=args.max_history_events,
+                shared_type_adapters=args.shared_type_adapters,
             )
         )
         finish(json.dumps(asdict(figures)) if args.json else _describe(figures))
@@ -300,11 +359,13 @@ def main() -> None:
         for variant in variants:
             figures = _measure(args, variant, rollouts)
             print(_describe(figures), flush=True)
-            summary.append(f"{figures.variant}@{rollouts} {figures.rss_kb:.0f} KB")
+            summary.append(
+                f"{figures.variant}@{rollouts} {figures.rss_kb:.0f}/{figures.trimmed_kb:.0f} KB"
+            )
     baseline = figures.baseline_kb / 1024
     finish(
-        f"memory_probe: per parked rollout in the worker's cache: {', '.join(summary)} "
-        f"(worker baseline ~{baseline:.0f} MB)"
+        f"memory_probe: per parked rollout in the worker's cache (RSS / after the worker's trim): "
+        f"{', '.join(summary)}; worker baseline ~{baseline:.0f} MB"
     )
 
 
