@@ -10,7 +10,9 @@ Order and failure policy, chosen so a retry does no harm and a chat outage never
    Event's name is derived from (object, type, reason, message), so a repeat finds it and bumps
    ``count`` and ``lastTimestamp`` instead of adding a new object. A retry after a write whose
    answer was lost bumps the count once more: a count off by one beats a lost event. (Unlike the
-   Kubernetes correlator, events that differ only in message are not merged.)
+   Kubernetes correlator, events that differ only in message are not merged.) The worker
+   remembers the Events it wrote, so a new event is one create and a remembered repeat one
+   patch, with no read first (`EventRecorder.write_kubernetes_event`).
 2. Every ``event`` webhook gets Flagger's payload with the message in ``metadata``.
 3. When the event carries an alert severity, every alert whose ``severity`` admits it is posted
    through its ``AlertProvider``: info alerts receive everything, warn alerts warn and error,
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -36,12 +40,20 @@ from activities.analysis.alerts import AlertSender, read_target
 from activities.analysis.notifiers import Field
 from activities.analysis.settings import AnalysisSettings
 from activities.analysis.webhooks import WebhookCaller, event_metadata, payload
-from activities.errors import AlreadyExists, AnalysisError, InvalidSpec, KubernetesError
+from activities.errors import (
+    AlreadyExists,
+    AnalysisError,
+    Conflict,
+    InvalidSpec,
+    KubernetesError,
+    NotFound,
+)
 from activities.kubernetes.resources import (
     ALERT_PROVIDER,
     CANARY,
     DEPLOYMENT,
     EVENT,
+    Obj,
     Resources,
     secret_data,
 )
@@ -51,6 +63,9 @@ from workflows.spec import AlertSpec
 log = logging.getLogger(__name__)
 
 SEVERITY_RANK = {"info": 0, "warn": 1, "error": 2}
+
+REMEMBERED_EVENTS = 4096
+"""Events whose last write a worker remembers (the least recently written beyond)."""
 
 
 def should_alert(alert_severity: str, event_severity: str) -> bool:
@@ -102,6 +117,8 @@ class EventRecorder:
             transport=transport,
         )
         self._clock = clock
+        self._written: OrderedDict[tuple[str, str], Obj] = OrderedDict()
+        self._lock = threading.Lock()
 
     def record(self, event: EventInput, *, canary_uid: str | None = None) -> None:
         """``canary_uid``: the Canary's ``metadata.uid`` when the caller has just read it (the
@@ -114,21 +131,55 @@ class EventRecorder:
     # --- 1. Kubernetes ---------------------------------------------------------------------
 
     def write_kubernetes_event(self, event: EventInput, *, canary_uid: str | None = None) -> None:
-        """Create the Event, or bump the count of an identical one (raises on API failure)."""
+        """Create the Event, or bump the count of an identical one (raises on API failure).
+
+        As client-go's event recorder (Flagger's) does, the worker remembers the Events it
+        wrote: a repeat it remembers is one patch of the count, guarded by the
+        ``resourceVersion`` its last write left (a conflict, another writer's bump, starts
+        again from a read); an Event it does not remember is created at once, and only when it
+        exists already (a repeat from before this worker started) is it read and bumped."""
         namespace = event.ref.namespace
         name = event_name(event, self._settings.event_component)
         now = _timestamp(self._clock())
-        existing = self._cluster.get(EVENT, namespace, name)
-        if existing is None:
+        key = (namespace, name)
+        with self._lock:
+            kept = self._written.get(key)
+        if kept is not None:
             try:
-                body = self._new_event(event, name, now, canary_uid)
-                self._cluster.create(EVENT, namespace, body)
+                self._bump(key, kept, now, guarded=True)
                 return
-            except AlreadyExists:
-                # Another writer (or our own earlier attempt) created it meanwhile: aggregate.
-                existing = self._cluster.get(EVENT, namespace, name) or {}
-        count = int(existing.get("count") or 1) + 1
-        self._cluster.patch(EVENT, namespace, name, {"count": count, "lastTimestamp": now})
+            except (Conflict, NotFound):
+                self._forget(key)
+        try:
+            body = self._new_event(event, name, now, canary_uid)
+            self._remember(key, self._cluster.create(EVENT, namespace, body))
+            return
+        except AlreadyExists:
+            # Written before (by an earlier worker, or an attempt whose answer was lost).
+            existing = self._cluster.get(EVENT, namespace, name) or {}
+        self._bump(key, existing, now, guarded=False)
+
+    def _bump(self, key: tuple[str, str], existing: Obj, now: str, *, guarded: bool) -> None:
+        patch: Obj = {"count": int(existing.get("count") or 1) + 1, "lastTimestamp": now}
+        if guarded:
+            version = (existing.get("metadata") or {}).get("resourceVersion")
+            patch["metadata"] = {"resourceVersion": version}
+        self._remember(key, self._cluster.patch(EVENT, key[0], key[1], patch))
+
+    def _remember(self, key: tuple[str, str], written: Obj) -> None:
+        version = (written.get("metadata") or {}).get("resourceVersion")
+        if not version:
+            return
+        kept = {"count": written.get("count"), "metadata": {"resourceVersion": version}}
+        with self._lock:
+            self._written[key] = kept
+            self._written.move_to_end(key)
+            while len(self._written) > REMEMBERED_EVENTS:
+                self._written.popitem(last=False)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._written.pop(key, None)
 
     def _new_event(
         self, event: EventInput, name: str, now: str, canary_uid: str | None

@@ -106,6 +106,22 @@ def test_repeats_are_aggregated_by_count(
     assert len(_events_of(admin_client, ns, message + " (again)")) == 1
 
 
+def test_repeats_count_right_whichever_worker_writes_them(
+    worker_client: k8s.ApiClient, admin_client: k8s.ApiClient, ns: str
+) -> None:
+    # A worker remembers the Events it wrote and bumps a repeat with one guarded patch; a
+    # worker that does not remember one (another, or restarted), and a remembered count that
+    # another writer has bumped since, still add up.
+    first, second = _activities(worker_client), _activities(worker_client)
+    event = _event(ns, type="Warning", message=f"Halt podinfo.{ns} advancement (two workers)")
+    first.record_event(event)  # created: 1
+    second.record_event(event)  # not remembered: the create is refused, it is read, bumped: 2
+    first.record_event(event)  # remembered at 1, refused as stale, read, bumped: 3
+    first.record_event(event)  # remembered at 3: 4
+    (written,) = _events_of(admin_client, ns, event.message)
+    assert written.count == 4
+
+
 def test_missing_deployment_still_gets_its_event(
     worker_client: k8s.ApiClient, admin_client: k8s.ApiClient, nodeploy_ns: str
 ) -> None:
