@@ -90,6 +90,7 @@ class Activities:
                 arg,
                 result_type=result_type,
                 start_to_close_timeout=options.start_to_close,
+                schedule_to_close_timeout=options.schedule_to_close,
                 heartbeat_timeout=options.heartbeat,
                 retry_policy=options.retry,
                 cancellation_type=cancellation,

@@ -36,6 +36,8 @@ class ActivityOptions:
     start_to_close: timedelta
     retry: RetryPolicy
     heartbeat: timedelta | None = None
+    schedule_to_close: timedelta | None = None
+    """The bound over every attempt together (None: attempts bound it)."""
 
 
 KUBERNETES_RETRY = RetryPolicy(
@@ -64,7 +66,11 @@ COMPENSATION = ActivityOptions(
 
 WAIT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
-    maximum_attempts=3,
+    maximum_interval=timedelta(seconds=30),
+    # Unlimited: the wait ends by the deadline's rules, and `WAIT_LIMIT` bounds all attempts. A
+    # worker too busy to send a heartbeat in time (2,000 rollouts starting at once) loses an
+    # attempt, never the rollout; three attempts used to fail one in fifty of those.
+    maximum_attempts=0,
     non_retryable_error_types=NON_RETRYABLE,
 )
 
@@ -84,10 +90,12 @@ def wait_ready(deadline_seconds: float) -> ActivityOptions:
     """Waiting for a Deployment: as long as Flagger's deadline rules allow (the activity ends the
     wait; `WAIT_LIMIT` at most), heartbeating while it waits. Only the timeout changed from the
     deadline plus a margin: replaying a run recorded with the old one is unaffected."""
+    limit = max(timedelta(seconds=deadline_seconds) + WAIT_MARGIN, WAIT_LIMIT)
     return ActivityOptions(
-        start_to_close=max(timedelta(seconds=deadline_seconds) + WAIT_MARGIN, WAIT_LIMIT),
+        start_to_close=limit,
         retry=WAIT_RETRY,
         heartbeat=WAIT_HEARTBEAT,
+        schedule_to_close=limit + WAIT_MARGIN,
     )
 
 

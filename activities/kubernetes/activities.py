@@ -376,16 +376,23 @@ _ANSWER_MARGIN = 10.0
 
 
 def _attempt_budget(*, default: float) -> float:
-    """When this attempt must stop waiting: its start-to-close timeout less a margin (runs
-    scheduled before the wait followed Flagger's deadline had only the deadline plus 30 s);
-    outside an activity, ``default`` seconds from now."""
+    """When this attempt must stop waiting: the sooner of its start-to-close timeout and the
+    schedule-to-close bound of all attempts, less a margin (runs scheduled before the wait
+    followed Flagger's deadline had only the deadline plus 30 s); outside an activity, ``default``
+    seconds from now."""
     now = time.time()
     if not activity.in_activity():
         return now + default
-    timeout = activity.info().start_to_close_timeout
-    if timeout is None:
+    info = activity.info()
+    ends = []
+    if info.start_to_close_timeout is not None:
+        ends.append(now + info.start_to_close_timeout.total_seconds())
+    if info.schedule_to_close_timeout is not None:
+        scheduled = info.scheduled_time.timestamp()
+        ends.append(scheduled + info.schedule_to_close_timeout.total_seconds())
+    if not ends:
         return now + default
-    return now + max(timeout.total_seconds() - _ANSWER_MARGIN, 1.0)
+    return max(min(ends) - _ANSWER_MARGIN, now + 1.0)
 
 
 def _first_attempt_start() -> float:

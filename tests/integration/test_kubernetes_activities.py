@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -83,7 +83,9 @@ def env() -> ActivityEnvironment:
     # The timeout the workflow gives a wait (the environment's default is 1 s): waits end by
     # the progress deadline's rules, not by the attempt running out of time.
     environment.info = dataclasses.replace(
-        environment.info, start_to_close_timeout=policies.WAIT_LIMIT
+        environment.info,
+        start_to_close_timeout=policies.WAIT_LIMIT,
+        schedule_to_close_timeout=None,
     )
     return environment
 
@@ -624,9 +626,20 @@ def test_wait_ready_honours_the_ready_threshold_and_generation(
         started = time.monotonic()
         result = env.run(k8s.wait_ready, half(0.2))
         waited = time.monotonic() - started
-    assert not result.ready
-    assert "observed deployment generation less than desired generation" in result.message
-    assert 1.8 <= waited < 6
+        assert not result.ready
+        assert "observed deployment generation less than desired generation" in result.message
+        assert 1.8 <= waited < 6
+        # A later attempt gets what is left of the bound over all attempts (schedule-to-close,
+        # counted from the first schedule), here 13 s from 1 s ago, less the margin: ~2 s.
+        env.info = dataclasses.replace(
+            env.info,
+            start_to_close_timeout=policies.WAIT_LIMIT,
+            schedule_to_close_timeout=timedelta(seconds=13),
+            scheduled_time=datetime.now(UTC) - timedelta(seconds=1),
+        )
+        started = time.monotonic()
+        assert not env.run(k8s.wait_ready, half(0.2)).ready
+        assert 1.5 <= time.monotonic() - started < 5
 
 
 async def test_wait_ready_is_cancelled_promptly(k8s, admin_client, namespace) -> None:

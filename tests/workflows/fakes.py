@@ -84,6 +84,8 @@ class FakeCluster:
     """Whether ``sync_canary_status`` finds the Canary (False: a CI-only rollout)."""
     # deployment name → answers of wait_ready, consumed in order (the last one repeats)
     ready: dict[str, list[bool]] = field(default_factory=dict)
+    wait_ready_errors: int = 0
+    """Attempts of wait_ready that fail (retryable) first, as a worker too busy to heartbeat."""
     # metric name → answers of check_metric, consumed in order (the last one repeats)
     metrics: dict[str, list[MetricResult]] = field(default_factory=dict)
     # webhook name → answers (ok or not), consumed in order (the last one repeats);
@@ -186,6 +188,9 @@ async def reconcile_routes(arg: RoutesInput) -> None:
 async def wait_ready(arg: WaitReadyInput) -> ReadyResult:
     c = _cluster()
     await c.record(ActivityName.WAIT_READY, arg)
+    if c.wait_ready_errors > 0:
+        c.wait_ready_errors -= 1
+        raise ApplicationError("the attempt timed out: no heartbeat in time")
     ok = c._next(c.ready.get(arg.deployment, []), True)
     message = (
         "1 of 1 updated replicas are available" if ok else "0 of 1 updated replicas are available"
