@@ -38,6 +38,7 @@ import collections
 import contextlib
 import itertools
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -252,7 +253,10 @@ async def outcome(handle: WorkflowHandle[Any, Any]) -> str:
         return "succeeded"
     except WorkflowFailureError as err:
         cause = str(err.cause)
-        return "cancelled (rolled back)" if "cancelled" in cause else f"failed: {cause[:90]}"
+        if "cancelled" in cause:
+            return "cancelled (rolled back)"
+        # One line per reason, not per target: the targets' names are left out.
+        return "failed: " + re.sub(r"\bapp\d+\.scale\d+\b", "TARGET", cause)[:90]
 
 
 async def count(client: Client, query: str) -> int:
