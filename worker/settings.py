@@ -180,9 +180,12 @@ class WorkerSettings:
     ``max_concurrent_activities`` so a slot never waits for a thread."""
 
     max_cached_workflows: int = 2000
-    """Workflows kept in memory. Keep it at or above the number of open rollouts: a smaller
-    cache replays histories on every task (3.5× the CPU); each cached rollout costs ~270 KB
-    (BENCHMARKS.md)."""
+    """Workflows kept in memory. Size it to the rollouts the worker runs at once (at or above
+    the number of open rollouts: an evicted rollout replays its whole history on its next task,
+    3.5× the CPU), and the worker's memory to ~100 MB plus, per cached rollout, ~0.3 MB parked in
+    its first interval and ~25 KB more for every step its current run has taken: the SDK keeps
+    each command's state machine until the run ends or continues as new (``bench.memory_probe``,
+    BENCHMARKS.md "Memory"). 2,000 rollouts of 10 steps each: ~1.2 GB."""
 
     metrics_port: int = DEFAULT_METRICS_PORT
     """Port of the worker's Prometheus endpoint (/metrics); 0 turns it off."""
