@@ -186,10 +186,11 @@ class CanaryStatusActivities:
         key = (ref.namespace, ref.name)
         with self._lock:
             remembered = self._written.get(key)
+        tracks = input.phase in (Phase.INITIALIZED, Phase.SUCCEEDED)
         tracked = None
-        if input.phase in (Phase.INITIALIZED, Phase.SUCCEEDED):
-            tracked = self._tracked_configs(ref.namespace, ref.target)
         if remembered is not None:
+            if tracks:
+                tracked = self._tracked_configs(ref.namespace, ref.target)
             done = self._write(input, tracked, remembered, guarded=True)
             if done is not None:
                 return done
@@ -197,6 +198,8 @@ class CanaryStatusActivities:
         if live is None:
             self._forget(key)
             return CanaryStatusResult(exists=False), None
+        if tracks and remembered is None:  # read once, and only for a Canary in the cluster
+            tracked = self._tracked_configs(ref.namespace, ref.target)
         done = self._write(input, tracked, live, guarded=False)
         assert done is not None  # unguarded: always an answer
         return done
