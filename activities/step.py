@@ -157,6 +157,9 @@ class StepActivities:
 
 
 async def _heartbeat_loop() -> None:
+    # The first heartbeat after a second, not at once: the heartbeat timeout runs from the
+    # activity's start either way, and a step whose checks answer within the second (most)
+    # then costs no heartbeat call to the server at all.
     while True:
-        activity.heartbeat()
         await asyncio.sleep(HEARTBEAT_EVERY)
+        activity.heartbeat()
