@@ -1,13 +1,14 @@
 """The worker's native heap: hand the pages glibc malloc keeps after a burst back to the system.
 
-Most of what a cached rollout costs the worker lives outside Python's heap: the SDK's Rust core
+Much of what a cached rollout costs the worker lives outside Python's heap: the SDK's Rust core
 keeps every state machine of a cached run (with each activity's input) until the run ends or is
 evicted, and glibc malloc keeps the pages freed after a burst of work (rollouts starting
 together, a wave of steps) inside its arenas, where they still count as resident memory.
 ``malloc_trim(0)`` gives every whole free page back; the worker runs it on a daemon thread every
 ``TRIM_INTERVAL`` seconds. ``bench.memory_probe`` measures what it saves and how long it takes
-(BENCHMARKS.md, "Memory"). Limiting arenas (``M_ARENA_MAX``/``MALLOC_ARENA_MAX`` 1 or 2) and the
-trim and mmap thresholds were measured too and saved nothing, so they stay at glibc's defaults.
+(BENCHMARKS.md, "Memory"). Limiting arenas (``M_ARENA_MAX``/``MALLOC_ARENA_MAX`` 1 or 2), the
+trim and mmap thresholds and jemalloc were measured too and saved nothing (most of a cached
+rollout is live memory), so glibc keeps its defaults.
 
 On a C library without ``malloc_trim`` (musl, macOS) all of this does nothing.
 """
