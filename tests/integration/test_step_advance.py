@@ -2,9 +2,10 @@
 
 The activity runs with the worker's client (the ``coalmine`` ServiceAccount through the API
 proxy); the API server's audit log shows every request it made, so the test holds it to what a
-step needs: the VirtualService read once and patched once, the Canary read once (by the status
-write, whose ``metadata.uid`` the event then names, as Flagger's events do) and its ``/status``
-patched once, the Event created.
+step needs: the VirtualService read once and patched once; the Canary's ``/status`` patched
+once, after a read of the Canary on the worker's first write to it and with none on the next
+(the patch then guarded by the ``resourceVersion`` the last write left); the Event created,
+naming the Canary by the uid the status write saw, as Flagger's events do.
 """
 
 from __future__ import annotations
