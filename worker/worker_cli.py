@@ -132,7 +132,8 @@ def worker_command(
     max_cached_workflows: Annotated[
         int | None,
         typer.Option(
-            help="Rollouts kept in memory; ≥ open rollouts (~270 KB each; default 2000).",
+            help="Rollouts kept in memory; ≥ open rollouts (~0.3 MB each, +25 KB a step; "
+            "default 2000).",
             rich_help_panel=_SIZING,
         ),
     ] = None,
