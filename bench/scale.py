@@ -159,10 +159,12 @@ def machine_busy_seconds() -> float:
 
 
 @contextlib.asynccontextmanager
-async def worker_process(client: Client, env: dict[str, str], queue: str, log_dir: Path) -> Any:
-    """``coalmine worker`` on ``queue``; yields its pid once it polls the task queue."""
+async def worker_process(
+    client: Client, env: dict[str, str], queue: str, log_dir: Path, args: tuple[str, ...] = ()
+) -> Any:
+    """``coalmine worker [args]`` on ``queue``; yields its pid once it polls the task queue."""
     log = (log_dir / f"worker-{queue}.log").open("wb")
-    argv = [str(Path(sys.executable).parent / "coalmine"), "worker"]
+    argv = [str(Path(sys.executable).parent / "coalmine"), "worker", *args]
     worker_env = {**os.environ, **env, "TEMPORAL_TASK_QUEUE": queue, "COALMINE_METRICS_PORT": "0"}
     process = _spawn(argv, worker_env, log)
     try:
@@ -416,7 +418,7 @@ async def run_config(
     queue = f"scale-{label}"
     image = f"podinfo:{label}"
     await asyncio.to_thread(set_images, ctx.api_client, [*targets, WARMUP], image)
-    async with worker_process(ctx.client, ctx.env, queue, ctx.log_dir) as pid:
+    async with worker_process(ctx.client, ctx.env, queue, ctx.log_dir, ctx.worker_args) as pid:
         processes = Processes(worker=pid, temporal=ctx.temporal_pid, sandbox=ctx.sandbox_pid)
         # One short rollout first, so imports and first-use caches are not charged to the N.
         warmup = await start_spread(
@@ -500,12 +502,14 @@ class Context:
     temporal_pid: int
     sandbox_pid: int
     log_dir: Path
+    worker_args: tuple[str, ...] = ()
+    """Extra ``coalmine worker`` options (``--worker-arg``), e.g. its activity slots."""
 
 
 async def initialize(ctx: Context, targets: list[tuple[str, str]]) -> None:
     """Each target's first rollout: primary, Services, routes (Flagger's initialization)."""
     began = time.monotonic()
-    async with worker_process(ctx.client, ctx.env, "scale-init", ctx.log_dir):
+    async with worker_process(ctx.client, ctx.env, "scale-init", ctx.log_dir, ctx.worker_args):
         specs = [scale_canary(ns, n, interval=10, steps=1) for ns, n in targets]
         handles = await start_spread(ctx.client, "scale-init", specs, over=0)
         outcomes = collections.Counter(await bounded([outcome(h) for h in handles], 200))
@@ -544,7 +548,15 @@ async def run(args: argparse.Namespace) -> str:
                 "TEMPORAL_ADDRESS": server.address,
                 "KUBECONFIG": str(handle.worker_kubeconfig),
             }
-            ctx = Context(server.client, api_client, env, server.pid, handle.pid, Path(log_dir))
+            ctx = Context(
+                server.client,
+                api_client,
+                env,
+                server.pid,
+                handle.pid,
+                Path(log_dir),
+                tuple(args.worker_arg),
+            )
             # The sandbox's three fake Nodes hold 750 pods; each rollout needs its target's pod
             # (until scaled down), its primary's and its canary's.
             extra = max(0, (3 * max(sizes) + 249) // 250 - 3 + 1)
@@ -595,6 +607,13 @@ def main() -> None:
     parser.add_argument("--intervals", default="60,30")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--namespaces", type=int, default=10)
+    parser.add_argument(
+        "--worker-arg",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="an option for `coalmine worker`, e.g. --worker-arg=--max-concurrent-activities=400",
+    )
     args = parser.parse_args()
     finish(asyncio.run(run(args)))
 
