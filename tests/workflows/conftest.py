@@ -30,7 +30,6 @@ from workflows.spec import Canary
 TASK_QUEUE = f"coalmine-workflow-tests-{uuid.uuid4().hex[:8]}"
 
 
-
 def make_canary(**analysis: Any) -> Canary:
     """podinfo.test as in the article: interval 30s, threshold 5, stepWeight 10 up to 50."""
     spec_analysis: dict[str, Any] = {
