@@ -32,6 +32,7 @@ import pytest
 import yaml
 from kubernetes import client as kube
 
+from tests.activity_env import activity_env
 from tests.conftest import WORKER_USER, ApiProxy, Kubectl
 from tests.deploy._support import MANIFESTS, Doc, normalized_rules
 
@@ -271,7 +272,6 @@ def _canary_doc(namespace: str, peer: str) -> dict[str, Any]:
 
 def run_rollout(api_client: Any, canary: Any, prometheus: str) -> None:
     """One promoted rollout, activity by activity, as the workflow calls them."""
-    from temporalio.testing import ActivityEnvironment
 
     from activities.analysis import AnalysisActivities, AnalysisSettings
     from activities.kubernetes import CanaryStatusActivities, KubernetesActivities
@@ -292,7 +292,7 @@ def run_rollout(api_client: Any, canary: Any, prometheus: str) -> None:
     )
     from workflows.model import Phase
 
-    env = ActivityEnvironment()
+    env = activity_env()
     k8s = KubernetesActivities(api_client, poll_interval=0.1)
     router = RouterActivities(api_client)
     analysis = AnalysisActivities(

@@ -42,6 +42,7 @@ from activities.errors import (
 )
 from activities.kubernetes import KubernetesActivities, build_api_client
 from activities.router import RouterActivities
+from tests.activity_env import activity_env
 from tests.conftest import Kubectl
 from tests.integration.conftest import (
     UNPULLABLE,
@@ -79,15 +80,9 @@ def k8s(worker_client: client.ApiClient) -> KubernetesActivities:
 
 @pytest.fixture
 def env() -> ActivityEnvironment:
-    environment = ActivityEnvironment()
-    # The timeout the workflow gives a wait (the environment's default is 1 s): waits end by
-    # the progress deadline's rules, not by the attempt running out of time.
-    environment.info = dataclasses.replace(
-        environment.info,
-        start_to_close_timeout=policies.WAIT_LIMIT,
-        schedule_to_close_timeout=None,
-    )
-    return environment
+    # The timeouts the workflow gives a wait (the SDK's test default is 1 s): waits end by the
+    # progress deadline's rules, not by the attempt running out of time.
+    return activity_env()
 
 
 def ref(namespace: str) -> CanaryRef:
@@ -620,7 +615,9 @@ def test_wait_ready_honours_the_ready_threshold_and_generation(
     # A new spec the controller has not observed yet is not ready, whatever the counts say
     # (1 of 2 is enough for the 50% threshold), and no deadline ends that wait (Flagger's
     # rule): only the attempt's own time does, here 12 s less the 10 s kept to answer in.
-    env.info = dataclasses.replace(env.info, start_to_close_timeout=timedelta(seconds=12))
+    env.info = dataclasses.replace(
+        env.info, start_to_close_timeout=timedelta(seconds=12), schedule_to_close_timeout=None
+    )
     with status_frozen(kubectl, namespace):
         set_image(admin_client, namespace, "quay.io/stefanprodan/podinfo:1.4.1")
         started = time.monotonic()
@@ -644,7 +641,7 @@ def test_wait_ready_honours_the_ready_threshold_and_generation(
 
 async def test_wait_ready_is_cancelled_promptly(k8s, admin_client, namespace) -> None:
     create_podinfo(admin_client, namespace, hpa=False, ready_after=600)
-    env = ActivityEnvironment()
+    env = activity_env()
     loop = asyncio.get_running_loop()
     heartbeat = asyncio.Event()
     env.on_heartbeat = lambda *details: loop.call_soon_threadsafe(heartbeat.set)
@@ -873,7 +870,7 @@ def test_a_release_with_real_controllers(worker_client, admin_client, namespace)
     controllers and kwok's nodes roll the pods; pods take a second to become ready, so the
     waits surely see them coming (and heartbeat) even on a loaded machine."""
     k8s = KubernetesActivities(worker_client, poll_interval=0.1)
-    env = ActivityEnvironment()
+    env = activity_env()
     heartbeats: list[str] = []
     env.on_heartbeat = lambda *details: heartbeats.append(details[0])
     create_podinfo(admin_client, namespace, hpa=False, ready_after=1.0)

@@ -11,6 +11,7 @@ naming the Canary by the uid the status write saw, as Flagger's events do.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -169,10 +170,25 @@ def test_advance_writes_the_weights_then_the_status_and_the_event_on_the_canary(
     status = status_of(custom, namespace)
     assert (status["canaryWeight"], status["iterations"], status["phase"]) == (30, 0, "Progressing")
 
-    # The Canary deleted: the remembered one is no help, the step says the Canary is gone.
+    # The Canary deleted: the remembered one is no help, the step says the Canary is gone. (Its
+    # owned objects are orphaned, so the garbage collector leaves the VirtualService the step
+    # patches: only the Canary is gone.)
     custom.delete_namespaced_custom_object(
-        "flagger.app", "v1beta1", namespace, "canaries", "podinfo"
+        "flagger.app",
+        "v1beta1",
+        namespace,
+        "canaries",
+        "podinfo",
+        body=client.V1DeleteOptions(propagation_policy="Orphan"),
     )
+    # Orphaning rewrites the VirtualService (its ownerReference goes): wait for that, or the
+    # step's guarded patch meets a 409 that only Temporal's retry would see past.
+    deadline = time.monotonic() + 30
+    while custom.get_namespaced_custom_object(
+        "networking.istio.io", "v1beta1", namespace, "virtualservices", "podinfo"
+    )["metadata"].get("ownerReferences"):
+        assert time.monotonic() < deadline, "the garbage collector never orphaned the route"
+        time.sleep(0.1)
     gone = env.run(
         step.advance, step_to(request, 40, f"Advance podinfo.{namespace} canary weight 40")
     )
