@@ -88,8 +88,9 @@ controller never sees its spec; Flagger would retry it forever): then it reports
 
 def wait_ready(deadline_seconds: float) -> ActivityOptions:
     """Waiting for a Deployment: as long as Flagger's deadline rules allow (the activity ends the
-    wait; `WAIT_LIMIT` at most), heartbeating while it waits. Only the timeout changed from the
-    deadline plus a margin: replaying a run recorded with the old one is unaffected."""
+    wait; `WAIT_LIMIT` at most, over all attempts), heartbeating while it waits. Timeouts and
+    retry policies are not part of what a replay compares, so runs recorded with the old ones
+    (the deadline plus a margin, three attempts) replay unchanged."""
     limit = max(timedelta(seconds=deadline_seconds) + WAIT_MARGIN, WAIT_LIMIT)
     return ActivityOptions(
         start_to_close=limit,
