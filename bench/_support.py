@@ -27,15 +27,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import EventType, IndexedValueType
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from worker.search_attributes import register_search_attributes
 from workflows.search import SEARCH_ATTRIBUTES
 from workflows.spec import Canary
 
@@ -109,23 +108,6 @@ def process_name(pid: int) -> str:
 
 
 # --- servers ---------------------------------------------------------------------------------
-
-
-async def register_search_attributes(client: Client) -> None:
-    """The time-skipping server starts with no custom attributes: register the workflow's."""
-    kinds = {
-        SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
-    }
-    request = AddSearchAttributesRequest(
-        namespace=client.namespace,
-        search_attributes={k.name: kinds[k.indexed_value_type] for k in SEARCH_ATTRIBUTES},
-    )
-    try:
-        await client.operator_service.add_search_attributes(request)
-    except RPCError as err:
-        if "already" not in str(err).lower():
-            raise
 
 
 @contextlib.asynccontextmanager
