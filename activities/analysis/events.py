@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +46,7 @@ from activities.errors import (
     KubernetesError,
     NotFound,
 )
+from activities.kubernetes.last_writes import LastWrites
 from activities.kubernetes.resources import (
     ALERT_PROVIDER,
     CANARY,
@@ -117,8 +116,7 @@ class EventRecorder:
             transport=transport,
         )
         self._clock = clock
-        self._written: OrderedDict[tuple[str, str], Obj] = OrderedDict()
-        self._lock = threading.Lock()
+        self._written = LastWrites(REMEMBERED_EVENTS)
 
     def record(self, event: EventInput, *, canary_uid: str | None = None) -> None:
         """``canary_uid``: the Canary's ``metadata.uid`` when the caller has just read it (the
@@ -142,8 +140,7 @@ class EventRecorder:
         name = event_name(event, self._settings.event_component)
         now = _timestamp(self._clock())
         key = (namespace, name)
-        with self._lock:
-            kept = self._written.get(key)
+        kept = self._written.get(key)
         if kept is not None:
             try:
                 self._bump(key, kept, now, guarded=True)
@@ -171,15 +168,10 @@ class EventRecorder:
         if not version:
             return
         kept = {"count": written.get("count"), "metadata": {"resourceVersion": version}}
-        with self._lock:
-            self._written[key] = kept
-            self._written.move_to_end(key)
-            while len(self._written) > REMEMBERED_EVENTS:
-                self._written.popitem(last=False)
+        self._written.put(key, kept)
 
     def _forget(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._written.pop(key, None)
+        self._written.forget(key)
 
     def _new_event(
         self, event: EventInput, name: str, now: str, canary_uid: str | None

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from datetime import UTC, datetime
 
 from kubernetes import client
@@ -35,6 +33,7 @@ from temporalio import activity
 
 from activities.errors import Conflict, NotFound, api_errors
 from activities.kubernetes.client import REQUEST_TIMEOUT
+from activities.kubernetes.last_writes import LastWrites
 from activities.kubernetes.resources import CANARY, Obj, Resources
 from activities.kubernetes.revision import config_content, read_configs, read_target
 from workflows.activity_api import ActivityName, CanaryStatusInput, CanaryStatusResult
@@ -171,8 +170,7 @@ class CanaryStatusActivities:
     def __init__(self, api_client: client.ApiClient) -> None:
         self._res = Resources(api_client)
         self._custom = client.CustomObjectsApi(api_client)
-        self._written: OrderedDict[tuple[str, str], Obj] = OrderedDict()
-        self._lock = threading.Lock()
+        self._written = LastWrites(REMEMBERED)
 
     @activity.defn(name=ActivityName.SYNC_CANARY_STATUS)
     def sync_canary_status(self, input: CanaryStatusInput) -> CanaryStatusResult:
@@ -184,8 +182,7 @@ class CanaryStatusActivities:
         in the cluster), so a caller recording an event on it need not read it again."""
         ref = input.ref
         key = (ref.namespace, ref.name)
-        with self._lock:
-            remembered = self._written.get(key)
+        remembered = self._written.get(key)
         tracks = input.phase in (Phase.INITIALIZED, Phase.SUCCEEDED)
         tracked = None
         if remembered is not None:
@@ -257,15 +254,10 @@ class CanaryStatusActivities:
             "spec": {"targetRef": (canary.get("spec") or {}).get("targetRef") or {}},
             "status": canary.get("status") or {},
         }
-        with self._lock:
-            self._written[key] = kept
-            self._written.move_to_end(key)
-            while len(self._written) > REMEMBERED:
-                self._written.popitem(last=False)
+        self._written.put(key, kept)
 
     def _forget(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._written.pop(key, None)
+        self._written.forget(key)
 
     def patch_status(self, namespace: str, name: str, patch: Obj) -> Obj:
         """Merge-patch the ``/status`` subresource (``CustomObjectsApi`` sends merge-patch);
