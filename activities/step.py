@@ -14,6 +14,9 @@ Here it is two activities (plus the interval timer):
 - `advance` sets the weights and then writes what the step records about it, the "Advance"
   event and the Canary's status, so they cost no action of their own. Those writes never fail
   the weight change: like events, they are logged and the next change writes the status again.
+  The workflow runs it as a local activity (a few API requests): no activity task of its own, and
+  the workflow goes on (the next interval's timer) in the task that ran it. Its result echoes the
+  event, since a local activity leaves only its result in history.
 
 The pieces are the existing activity classes' (`AnalysisActivities`, `RouterActivities`,
 `CanaryStatusActivities`), so a check or a weight change behaves exactly as its own activity.
@@ -153,7 +156,7 @@ class StepActivities:
                 self._analysis.events.record(request.event, canary_uid=canary_uid)
             except (KubernetesError, ApplicationError) as exc:
                 log.warning("Recording event %r failed: %s", request.event.message, exc)
-        return AdvanceResult(weights=weights, canary_exists=exists)
+        return AdvanceResult(weights=weights, event=request.event, canary_exists=exists)
 
 
 async def _heartbeat_loop() -> None:

@@ -34,6 +34,7 @@ from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from worker.report._payloads import local_activity
 from worker.search_attributes import register_search_attributes
 from workflows.search import SEARCH_ATTRIBUTES
 from workflows.spec import Canary
@@ -284,6 +285,9 @@ class Activity:
     started: float | None = None
     closed: float | None = None
     outcome: str = ""
+    local: bool = False
+    """A local activity: only its marker is in history (all three times are the marker's, the
+    end of the workflow task that ran it; its run is inside that task's)."""
 
 
 @dataclass
@@ -361,6 +365,15 @@ def parse_history(events: list[HistoryEvent]) -> History:
             attrs = getattr(event, _ACTIVITY_CLOSED[kind])
             act = activities[attrs.scheduled_event_id]
             act.closed, act.outcome = when, _ACTIVITY_CLOSED[kind].split("_")[2]
+        elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
+            local = local_activity(event.marker_recorded_event_attributes)
+            if local is not None and local[0] == "advance":
+                # The step's weight change as a local activity (the ``local-advance`` patch):
+                # in history only as this marker, written when its workflow task completed.
+                weights = local[1].get("weights") if isinstance(local[1], dict) else None
+                history.activities.append(
+                    Activity("advance", when, weights, when, when, "completed")
+                )
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
             history.tasks.append([when])
         elif kind in _TASK_PROGRESS and history.tasks:

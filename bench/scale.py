@@ -309,7 +309,7 @@ def add_history(
             figures.task_queued.append(task[1] - task[0])
             figures.task_work.append(task[2] - task[1])
     for act in history.activities:
-        if act.started is not None and act.scheduled < until:
+        if act.started is not None and act.scheduled < until and not act.local:
             figures.activity_queued.append(act.started - act.scheduled)
             if act.closed is not None:
                 figures.run[act.name].append(act.closed - act.started)

@@ -73,6 +73,8 @@ class Activities:
         self.ref = CanaryRef.of(canary, cluster)
         self._interrupted = interrupted
         self._sticky_session = sticky_session
+        self.local_advance = False
+        """Run ``advance`` as a local activity (the ``local-advance`` patch, set by the run)."""
 
     async def _call(
         self,
@@ -83,19 +85,35 @@ class Activities:
         options: policies.ActivityOptions,
         summary: str,
         cancellation: workflow.ActivityCancellationType = _WAIT,
+        local: bool = False,
     ) -> R:
         try:
-            result = await workflow.execute_activity(
-                name,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=options.start_to_close,
-                schedule_to_close_timeout=options.schedule_to_close,
-                heartbeat_timeout=options.heartbeat,
-                retry_policy=options.retry,
-                cancellation_type=cancellation,
-                summary=summary,
-            )
+            if local:
+                # Run by this worker inside the workflow task that asked for it: no activity
+                # task, and the workflow goes on in the same task (one marker in history).
+                assert options.heartbeat is None, "a local activity does not heartbeat"
+                result = await workflow.execute_local_activity(
+                    name,
+                    arg,
+                    result_type=result_type,
+                    start_to_close_timeout=options.start_to_close,
+                    schedule_to_close_timeout=options.schedule_to_close,
+                    retry_policy=options.retry,
+                    cancellation_type=cancellation,
+                    summary=summary,
+                )
+            else:
+                result = await workflow.execute_activity(
+                    name,
+                    arg,
+                    result_type=result_type,
+                    start_to_close_timeout=options.start_to_close,
+                    schedule_to_close_timeout=options.schedule_to_close,
+                    heartbeat_timeout=options.heartbeat,
+                    retry_policy=options.retry,
+                    cancellation_type=cancellation,
+                    summary=summary,
+                )
         except ActivityError:
             if self._interrupted():
                 # Cancelled with the rollout: not a failed webhook or a provider error.
@@ -266,6 +284,10 @@ class Activities:
             result_type=AdvanceResult,
             options=policies.KUBERNETES,
             summary=f"set weights primary {primary} / canary {canary}",
+            # A few API requests (~10–100 ms): as a local activity the step costs one workflow
+            # task and one activity task less, and a killed worker's is retried with the
+            # workflow task (seconds), not after the activity's timeout.
+            local=self.local_advance,
         )
 
     async def record_event(self, event: EventInput) -> None:

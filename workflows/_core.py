@@ -31,6 +31,11 @@ ONE_ACTIVITY_STEP_PATCH = "one-activity-step"
 """``workflow.patched`` ID of the three-action step (``analyse_step``, ``advance``, the weight
 upserted with the phase only) and of continue-as-new carrying the whole ``ResumeState``."""
 
+LOCAL_ADVANCE_PATCH = "local-advance"
+"""``workflow.patched`` ID of the step's ``advance`` run as a local activity: the weight change
+runs inside the workflow task that has the checks' answers, and the next interval's timer starts
+in that same task."""
+
 DEFAULT_MAX_HISTORY_EVENTS = 10_000
 """History length at which a rollout continues as new (the hard limit is 51,200 events)."""
 

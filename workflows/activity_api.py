@@ -301,6 +301,11 @@ class AdvanceInput(ApiModel):
 
 class AdvanceResult(LenientModel):
     weights: Weights
+    event: EventInput | None = Field(
+        None,
+        description="The step's event as it was posted (run as a local activity, ``advance`` "
+        "leaves only its result in history, not its input).",
+    )
     canary_exists: bool | None = Field(
         None, description="Whether the Canary is in the cluster (None: no status was sent)."
     )

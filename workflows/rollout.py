@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows._compensation import Compensations
     from workflows._core import (
         CANARY_STATUS_PATCH,
+        LOCAL_ADVANCE_PATCH,
         ONE_ACTIVITY_STEP_PATCH,
         RestartAnalysis,
         RollbackRequested,
@@ -127,6 +128,11 @@ class CanaryRolloutWorkflow(
         # A step in three actions, a state that survives continue-as-new whole (issue 15).
         self._one_activity_step = workflow.patched(ONE_ACTIVITY_STEP_PATCH)
         self._flagger_events = workflow.patched(FLAGGER_EVENTS_PATCH)
+        # The step's weight change as a local activity: one workflow task and one activity task
+        # fewer per step (issue 15).
+        self._calls.local_advance = self._one_activity_step and workflow.patched(
+            LOCAL_ADVANCE_PATCH
+        )
         self._state.weight_with_phase_only = self._one_activity_step
         self._state.on_change = self._sync_canary_status
         self._state.start()

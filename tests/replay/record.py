@@ -167,6 +167,22 @@ async def _three_action_step(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def _local_advance(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """The step's ``advance`` as a local activity (the ``local-advance`` patch): a load test, a
+    failing check, promoted."""
+    return await _three_action_step(rollouts)
+
+
+async def _local_advance_rolled_back(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+    """The local ``advance`` steps, then a rollback when a check fails past the threshold."""
+    good, bad = passing("request-success-rate"), failing("request-success-rate")
+    cluster = FakeCluster(metrics={"request-success-rate": [good, good, bad]})
+    handle = await rollouts.start(cluster, make_canary(threshold=1))
+    with contextlib.suppress(WorkflowFailureError):  # rolled back, as intended
+        await handle.result()
+    return handle
+
+
 async def _continued_as_new_promote_pending(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
     """Continue-as-new with a promote pending; the next run's gate is approved by it."""
     cluster = FakeCluster(webhooks={"approve": [False]})
@@ -230,6 +246,8 @@ SCENARIOS = {
     "canary_mirrored": _canary_mirrored,
     "session_affinity": _session_affinity,
     "three_action_step": _three_action_step,
+    "local_advance": _local_advance,
+    "local_advance_rolled_back": _local_advance_rolled_back,
     "continued_as_new_promote_pending": _continued_as_new_promote_pending,
     "continued_as_new_rolled_back": _continued_as_new_rolled_back,
     "flagger_events": _flagger_events,

@@ -21,7 +21,7 @@ HISTORIES = {
 
 
 def test_the_expected_histories_are_stored() -> None:
-    assert set(HISTORIES) >= {"succeeded", "rolled_back", "operated"}
+    assert set(HISTORIES) >= {"succeeded", "rolled_back", "operated", "local_advance"}
 
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))

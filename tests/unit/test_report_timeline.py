@@ -132,6 +132,24 @@ def test_a_first_initialization_has_nothing_to_roll_out() -> None:
     assert [e.reason for e in t.events] == ["Synced"]
 
 
+def test_a_local_advance_reads_as_the_activity_did() -> None:
+    """Run as a local activity, ``advance`` leaves only its result in history: the weights and
+    the step's event are read from it, exactly as from the activity's input before."""
+    before, local = (
+        timeline_of(recorded("three_action_step")),
+        timeline_of(recorded("local_advance")),
+    )
+    assert [w.canary for w in local.weights] == [w.canary for w in before.weights]
+    assert [w.canary for w in local.weights] == [10, 20, 30, 40, 50, 0]
+    # (the later history also has the events of the ``flagger-events`` patch: compare the steps')
+    advances = [e.message for e in local.events if e.message.startswith("Advance ")]
+    assert advances == [e.message for e in before.events if e.message.startswith("Advance ")]
+    assert advances[0] == "Advance podinfo.test canary weight 10"
+    assert [(c.step, c.name) for c in local.checks] == [(c.step, c.name) for c in before.checks]
+    rolled_back = timeline_of(recorded("local_advance_rolled_back"))
+    assert [w.canary for w in rolled_back.weights] == [10, 20, 30, 0]  # the 0 is the rollback's
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in HISTORIES.glob("*.json")))
 def test_every_recorded_history_reads(name: str) -> None:
     t = timeline_of(recorded(name))

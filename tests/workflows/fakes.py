@@ -60,6 +60,7 @@ class Hook:
     do: Callable[[], Awaitable[Any]]
     once: bool = True
     block: bool = False
+    inline: bool = False
     fired: bool = False
 
 
@@ -106,9 +107,13 @@ class FakeCluster:
         *,
         once: bool = True,
         block: bool = False,
+        inline: bool = False,
     ) -> None:
-        """Run ``do`` inside the activity; ``block``: then keep running until cancelled."""
-        self.hooks.append(Hook(name, when, do, once, block))
+        """Run ``do`` inside the activity; ``block``: then keep running until cancelled.
+
+        Inside a local activity (``set_weights`` within ``advance``) ``do`` runs once the activity
+        has returned, unless ``inline`` (for a hook that does not talk to the workflow)."""
+        self.hooks.append(Hook(name, when, do, once, block, inline))
 
     def called(self, name: str) -> list[Any]:
         return [arg for call, arg in self.calls if call == name]
@@ -133,6 +138,12 @@ class FakeCluster:
         for hook in self.hooks:
             if hook.activity == name and not (hook.once and hook.fired) and hook.when(arg):
                 hook.fired = True
+                if activity.info().is_local and not hook.inline:
+                    # A local activity (``advance``: set_weights inside it) runs while its
+                    # workflow task is open, so an update, signal or cancellation sent from inside
+                    # it lands only once it returns: send it then, as an operator's would be.
+                    _detached(hook.do())
+                    continue
                 await hook.do()
                 if hook.block:
                     await _until_cancelled()
@@ -142,6 +153,20 @@ class FakeCluster:
         if not answers:
             return default
         return answers.pop(0) if len(answers) > 1 else answers[0]
+
+
+_DETACHED: set[asyncio.Task[Any]] = set()
+
+
+def _detached(call: Awaitable[Any]) -> None:
+    """Run ``call`` after the current activity, keeping the task referenced until it ends."""
+
+    async def run() -> Any:
+        return await call
+
+    task = asyncio.get_running_loop().create_task(run())
+    _DETACHED.add(task)
+    task.add_done_callback(_DETACHED.discard)
 
 
 async def _until_cancelled() -> None:
@@ -300,7 +325,7 @@ async def advance(arg: AdvanceInput) -> AdvanceResult:
     if arg.event is not None:
         with contextlib.suppress(ApplicationError):  # a failed event never fails the change
             await record_event(arg.event)
-    return AdvanceResult(weights=weights, canary_exists=exists)
+    return AdvanceResult(weights=weights, event=arg.event, canary_exists=exists)
 
 
 ACTIVITIES = [

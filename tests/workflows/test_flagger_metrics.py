@@ -141,7 +141,7 @@ async def test_a_promoted_rollout_in_flaggers_series(worker: MetricsWorker) -> N
 
     cluster = FakeCluster()
     # Scraped inside the weight change to 30: the previous step (20) is what Prometheus sees.
-    cluster.on(ActivityName.SET_WEIGHTS, lambda a: a.canary == 30, mid_rollout)
+    cluster.on(ActivityName.SET_WEIGHTS, lambda a: a.canary == 30, mid_rollout, inline=True)
     handle = await worker.run(cluster, make_canary())
     await handle.result()
 

@@ -289,7 +289,8 @@ async def test_validators_refuse_what_makes_no_sense(rollouts: Rollouts) -> None
         refusals.append(str(caught.value.cause))
         await late.update("resume", OperatorRequest())
 
-    cluster.on(ActivityName.SET_WEIGHTS, lambda a: a.canary == 10, try_things)
+    # During the first judged step's checks (an activity task: updates are handled meanwhile).
+    cluster.on(ActivityName.ANALYSE_STEP, lambda _: True, try_things)
     late.handle = await rollouts.start(cluster)
     assert (await late.handle.result()).phase == Phase.SUCCEEDED
     assert "not paused" in refusals[0]

@@ -1,7 +1,8 @@
 """The three-action step, and a state that survives continue-as-new whole.
 
 A step with checks is the interval timer, ``analyse_step`` (every check) and ``advance`` (the
-weight, its event and the Canary's status): three Temporal actions. Continue-as-new carries the
+weight, its event and the Canary's status, a local activity run in the workflow task that has the
+checks' answers): three Temporal actions and two workflow tasks. Continue-as-new carries the
 status, the operator's pending requests and the undo stack in one ``ResumeState``, so a promote
 accepted just before it is honoured after it, and a rollback after it undoes what the first run
 did.
@@ -9,14 +10,19 @@ did.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from tests.workflows.conftest import (
+    TASK_QUEUE,
     Rollouts,
     expect_rollback,
     hook,
@@ -24,9 +30,11 @@ from tests.workflows.conftest import (
     run_histories,
     weights,
 )
-from tests.workflows.fakes import FakeCluster, failing, passing
+from tests.workflows.fakes import ACTIVITIES, FakeCluster, failing, passing
+from worker.report._payloads import local_activity
 from workflows.activity_api import ActivityName
 from workflows.model import AbortRequest, Phase, PromoteRequest, RolloutInput
+from workflows.rollout import CanaryRolloutWorkflow
 
 ACTIONS = (
     EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
@@ -37,6 +45,10 @@ ACTIONS = (
 
 
 def _activity(event: HistoryEvent) -> str | None:
+    """The activity an event schedules, or the local activity whose marker it is."""
+    if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+        local = local_activity(event.marker_recorded_event_attributes)
+        return local[0] if local else None
     if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
         return None
     return str(event.activity_task_scheduled_event_attributes.activity_type.name)
@@ -71,6 +83,14 @@ async def test_a_step_with_two_metrics_costs_three_actions(rollouts: Rollouts) -
             ActivityName.ANALYSE_STEP,
             ActivityName.ADVANCE,
         ]
+        # The timer's task schedules the checks; their answer's task runs advance and starts
+        # the next timer: no activity task and no workflow task of advance's own.
+        tasks = [e for e in window if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED]
+        assert len(tasks) == 2
+        scheduled = [
+            e for e in window if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        ]
+        assert [_activity(e) for e in scheduled] == [ActivityName.ANALYSE_STEP]
 
 
 async def test_the_step_event_and_status_travel_with_the_weight(rollouts: Rollouts) -> None:
@@ -134,6 +154,46 @@ async def test_an_abort_does_not_wait_for_a_slow_check(rollouts: Rollouts) -> No
     ]
     assert tasks_between == []
     assert weights(cluster)[-1] == (100, 0)
+
+
+async def test_an_abort_sent_while_advance_runs_is_taken_when_it_returns(
+    dev_server_env: WorkflowEnvironment,
+) -> None:
+    """``advance`` runs as a local activity, inside an open workflow task: an abort sent
+    meanwhile waits for it (on the real server, which keeps the update until that task ends),
+    is then accepted, and rolls back from the weight it set."""
+    cluster = FakeCluster()
+    rollouts = Rollouts(dev_server_env)
+    handles: list[WorkflowHandle[Any, Any]] = []
+    answered: list[float] = []
+    returned: list[float] = []
+    sent: list[asyncio.Task[None]] = []
+
+    async def abort() -> None:
+        await handles[0].execute_update("abort", AbortRequest(identity="ops", reason="mid-step"))
+        answered.append(time.monotonic())
+
+    async def slow_weight_change() -> None:
+        sent.append(asyncio.create_task(abort()))  # another client, while the weights are set
+        await asyncio.sleep(1.0)  # a slow API server
+        assert not sent[0].done()  # not accepted while advance is in flight
+        returned.append(time.monotonic())
+
+    cluster.on(ActivityName.SET_WEIGHTS, lambda a: a.canary == 20, slow_weight_change, inline=True)
+    async with Worker(
+        dev_server_env.client,
+        task_queue=TASK_QUEUE,
+        workflows=[CanaryRolloutWorkflow],
+        activities=ACTIVITIES,
+    ):
+        handles.append(await rollouts.start(cluster, make_canary(interval="1s")))
+        error = await expect_rollback(handles[0])
+    assert "aborted by ops: mid-step" in error.message
+    await sent[0]
+    assert len(answered) == len(returned) == 1
+    assert answered[0] > returned[0]
+    assert weights(cluster) == [(90, 10), (80, 20), (100, 0)]
+    assert cluster.canary_replicas == 0
 
 
 async def test_a_promote_pending_at_continue_as_new_is_honoured_after(rollouts: Rollouts) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.history.v1 import MarkerRecordedEventAttributes
 
 _CAMEL = re.compile(r"_([a-z])")
 
@@ -41,6 +42,24 @@ def summary(metadata_summary: Payload) -> str:
     """A user-metadata summary (an activity's or timer's one-liner)."""
     value = decode(metadata_summary) if metadata_summary.data else None
     return value if isinstance(value, str) else ""
+
+
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
+def local_activity(marker: MarkerRecordedEventAttributes) -> tuple[str, Any] | None:
+    """``(activity type, result)`` of a local activity's marker; None for any other marker.
+
+    A local activity leaves only this marker in history: its type (in the marker's ``data``)
+    and its result, not its input."""
+    if marker.marker_name != LOCAL_ACTIVITY_MARKER:
+        return None
+    data = first(marker.details["data"]) if "data" in marker.details else None
+    name = text(get(data, "activity_type"))
+    if not name:
+        return None
+    result = first(marker.details["result"]) if "result" in marker.details else None
+    return name, result
 
 
 def when(stamp: Timestamp) -> datetime:

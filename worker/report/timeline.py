@@ -115,6 +115,12 @@ class _Reader:
             timed_out = event.activity_task_timed_out_event_attributes
             self._failed(timed_out.scheduled_event_id, "timed out", time)
         elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
+            local = p.local_activity(event.marker_recorded_event_attributes)
+            if local is not None and local[0] == "advance":
+                # The step's weight change as a local activity: its result says what it did.
+                self._weights(p.get(local[1], "weights"), time)
+                self._advance_event(p.get(local[1], "event"), time)
+                return
             message = p.summary(event.user_metadata.summary)
             if message.startswith(_EVENT_PREFIX):
                 self._event(message[len(_EVENT_PREFIX) :], time)
