@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from bench._support import canary
 from tests.workflows.fakes import ACTIVITIES, CLUSTERS, FakeCluster
+from worker.runner import workflow_runner
 from workflows.model import RolloutInput
 from workflows.rollout import CanaryRolloutWorkflow
 from workflows.spec import Canary
@@ -55,6 +56,7 @@ async def fake_worker(client: Client) -> AsyncIterator[str]:
         task_queue=queue,
         workflows=[CanaryRolloutWorkflow],
         activities=ACTIVITIES,
+        workflow_runner=workflow_runner(),
         default_heartbeat_throttle_interval=timedelta(milliseconds=10),
         max_heartbeat_throttle_interval=timedelta(milliseconds=10),
     ):

@@ -9,7 +9,7 @@ of RSS over that baseline once all are parked, divided by the rollouts, is the m
 rollout holds. Each figure comes from a fresh process; the default run measures three runners at
 300 and 1,000 rollouts:
 
-- ``sandboxed``: the SDK's sandboxed runner as the product configures it (``worker.app``);
+- ``sandboxed``: the product's runner (`worker.runner`: the SDK's sandbox, context look-ups direct);
 - ``passthrough``: the sandbox passing every module through (no per-run module copies, but
   ``datetime.now()`` in workflow code is then no longer refused);
 - ``unsandboxed``: ``UnsandboxedWorkflowRunner``.
@@ -56,6 +56,7 @@ from bench._fakes import article_canary
 from bench._support import dev_server, finish, rss_kb
 from tests.workflows.fakes import ACTIVITIES, CLUSTERS, FakeCluster
 from worker.memory import trim
+from worker.runner import RolloutSandbox, workflow_runner
 from workflows.activity_api import ActivityName, SetWeightsInput
 from workflows.model import OperatorRequest, RolloutInput
 from workflows.rollout import CanaryRolloutWorkflow
@@ -133,8 +134,8 @@ class SharedAdaptersPayloadConverter(PydanticPayloadConverter):
                 converter._type_adapter = _SHARED_ADAPTERS
 
 
-def runner(variant: str, passthrough: list[str]) -> WorkflowRunner | None:
-    """The workflow runner of a variant (None: the worker's default, the product's runner)."""
+def runner(variant: str, passthrough: list[str]) -> WorkflowRunner:
+    """The workflow runner of a variant (``sandboxed``: the product's, `worker.runner`)."""
     if variant == "unsandboxed":
         return UnsandboxedWorkflowRunner()
     if variant == "passthrough":
@@ -142,8 +143,8 @@ def runner(variant: str, passthrough: list[str]) -> WorkflowRunner | None:
         return SandboxedWorkflowRunner(restrictions=restrictions)
     if passthrough:
         restrictions = SandboxRestrictions.default.with_passthrough_modules(*passthrough)
-        return SandboxedWorkflowRunner(restrictions=restrictions)
-    return None
+        return RolloutSandbox(restrictions=restrictions)
+    return workflow_runner()
 
 
 class _Fleet:
@@ -235,9 +236,7 @@ async def probe(
         spec = article_canary(steps=5, interval="1h")
     else:  # one weight point per step, an interval short enough to reach the step soon
         spec = article_canary(steps=park_at_step + 20, interval="1s")
-    options: dict[str, Any] = {}
-    if (chosen := runner(variant, passthrough)) is not None:
-        options["workflow_runner"] = chosen
+    options: dict[str, Any] = {"workflow_runner": runner(variant, passthrough)}
     async with dev_server() as server:
         queue = f"probe-{uuid.uuid4().hex[:6]}"
         fleet = _Fleet(server.client, queue, spec, park_at_step, max_history_events)

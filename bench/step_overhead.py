@@ -6,11 +6,11 @@ Canary scaled down: 2 s interval, ``stepWeight 5`` (less beyond 19 steps, so ``m
 under 100), the two builtin metrics and the load-test webhook at every step, the canary getting
 real traffic. Each Canary is in the cluster too, as the controller's rollouts have it, so every
 step writes its status and its event names it (``--without-canary``: as CI starts a rollout from
-a file, with neither). ``--direct-context`` is an experiment on the SDK, not the product
-(`direct_serialization_context`).
+a file, with neither).
 
 Every latency figure comes from the histories (server timestamps). For each weight step: timer
-fired → set_weights completed, minus the union of the checks' scheduled → completed spans (the
+fired → weights patched (``advance``'s marker: a local activity, recorded when the workflow task
+that ran it completed), minus the union of the checks' scheduled → completed spans (the
 webhook first, then the metrics concurrently; the union counts overlapping checks once). What
 remains is the workflow's own cost: workflow tasks between the timer and the checks and between
 the checks and the patch, the task queue, and the patch itself — each printed as its own
@@ -252,33 +252,12 @@ async def run(
     )
 
 
-def direct_serialization_context() -> None:
-    """The SDK asks the workflow instance for a serialization context three times per payload
-    each way; through the sandbox that is an ``exec`` each time. This experiment asks the
-    in-sandbox instance directly (the answer is the same: it only reads the instance's pending
-    commands), to measure what the sandbox's round trips cost a step."""
-    from temporalio.worker.workflow_sandbox import _runner
-
-    def context(self: Any, command_info: Any) -> Any:
-        return self.globals_and_locals["__temporal_in_sandbox"].get_serialization_context(
-            command_info
-        )
-
-    _runner._Instance.get_serialization_context = context  # type: ignore[method-assign]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2, help="weight steps of the short run")
     parser.add_argument("--long-steps", type=int, default=30, help="weight steps of the long run")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds to measure idle CPU")
-    parser.add_argument(
-        "--direct-context",
-        action="store_true",
-        help="an experiment, not the product: answer the SDK's serialization-context look-ups "
-        "outside the workflow sandbox (what a worker-side runner change would save)",
-    )
     parser.add_argument(
         "--without-canary",
         action="store_true",
@@ -288,8 +267,6 @@ def main() -> None:
     if not 0 < args.steps < args.long_steps <= 95:
         parser.error("want 0 < --steps < --long-steps <= 95")
     in_cluster = not args.without_canary
-    if args.direct_context:
-        direct_serialization_context()
     finish(
         asyncio.run(
             run(args.rollouts, args.steps, args.long_steps, args.idle, in_cluster=in_cluster)

@@ -19,6 +19,7 @@ from temporalio.worker import Interceptor, Worker
 
 from worker.memory import start_trimming
 from worker.metrics import MetricsInterceptor, RolloutMetrics
+from worker.runner import workflow_runner
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -97,10 +98,12 @@ def build_worker(
         activities=list(activities),
         activity_executor=executor,
         max_concurrent_activities=sizing.max_concurrent_activities,
+        max_concurrent_local_activities=sizing.max_concurrent_local_activities,
         # At least the number of open rollouts: an evicted rollout is replayed from its
         # history on its next task, which costs several times the CPU.
         max_cached_workflows=sizing.max_cached_workflows,
         interceptors=interceptors,
+        workflow_runner=workflow_runner(),
         # On shutdown, running activities get this long to finish before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=sizing.graceful_shutdown_seconds),
     )

@@ -175,9 +175,14 @@ class WorkerSettings:
     max_concurrent_activities: int = 100
     """Activity tasks run at once; most wait on Kubernetes or Prometheus, so this can be high."""
 
-    activity_threads: int = 100
-    """Threads of the pool that runs the synchronous (Kubernetes client) activities; at least
-    ``max_concurrent_activities`` so a slot never waits for a thread."""
+    max_concurrent_local_activities: int = 100
+    """Local activities run at once: each step's weight change (``advance``), events and the
+    Canary's status, run by the worker inside the workflow task that asked for them."""
+
+    activity_threads: int = 200
+    """Threads of the pool that runs the synchronous (Kubernetes client) activities, local ones
+    too; at least ``max_concurrent_activities + max_concurrent_local_activities`` so a slot never
+    waits for a thread."""
 
     max_cached_workflows: int = 2000
     """Workflows kept in memory. Size it to the rollouts the worker runs at once (at or above
@@ -204,7 +209,12 @@ class WorkerSettings:
     (Flagger's ``-mesh-provider``). An unknown name is refused at start-up."""
 
     def __post_init__(self) -> None:
-        for name in ("max_concurrent_activities", "activity_threads", "max_cached_workflows"):
+        for name in (
+            "max_concurrent_activities",
+            "max_concurrent_local_activities",
+            "activity_threads",
+            "max_cached_workflows",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
         if not 0 <= self.metrics_port <= 65535:
@@ -213,10 +223,12 @@ class WorkerSettings:
             raise SettingsError(
                 f"unknown mesh provider {self.mesh_provider!r}: use one of {providers.known()}"
             )
-        if self.activity_threads < self.max_concurrent_activities:
+        slots = self.max_concurrent_activities + self.max_concurrent_local_activities
+        if self.activity_threads < slots:
             raise SettingsError(
-                f"activity threads ({self.activity_threads}) must be at least "
-                f"max concurrent activities ({self.max_concurrent_activities})"
+                f"activity threads ({self.activity_threads}) must be at least max concurrent "
+                f"activities plus local activities ({self.max_concurrent_activities} + "
+                f"{self.max_concurrent_local_activities}): raise --activity-threads to {slots}"
             )
 
     @classmethod
@@ -230,11 +242,13 @@ class WorkerSettings:
             values["metrics_port"] = _int("COALMINE_METRICS_PORT", port)
         values.update({k: v for k, v in flags.items() if v is not None})
         values = {k: v for k, v in values.items() if v is not None}
-        if "max_concurrent_activities" in values and "activity_threads" not in values:
-            # One thread per activity slot unless told otherwise.
-            values["activity_threads"] = max(
-                values["max_concurrent_activities"], cls.activity_threads
+        if "activity_threads" not in values:
+            # One thread per activity slot, local or not, unless told otherwise.
+            slots = values.get("max_concurrent_activities", cls.max_concurrent_activities)
+            slots += values.get(
+                "max_concurrent_local_activities", cls.max_concurrent_local_activities
             )
+            values["activity_threads"] = max(slots, cls.activity_threads)
         return cls(**values)
 
 

@@ -125,9 +125,19 @@ def worker_command(
         int | None,
         typer.Option(help="Activity tasks at once (default 100).", rich_help_panel=_SIZING),
     ] = None,
+    max_concurrent_local_activities: Annotated[
+        int | None,
+        typer.Option(
+            help="Local activities at once: step weight changes, events (default 100).",
+            rich_help_panel=_SIZING,
+        ),
+    ] = None,
     activity_threads: Annotated[
         int | None,
-        typer.Option(help="Threads for Kubernetes activities.", rich_help_panel=_SIZING),
+        typer.Option(
+            help="Threads for Kubernetes activities; ≥ both limits above together (default 200).",
+            rich_help_panel=_SIZING,
+        ),
     ] = None,
     max_cached_workflows: Annotated[
         int | None,
@@ -174,6 +184,7 @@ def worker_command(
                 prometheus_url=prometheus_url,
                 mesh_provider=mesh_provider,
                 max_concurrent_activities=max_concurrent_activities,
+                max_concurrent_local_activities=max_concurrent_local_activities,
                 activity_threads=activity_threads,
                 max_cached_workflows=max_cached_workflows,
                 metrics_port=metrics_port,

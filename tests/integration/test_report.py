@@ -45,6 +45,7 @@ from worker.report.html import render_html
 from worker.report.png import render_png
 from worker.report.series import compare
 from worker.report.timeline import timeline_of
+from worker.runner import workflow_runner
 from workflows.model import RolloutInput, workflow_id
 from workflows.rollout import CanaryRolloutWorkflow
 
@@ -151,6 +152,7 @@ async def fake_worker(dev_client: Client) -> AsyncIterator[Worker]:
         task_queue=TASK_QUEUE,
         workflows=[CanaryRolloutWorkflow],
         activities=ACTIVITIES,
+        workflow_runner=workflow_runner(),
     ) as worker:
         yield worker
 

@@ -30,6 +30,7 @@ from tests.workflows.conftest import (
     run_histories,
 )
 from tests.workflows.fakes import ACTIVITIES, FakeCluster, failing, passing
+from worker.runner import workflow_runner
 from workflows.activity_api import ActivityName
 from workflows.model import NewRevisionRequest, OperatorRequest, PromoteRequest
 from workflows.rollout import CanaryRolloutWorkflow
@@ -268,6 +269,7 @@ async def main() -> None:
             task_queue=TASK_QUEUE,
             workflows=[CanaryRolloutWorkflow],
             activities=ACTIVITIES,
+            workflow_runner=workflow_runner(),
         ):
             rollouts = Rollouts(env)
             HISTORIES.mkdir(exist_ok=True)

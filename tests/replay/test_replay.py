@@ -12,6 +12,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from worker.runner import workflow_runner
 from workflows.rollout import CanaryRolloutWorkflow
 
 HISTORIES = {
@@ -27,6 +28,10 @@ def test_the_expected_histories_are_stored() -> None:
 @pytest.mark.parametrize("name", sorted(HISTORIES))
 async def test_history_replays(name: str) -> None:
     history = WorkflowHistory.from_json(f"canary/replay/{name}", HISTORIES[name])
-    replayer = Replayer(workflows=[CanaryRolloutWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[CanaryRolloutWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
     result = await replayer.replay_workflow(history)
     assert result.replay_failure is None

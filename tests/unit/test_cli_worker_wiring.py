@@ -32,6 +32,7 @@ async def test_worker_is_sized_from_settings(dev_server_env: WorkflowEnvironment
         worker=WorkerSettings(
             max_cached_workflows=4321,
             max_concurrent_activities=7,
+            max_concurrent_local_activities=2,
             activity_threads=9,
             graceful_shutdown_seconds=12,
         )
@@ -44,6 +45,7 @@ async def test_worker_is_sized_from_settings(dev_server_env: WorkflowEnvironment
         api_client.close()
     assert config["max_cached_workflows"] == 4321
     assert config["max_concurrent_activities"] == 7
+    assert config["max_concurrent_local_activities"] == 2
     assert config["activity_executor"]._max_workers == 9  # type: ignore[union-attr]
     assert config["graceful_shutdown_timeout"].total_seconds() == 12
     assert [w.__name__ for w in config["workflows"]] == [

@@ -120,13 +120,14 @@ def test_worker_settings_from_environment_and_flags() -> None:
     assert settings.metrics_port == 9100
     assert settings.max_cached_workflows == 5000
     assert settings.max_concurrent_activities == 200
-    assert settings.activity_threads >= 200  # a thread for every activity slot
+    assert settings.activity_threads >= 300  # a thread for every activity slot, local ones too
 
 
 def test_worker_defaults_size_for_many_rollouts() -> None:
     settings = WorkerSettings.from_env({})
     assert settings.max_cached_workflows >= 2000
-    assert settings.activity_threads >= settings.max_concurrent_activities
+    slots = settings.max_concurrent_activities + settings.max_concurrent_local_activities
+    assert settings.activity_threads >= slots
 
 
 @pytest.mark.parametrize(
@@ -136,6 +137,7 @@ def test_worker_defaults_size_for_many_rollouts() -> None:
         ({}, {"metrics_port": 70000}, "not a port"),
         ({}, {"max_cached_workflows": 0}, "at least 1"),
         ({}, {"max_concurrent_activities": 50, "activity_threads": 10}, "activity threads"),
+        ({}, {"max_concurrent_local_activities": 150, "activity_threads": 200}, "plus local"),
     ],
 )
 def test_bad_worker_settings(env: dict[str, str], flags: dict[str, int], message: str) -> None:

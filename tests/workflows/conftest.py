@@ -19,6 +19,7 @@ from temporalio.workflow import UnfinishedSignalHandlersWarning, UnfinishedUpdat
 
 from tests import canaries
 from tests.workflows.fakes import ACTIVITIES, CLUSTERS, FakeCluster, new_workflow_id
+from worker.runner import workflow_runner
 from worker.search_attributes import register_search_attributes
 from workflows.activity_api import ActivityName
 from workflows.model import ROLLOUT_FAILED_ERROR, RolloutInput, RolloutResult, RolloutStatus
@@ -57,6 +58,7 @@ class Rollouts:
     def __init__(self, env: WorkflowEnvironment) -> None:
         self.env = env
         self.client = env.client
+        self.task_queue = TASK_QUEUE
 
     async def start(
         self, cluster: FakeCluster, canary: Canary | None = None, **fields: Any
@@ -66,7 +68,7 @@ class Rollouts:
         fields.setdefault("revision", cluster.revision)
         rollout = RolloutInput(canary=canary or make_canary(), **fields)
         return await self.client.start_workflow(
-            CanaryRolloutWorkflow.run, rollout, id=workflow_id, task_queue=TASK_QUEUE
+            CanaryRolloutWorkflow.run, rollout, id=workflow_id, task_queue=self.task_queue
         )
 
     async def status(self, handle: WorkflowHandle[Any, Any]) -> RolloutStatus:
@@ -116,6 +118,7 @@ async def rollout_worker(rollout_client: Client) -> AsyncIterator[Worker]:
         task_queue=TASK_QUEUE,
         workflows=[CanaryRolloutWorkflow],
         activities=ACTIVITIES,
+        workflow_runner=workflow_runner(),
         # Cancellation reaches an activity with a heartbeat's answer: answer quickly in tests.
         default_heartbeat_throttle_interval=timedelta(milliseconds=10),
         max_heartbeat_throttle_interval=timedelta(milliseconds=10),

@@ -32,6 +32,7 @@ from tests.workflows.conftest import (
 )
 from tests.workflows.fakes import ACTIVITIES, FakeCluster, failing, passing
 from worker.report._payloads import local_activity
+from worker.runner import workflow_runner
 from workflows.activity_api import ActivityName
 from workflows.model import AbortRequest, Phase, PromoteRequest, RolloutInput
 from workflows.rollout import CanaryRolloutWorkflow
@@ -185,6 +186,7 @@ async def test_an_abort_sent_while_advance_runs_is_taken_when_it_returns(
         task_queue=TASK_QUEUE,
         workflows=[CanaryRolloutWorkflow],
         activities=ACTIVITIES,
+        workflow_runner=workflow_runner(),
     ):
         handles.append(await rollouts.start(cluster, make_canary(interval="1s")))
         error = await expect_rollback(handles[0])
