@@ -156,7 +156,9 @@ class StepActivities:
                 self._analysis.events.record(request.event, canary_uid=canary_uid)
             except (KubernetesError, ApplicationError) as exc:
                 log.warning("Recording event %r failed: %s", request.event.message, exc)
-        return AdvanceResult(weights=weights, event=request.event, canary_exists=exists)
+        return AdvanceResult(
+            weights=weights, event=request.event and request.event.posted(), canary_exists=exists
+        )
 
 
 async def _heartbeat_loop() -> None:

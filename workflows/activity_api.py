@@ -249,6 +249,9 @@ class EventInput(ApiModel):
         None, description="Post to alerts at this severity; None sends no alert."
     )
 
+    def posted(self) -> PostedEvent:
+        return PostedEvent(type=self.type, reason=self.reason, message=self.message)
+
 
 # --- one analysis step --------------------------------------------------------------------
 
@@ -299,12 +302,20 @@ class AdvanceInput(ApiModel):
     status: CanaryStatusInput | None = None
 
 
+class PostedEvent(LenientModel):
+    """What a report needs of an event an activity posted."""
+
+    type: Literal["Normal", "Warning"] = "Normal"
+    reason: str
+    message: str
+
+
 class AdvanceResult(LenientModel):
     weights: Weights
-    event: EventInput | None = Field(
+    event: PostedEvent | None = Field(
         None,
-        description="The step's event as it was posted (run as a local activity, ``advance`` "
-        "leaves only its result in history, not its input).",
+        description="The step's event (run as a local activity, ``advance`` leaves only its "
+        "result in history, not its input).",
     )
     canary_exists: bool | None = Field(
         None, description="Whether the Canary is in the cluster (None: no status was sent)."

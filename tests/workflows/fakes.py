@@ -325,7 +325,9 @@ async def advance(arg: AdvanceInput) -> AdvanceResult:
     if arg.event is not None:
         with contextlib.suppress(ApplicationError):  # a failed event never fails the change
             await record_event(arg.event)
-    return AdvanceResult(weights=weights, event=arg.event, canary_exists=exists)
+    return AdvanceResult(
+        weights=weights, event=arg.event and arg.event.posted(), canary_exists=exists
+    )
 
 
 ACTIVITIES = [
