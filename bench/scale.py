@@ -484,7 +484,7 @@ def report(result: Result) -> None:
     print(f"    workflow task queued     {pcts(f.task_queued)}")
     print(f"    workflow task in worker  {pcts(f.task_work)}")
     print(f"    activity task queued     {pcts(f.activity_queued)}")
-    for name in sorted(f.run):
+    for name in sorted(name for name, times in f.run.items() if times):
         print(f"    activity {name:<15} {pcts(f.run[name])}")
     print(
         f"    per step: {mode(f.events_per_step)} history events, {mode(f.actions_per_step)} "
