@@ -15,8 +15,8 @@ Here it is two activities (plus the interval timer):
   event and the Canary's status, so they cost no action of their own. Those writes never fail
   the weight change: like events, they are logged and the next change writes the status again.
   The workflow runs it as a local activity (a few API requests): no activity task of its own, and
-  the workflow goes on (the next interval's timer) in the task that ran it. Its result echoes the
-  event, since a local activity leaves only its result in history.
+  the workflow goes on (the next interval's timer) in the task that ran it. Its result names the
+  event it posted (type, reason, message): a local activity leaves only its result in history.
 
 The pieces are the existing activity classes' (`AnalysisActivities`, `RouterActivities`,
 `CanaryStatusActivities`), so a check or a weight change behaves exactly as its own activity.
