@@ -87,32 +87,23 @@ class Activities:
         cancellation: workflow.ActivityCancellationType = _WAIT,
         local: bool = False,
     ) -> R:
+        call: dict[str, Any] = {
+            "result_type": result_type,
+            "start_to_close_timeout": options.start_to_close,
+            "schedule_to_close_timeout": options.schedule_to_close,
+            "retry_policy": options.retry,
+            "cancellation_type": cancellation,
+            "summary": summary,
+        }
         try:
             if local:
                 # Run by this worker inside the workflow task that asked for it: no activity
                 # task, and the workflow goes on in the same task (one marker in history).
                 assert options.heartbeat is None, "a local activity does not heartbeat"
-                result = await workflow.execute_local_activity(
-                    name,
-                    arg,
-                    result_type=result_type,
-                    start_to_close_timeout=options.start_to_close,
-                    schedule_to_close_timeout=options.schedule_to_close,
-                    retry_policy=options.retry,
-                    cancellation_type=cancellation,
-                    summary=summary,
-                )
+                result = await workflow.execute_local_activity(name, arg, **call)
             else:
                 result = await workflow.execute_activity(
-                    name,
-                    arg,
-                    result_type=result_type,
-                    start_to_close_timeout=options.start_to_close,
-                    schedule_to_close_timeout=options.schedule_to_close,
-                    heartbeat_timeout=options.heartbeat,
-                    retry_policy=options.retry,
-                    cancellation_type=cancellation,
-                    summary=summary,
+                    name, arg, heartbeat_timeout=options.heartbeat, **call
                 )
         except ActivityError:
             if self._interrupted():

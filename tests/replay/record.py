@@ -49,10 +49,10 @@ async def _succeeded(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
     return handle
 
 
-async def _rolled_back(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
+async def _rolled_back(rollouts: Rollouts, threshold: int = 3) -> WorkflowHandle[Any, Any]:
     good, bad = passing("request-success-rate"), failing("request-success-rate")
     cluster = FakeCluster(metrics={"request-success-rate": [good, good, bad]})
-    handle = await rollouts.start(cluster, make_canary(threshold=3))
+    handle = await rollouts.start(cluster, make_canary(threshold=threshold))
     with contextlib.suppress(WorkflowFailureError):  # rolled back, as intended
         await handle.result()
     return handle
@@ -176,12 +176,7 @@ async def _local_advance(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
 
 async def _local_advance_rolled_back(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
     """The local ``advance`` steps, then a rollback when a check fails past the threshold."""
-    good, bad = passing("request-success-rate"), failing("request-success-rate")
-    cluster = FakeCluster(metrics={"request-success-rate": [good, good, bad]})
-    handle = await rollouts.start(cluster, make_canary(threshold=1))
-    with contextlib.suppress(WorkflowFailureError):  # rolled back, as intended
-        await handle.result()
-    return handle
+    return await _rolled_back(rollouts, threshold=1)
 
 
 async def _continued_as_new_promote_pending(rollouts: Rollouts) -> WorkflowHandle[Any, Any]:
