@@ -86,9 +86,10 @@ def test_advance_writes_the_weights_then_the_status_and_the_event_on_the_canary(
     result = env.run(step.advance, request)
 
     assert result.canary_exists is True
-    assert result.event is not None  # what a local activity leaves in history
     assert request.event is not None
-    assert (result.event.reason, result.event.message) == ("Advance", request.event.message)
+    # What a local activity leaves in history: the event's type, reason and message.
+    assert result.event == request.event.posted()
+    assert result.event.message == request.event.message
     assert (result.weights.primary, result.weights.canary) == (90, 10)
     assert requests(api_proxy, namespace) - before == Counter(
         {
