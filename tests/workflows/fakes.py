@@ -159,7 +159,8 @@ _DETACHED: set[asyncio.Task[Any]] = set()
 
 
 def _detached(call: Awaitable[Any]) -> None:
-    """Run ``call`` after the current activity, keeping the task referenced until it ends."""
+    """Run ``call`` beside the current activity (what it sends the workflow lands once the
+    activity has returned), keeping the task referenced until it ends."""
 
     async def run() -> Any:
         return await call
