@@ -372,7 +372,7 @@ def parse_history(events: list[HistoryEvent]) -> History:
                 # in history only as this marker, written when its workflow task completed.
                 weights = local[1].get("weights") if isinstance(local[1], dict) else None
                 history.activities.append(
-                    Activity("advance", when, weights, when, when, "completed")
+                    Activity("advance", when, weights, when, when, "completed", local=True)
                 )
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
             history.tasks.append([when])
